@@ -1,0 +1,58 @@
+//! The command line: argument parsing and output formatting over the library.
+//!
+//! One file per command; each has an `Args` struct (clap) and a `run` function that
+//! calls the library and prints the result, as text or, with `--json`, as JSON for
+//! scripts and monitoring.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// pacsbak: SQL Server and PACS program backups, offsite, verified.
+#[derive(Debug, Parser)]
+#[command(name = "pacsbak", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration folder (pacsbak.toml, storage-targets/, policies/, restore-tests/).
+    #[arg(long, global = true, env = "PACSBAK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
+pub fn init_tracing(global: &GlobalArgs) {
+    let default = match global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {}
+}

@@ -1,0 +1,11 @@
+//! pacsbak: backup and disaster recovery for a hospital PACS whose data lives in
+//! Microsoft SQL Server.
+//!
+//! The library does the work; the binary in `main.rs` is a thin shell over [`cli`].
+//! Modules are split by domain: configuration, the offsite repository, storage
+//! targets, SQL Server backup files, the SQL Server simulator and the command line.
+
+pub mod cli;
+pub mod error;
+
+pub use error::{Error, ErrorKind};
