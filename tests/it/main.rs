@@ -1,0 +1,6 @@
+//! The integration tests: one binary, one module per area.
+//!
+//! Tests that need something this machine may lack (the real backups in
+//! `../shared/baks/`, a real SQL Server) print `skipped: <why>` and return.
+
+mod common;
