@@ -6,6 +6,9 @@
 //! targets, SQL Server backup files, the SQL Server simulator and the command line.
 
 pub mod cli;
+pub mod config;
 pub mod error;
 
 pub use error::{Error, ErrorKind};
+pub mod repository;
+pub mod storage;

@@ -9,6 +9,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod backup;
+mod context;
+mod diff;
+mod repo;
+mod restore_files;
+mod snapshots;
+mod verify;
+
 /// pacsbak: SQL Server and PACS program backups, offsite, verified.
 #[derive(Debug, Parser)]
 #[command(name = "pacsbak", version, about, long_about = None)]
@@ -35,7 +43,33 @@ pub struct GlobalArgs {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Create a repository and manage its passphrases.
+    Repo(repo::RepoArgs),
+    /// Back up into the repository.
+    Backup(backup::BackupArgs),
+    /// List snapshots.
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Show what changed between two snapshots.
+    Diff(diff::DiffArgs),
+    /// Restore from the repository.
+    Restore(RestoreArgs),
+    /// Check the repository (and read data back).
+    Verify(verify::VerifyArgs),
+}
+
+/// `restore ...`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(subcommand)]
+    command: RestoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RestoreCommand {
+    /// Restore files of a snapshot into a folder.
+    Files(restore_files::RestoreFilesArgs),
+}
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_tracing(global: &GlobalArgs) {
@@ -54,5 +88,15 @@ pub fn init_tracing(global: &GlobalArgs) {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    let g = &cli.global;
+    match cli.command {
+        Command::Repo(a) => repo::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Restore(a) => match a.command {
+            RestoreCommand::Files(a) => restore_files::run(g, a),
+        },
+        Command::Verify(a) => verify::run(g, a),
+    }
 }

@@ -1,0 +1,247 @@
+//! The configuration folder: `pacsbak.toml`, `storage-targets/*.toml`,
+//! `policies/*.toml`, `restore-tests/*.toml`.
+//!
+//! Loading validates everything without touching the network (ripgrep's rule:
+//! parse first, act second). Unknown keys, wrong types and missing files are errors
+//! that name the file, line and key. Secrets never live in these files: a key that
+//! looks like one is refused with directions to the environment or a secrets file.
+
+mod secrets;
+mod target;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+pub use secrets::{read_secret_file, repository_passphrase, Passphrase};
+pub use target::{ServiceKind, TargetConfig};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Name of the main file in the configuration folder.
+pub const MAIN_FILE: &str = "pacsbak.toml";
+
+/// `pacsbak.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MainConfig {
+    /// Repository access.
+    #[serde(default)]
+    pub repository: RepositorySection,
+}
+
+/// `[repository]` in `pacsbak.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySection {
+    /// File holding the repository passphrase (used when `PACSBAK_PASSWORD` is unset);
+    /// must not be readable by group or others. Relative to the config folder.
+    pub password_file: Option<PathBuf>,
+    /// Target used when a command is given no `--target` and there are several.
+    pub default_target: Option<String>,
+}
+
+/// A loaded configuration folder.
+#[derive(Debug, Clone)]
+pub struct ConfigDir {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `pacsbak.toml`.
+    pub main: MainConfig,
+    /// Storage targets by name (the file stem).
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+impl ConfigDir {
+    /// Loads and validates the folder.
+    pub fn load(dir: &Path) -> Result<ConfigDir> {
+        let main_path = dir.join(MAIN_FILE);
+        if !main_path.is_file() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{} not found: pass --config with the folder that holds it (or set PACSBAK_CONFIG)",
+                    main_path.display()
+                ),
+            )
+            .with("file", main_path.display()));
+        }
+        let main: MainConfig = parse_file(&main_path)?;
+        let mut targets = BTreeMap::new();
+        for path in toml_files(&dir.join("storage-targets"))? {
+            let t = TargetConfig::load(&path, dir)?;
+            targets.insert(t.name.clone(), t);
+        }
+        Ok(ConfigDir {
+            dir: dir.to_path_buf(),
+            main,
+            targets,
+        })
+    }
+
+    /// The target named `name`, or the only (or default) one when `name` is `None`.
+    pub fn target(&self, name: Option<&str>) -> Result<&TargetConfig> {
+        let known = || self.targets.keys().cloned().collect::<Vec<_>>().join(", ");
+        let name = match name.or(self.main.repository.default_target.as_deref()) {
+            Some(n) => n,
+            None => match self.targets.len() {
+                1 => {
+                    return self
+                        .targets
+                        .values()
+                        .next()
+                        .ok_or_else(|| Error::new(ErrorKind::Internal, "target vanished"))
+                }
+                0 => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "no storage targets: add a file to {}",
+                            self.dir.join("storage-targets").display()
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "several storage targets ({}): say which with --target",
+                            known()
+                        ),
+                    ))
+                }
+            },
+        };
+        self.targets.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("no storage target named {name:?} (known: {})", known()),
+            )
+        })
+    }
+}
+
+/// The `*.toml` files of a folder, sorted; a missing folder has none.
+pub fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for item in rd {
+        let p = item.map_err(|e| Error::io(dir, e))?.path();
+        if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Keys that would hold a secret; refused in any TOML file.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passphrase",
+    "secret",
+    "secret_access_key",
+    "access_key_secret",
+    "private_key",
+    "token",
+];
+
+/// Reads and deserializes a TOML file, with errors naming file, line and key.
+pub fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot read {}: {e}", path.display()),
+        )
+        .with("file", path.display())
+    })?;
+    parse_str(path, &text)
+}
+
+/// Deserializes TOML text read from `path`.
+pub fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    for (i, line) in text.lines().enumerate() {
+        let key = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if line.contains('=') && SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{}:{}: key `{key}`: secrets are never read from TOML; put it in an environment variable or a secrets file and name that instead",
+                    path.display(),
+                    i + 1
+                ),
+            )
+            .with("file", path.display())
+            .with("line", i + 1)
+            .with("key", key));
+        }
+    }
+    toml::from_str(text).map_err(|e| toml_error(path, text, &e))
+}
+
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let (line, col) = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count() + 1)
+                .unwrap_or(1);
+            (line, col)
+        }
+        None => (0, 0),
+    };
+    let msg = e.message().trim().to_string();
+    let key = e
+        .span()
+        .and_then(|s| text.get(s.clone()))
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty() && s.len() < 80 && !s.contains('\n'));
+    let mut err = Error::new(
+        ErrorKind::Config,
+        format!("{}:{line}:{col}: {msg}", path.display()),
+    )
+    .with("file", path.display())
+    .with("line", line);
+    if let Some(k) = key {
+        err = err.with("key", k);
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        a: u32,
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = parse_str::<T>(Path::new("x.toml"), "a = 1\nbogus = 2\n").unwrap_err();
+        assert!(e.to_string().contains("x.toml:2:1"), "{e}");
+        assert_eq!(e.context("key"), Some("bogus"));
+        let e = parse_str::<T>(Path::new("x.toml"), "a = \"one\"\n").unwrap_err();
+        assert!(e.to_string().contains("x.toml:1:"), "{e}");
+        let e = parse_str::<T>(Path::new("x.toml"), "a = 1\npassword = \"hunter2\"\n").unwrap_err();
+        assert!(e.to_string().contains("x.toml:2"), "{e}");
+        assert!(!e.to_string().contains("hunter2"));
+    }
+}

@@ -1,0 +1,76 @@
+//! Where secrets come from: the environment or a file only its owner can read.
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use super::MainConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A passphrase, wiped from memory when dropped.
+pub type Passphrase = Zeroizing<String>;
+
+/// Environment variable holding the repository passphrase.
+pub const PASSWORD_ENV: &str = "PACSBAK_PASSWORD";
+
+/// The repository passphrase: `PACSBAK_PASSWORD`, else the configured password file.
+pub fn repository_passphrase(main: &MainConfig, config_dir: &Path) -> Result<Passphrase> {
+    if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        if !p.is_empty() {
+            return Ok(Zeroizing::new(p));
+        }
+    }
+    match &main.repository.password_file {
+        Some(f) => read_secret_file(&config_dir.join(f)),
+        None => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "no repository passphrase: set {PASSWORD_ENV}, or password_file under [repository] in pacsbak.toml"
+            ),
+        )),
+    }
+}
+
+/// Reads a secret file (first line), refusing one that group or others can read.
+pub fn read_secret_file(path: &Path) -> Result<Passphrase> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
+            .with("file", path.display())
+    })?;
+    check_private(path, &meta)?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
+            .with("file", path.display())
+    })?);
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        return Err(
+            Error::new(ErrorKind::Config, "secrets file is empty").with("file", path.display())
+        );
+    }
+    Ok(Zeroizing::new(first.to_string()))
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "secrets file is readable by group or others (mode {:o}): run `chmod 600 {}`",
+                mode & 0o777,
+                path.display()
+            ),
+        )
+        .with("file", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
+    // Windows ACLs are checked by the operator (docs/operations.md).
+    Ok(())
+}

@@ -1,0 +1,497 @@
+//! `backup files`: snapshots of folder trees and single large files.
+//!
+//! The work runs on a blocking thread as a pipeline: this thread walks the sources,
+//! cuts files into chunks and keeps only chunks the repository lacks; worker threads
+//! compress and seal groups of new chunks; a packer fills packs; an uploader stores
+//! each pack and checkpoints an index file every few packs, so a killed backup leaves
+//! reusable packs. The manifest is written last.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use time::OffsetDateTime;
+use tracing::{info, info_span, warn};
+
+use super::chunker::chunk_stream;
+use super::crypto::MasterKey;
+use super::format::paths;
+use super::id::Id;
+use super::index::Index;
+use super::pack::{finish_pack, seal_group, GroupBuilder, GroupEntry, IndexedPack};
+use super::snapshot::{
+    source_name, Entry, EntryKind, Snapshot, SnapshotKind, SourceRoot, Summary, IDS_PER_LIST,
+    INLINE_CHUNKS, MANIFEST_VERSION,
+};
+use super::Repository;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Index checkpoints are written after this many packs.
+const PACKS_PER_INDEX_CHECKPOINT: usize = 8;
+
+/// What a backup should record besides the data.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Kind of snapshot.
+    pub kind: SnapshotKind,
+    /// Origin facts to record in the manifest.
+    pub meta: BTreeMap<String, serde_json::Value>,
+    /// Whether retention must keep it until unpinned.
+    pub pinned: bool,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            tags: Vec::new(),
+            kind: SnapshotKind::Files,
+            meta: BTreeMap::new(),
+            pinned: false,
+        }
+    }
+}
+
+/// The outcome of a backup.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupReport {
+    /// The new snapshot's id.
+    pub snapshot_id: Id,
+    /// Its counters.
+    pub summary: Summary,
+    /// Packs left by an interrupted run and reused.
+    pub adopted_packs: usize,
+}
+
+impl Repository {
+    /// Backs up `sources` (folders or files) into a new snapshot.
+    pub async fn backup(&self, sources: &[PathBuf], opts: &BackupOptions) -> Result<BackupReport> {
+        let span = info_span!(
+            "backup",
+            target = self.storage.name(),
+            sources = sources.len()
+        );
+        let _enter = span.enter();
+        if sources.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "nothing to back up: give at least one path",
+            ));
+        }
+        for s in sources {
+            std::fs::symlink_metadata(s).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot read backup source: {e}"))
+                    .with("path", s.display())
+            })?;
+        }
+        let started = OffsetDateTime::now_utc();
+        let mut index = self.load_index().await?;
+        let adopted_packs = self.adopt_orphan_packs(&mut index).await?;
+        let index = Arc::new(index);
+        let repo = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        let sources_owned = sources.to_vec();
+        let (roots, entries, mut summary) = tokio::task::spawn_blocking(move || {
+            run_pipeline(&repo, &handle, &index, &sources_owned)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
+        let snapshot = Snapshot {
+            version: MANIFEST_VERSION,
+            time: started,
+            finished: OffsetDateTime::now_utc(),
+            hostname: super::hostname(),
+            tags: opts.tags.clone(),
+            kind: opts.kind,
+            sources: roots,
+            entries,
+            summary: summary.clone(),
+            pinned: opts.pinned,
+            meta: opts.meta.clone(),
+        };
+        let snapshot_id = self.save_snapshot(&snapshot).await?;
+        summary.added_bytes = snapshot.summary.added_bytes;
+        info!(snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
+        Ok(BackupReport {
+            snapshot_id,
+            summary,
+            adopted_packs,
+        })
+    }
+}
+
+/// A group on its way to the packer.
+struct SealedGroup {
+    sealed: Vec<u8>,
+    raw_len: u32,
+    ids: Vec<Id>,
+}
+
+/// Decides which chunks are new and gathers them into groups.
+struct ChunkSink<'a> {
+    key: &'a MasterKey,
+    index: &'a Index,
+    pending: HashSet<[u8; 16]>,
+    group: GroupBuilder,
+    group_size: usize,
+    tx: Sender<GroupBuilder>,
+    new_chunks: u64,
+    new_bytes: u64,
+}
+
+/// The pipeline stopped because a later stage failed; the cause is reported there.
+struct Stopped;
+
+impl ChunkSink<'_> {
+    fn add(&mut self, data: &[u8]) -> std::result::Result<Id, Stopped> {
+        let id = self.key.chunk_id(data);
+        if !self.index.contains(&id) && self.pending.insert(id.prefix()) {
+            self.group.push(id, data);
+            self.new_chunks += 1;
+            self.new_bytes += data.len() as u64;
+            if self.group.data_len() >= self.group_size {
+                self.flush()?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), Stopped> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let g = std::mem::take(&mut self.group);
+        self.tx.send(g).map_err(|_| Stopped)
+    }
+}
+
+type PipelineOutput = (Vec<SourceRoot>, Vec<Entry>, Summary);
+
+fn run_pipeline(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    index: &Index,
+    sources: &[PathBuf],
+) -> Result<PipelineOutput> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    let (group_tx, group_rx) = bounded::<GroupBuilder>(workers * 2);
+    let (sealed_tx, sealed_rx) = bounded::<SealedGroup>(workers * 2);
+    let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(2);
+    let key = repo.key.clone();
+    let level = repo.config.zstd_level;
+    let pack_size = repo.config.pack_size as usize;
+
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let rx = group_rx.clone();
+            let tx = sealed_tx.clone();
+            let key = key.clone();
+            scope.spawn(move || seal_worker(&key, level, rx, tx));
+        }
+        drop(group_rx);
+        drop(sealed_tx);
+        let packer = scope.spawn(move || packer(&key, pack_size, sealed_rx, pack_tx));
+        let uploader = scope.spawn(move || uploader(repo, handle, pack_rx));
+
+        let mut sink = ChunkSink {
+            key: &repo.key,
+            index,
+            pending: HashSet::new(),
+            group: GroupBuilder::default(),
+            group_size: repo.config.group_size as usize,
+            tx: group_tx,
+            new_chunks: 0,
+            new_bytes: 0,
+        };
+        let walked = walk_sources(repo, &mut sink, sources);
+        let flushed = sink.flush();
+        let (new_chunks, new_bytes) = (sink.new_chunks, sink.new_bytes);
+        drop(sink);
+        let packed = packer
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Internal, "packer thread panicked"))?;
+        let uploaded = uploader
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Internal, "uploader thread panicked"))?;
+        // The first real failure wins; `Stopped` only means a later stage failed.
+        let added_bytes = uploaded?;
+        packed?;
+        let (roots, entries, mut summary) = match (walked, flushed) {
+            (Ok(v), Ok(())) => v,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "backup pipeline stopped early",
+                ))
+            }
+        };
+        summary.new_chunks = new_chunks;
+        summary.new_bytes = new_bytes;
+        summary.added_bytes = added_bytes;
+        Ok((roots, entries, summary))
+    })
+}
+
+fn seal_worker(key: &MasterKey, level: i32, rx: Receiver<GroupBuilder>, tx: Sender<SealedGroup>) {
+    for g in rx {
+        let (plain, ids) = g.finish();
+        let sealed = seal_group(key, &plain, level);
+        let msg = SealedGroup {
+            sealed,
+            raw_len: plain.len() as u32,
+            ids,
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+fn packer(
+    key: &MasterKey,
+    pack_size: usize,
+    rx: Receiver<SealedGroup>,
+    tx: Sender<(Vec<u8>, Vec<GroupEntry>)>,
+) -> Result<()> {
+    let mut pack: Vec<u8> = Vec::new();
+    let mut groups: Vec<GroupEntry> = Vec::new();
+    for g in rx {
+        groups.push(GroupEntry {
+            offset: pack.len() as u32,
+            stored_len: g.sealed.len() as u32,
+            raw_len: g.raw_len,
+            chunks: g.ids,
+        });
+        pack.extend_from_slice(&g.sealed);
+        if pack.len() >= pack_size {
+            finish_pack(key, &mut pack, &groups);
+            tx.send((std::mem::take(&mut pack), std::mem::take(&mut groups)))
+                .map_err(|_| Error::new(ErrorKind::Internal, "uploader stopped"))?;
+        }
+    }
+    if !groups.is_empty() {
+        finish_pack(key, &mut pack, &groups);
+        tx.send((pack, groups))
+            .map_err(|_| Error::new(ErrorKind::Internal, "uploader stopped"))?;
+    }
+    Ok(())
+}
+
+/// Stores packs, then index checkpoints; returns the bytes added.
+fn uploader(
+    repo: &Repository,
+    handle: &tokio::runtime::Handle,
+    rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
+) -> Result<u64> {
+    let mut unindexed: Vec<IndexedPack> = Vec::new();
+    let mut added = 0u64;
+    for (pack, groups) in rx {
+        let id = Id::hash(&pack);
+        let size = pack.len() as u64;
+        handle.block_on(repo.storage.write(&paths::pack(&id), Bytes::from(pack)))?;
+        added += size;
+        unindexed.push(IndexedPack { id, size, groups });
+        if unindexed.len() >= PACKS_PER_INDEX_CHECKPOINT {
+            added += handle.block_on(repo.write_index(&unindexed))?;
+            unindexed.clear();
+        }
+    }
+    added += handle.block_on(repo.write_index(&unindexed))?;
+    Ok(added)
+}
+
+fn walk_sources(
+    repo: &Repository,
+    sink: &mut ChunkSink<'_>,
+    sources: &[PathBuf],
+) -> std::result::Result<PipelineOutput, Stopped> {
+    let mut roots = Vec::new();
+    let mut entries = Vec::new();
+    let mut summary = Summary::default();
+    let mut used = HashSet::new();
+    for src in sources {
+        let display = src.to_string_lossy().to_string();
+        let mut name = source_name(&display);
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{}-{n}", source_name(&display));
+            n += 1;
+        }
+        roots.push(SourceRoot {
+            name: name.clone(),
+            path: display,
+        });
+        walk(repo, sink, src, &name, &mut entries, &mut summary)?;
+    }
+    Ok((roots, entries, summary))
+}
+
+fn walk(
+    repo: &Repository,
+    sink: &mut ChunkSink<'_>,
+    path: &Path,
+    rel: &str,
+    entries: &mut Vec<Entry>,
+    summary: &mut Summary,
+) -> std::result::Result<(), Stopped> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            summary.errors.push(format!("{}: {e}", path.display()));
+            return Ok(());
+        }
+    };
+    let mut entry = Entry {
+        path: rel.to_string(),
+        kind: EntryKind::File,
+        size: 0,
+        mode: Some(mode_of(&meta)),
+        mtime_ns: mtime_ns(&meta),
+        blake3: None,
+        chunks: Vec::new(),
+        chunk_lists: Vec::new(),
+        target: None,
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(t) => {
+                entry.kind = EntryKind::Symlink;
+                entry.target = Some(t.to_string_lossy().to_string());
+                summary.symlinks += 1;
+                entries.push(entry);
+            }
+            Err(e) => summary.errors.push(format!("{}: {e}", path.display())),
+        }
+    } else if ft.is_dir() {
+        entry.kind = EntryKind::Dir;
+        summary.dirs += 1;
+        entries.push(entry);
+        let mut children: Vec<(String, PathBuf)> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for item in rd {
+                    match item {
+                        Ok(de) => match de.file_name().into_string() {
+                            Ok(name) => children.push((name, de.path())),
+                            Err(raw) => summary.errors.push(format!(
+                                "{}: file name is not valid Unicode, skipped",
+                                path.join(raw).display()
+                            )),
+                        },
+                        Err(e) => summary.errors.push(format!("{}: {e}", path.display())),
+                    }
+                }
+            }
+            Err(e) => summary.errors.push(format!("{}: {e}", path.display())),
+        }
+        children.sort();
+        for (name, child) in children {
+            walk(
+                repo,
+                sink,
+                &child,
+                &format!("{rel}/{name}"),
+                entries,
+                summary,
+            )?;
+        }
+    } else if ft.is_file() {
+        match backup_file(repo, sink, path) {
+            Ok(Some((size, hash, ids))) => {
+                summary.files += 1;
+                summary.bytes_read += size;
+                entry.size = size;
+                entry.blake3 = Some(hash);
+                if ids.len() <= INLINE_CHUNKS {
+                    entry.chunks = ids;
+                } else {
+                    for list in ids.chunks(IDS_PER_LIST) {
+                        let mut bytes = Vec::with_capacity(list.len() * 32);
+                        for id in list {
+                            bytes.extend_from_slice(&id.0);
+                        }
+                        entry.chunk_lists.push(sink.add(&bytes)?);
+                    }
+                }
+                entries.push(entry);
+            }
+            Ok(None) => return Err(Stopped),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "file skipped");
+                summary.errors.push(format!("{}: {e}", path.display()));
+            }
+        }
+    } else {
+        summary.errors.push(format!(
+            "{}: not a file, folder or link; skipped",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `Ok(None)` means the pipeline stopped; `Err` is a problem with this file.
+type FileResult = std::io::Result<Option<(u64, String, Vec<Id>)>>;
+
+fn backup_file(repo: &Repository, sink: &mut ChunkSink<'_>, path: &Path) -> FileResult {
+    let file = File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut ids = Vec::new();
+    let mut stopped = false;
+    let res = chunk_stream::<_, std::io::Error>(
+        file,
+        &repo.config.chunker,
+        repo.key.chunker_seed(),
+        |d| {
+            hasher.update(d);
+            size += d.len() as u64;
+        },
+        |chunk| match sink.add(chunk) {
+            Ok(id) => {
+                ids.push(id);
+                Ok(())
+            }
+            Err(Stopped) => {
+                stopped = true;
+                Err(std::io::Error::other("pipeline stopped"))
+            }
+        },
+    );
+    if stopped {
+        return Ok(None);
+    }
+    res?;
+    Ok(Some((size, hasher.finalize().to_hex().to_string(), ids)))
+}
+
+#[cfg(unix)]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o7777
+}
+
+#[cfg(not(unix))]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o666
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> Option<i128> {
+    let t = meta.modified().ok()?;
+    Some(match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    })
+}

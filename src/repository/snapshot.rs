@@ -1,0 +1,189 @@
+//! Snapshot manifests: what a backup contains and where it came from.
+//!
+//! A manifest is JSON, zstd-compressed and sealed at `snapshots/<id>`. It is written
+//! last, after every pack and index it references, so a manifest that exists always
+//! describes data that is stored. Paths inside are relative, `/`-separated, and start
+//! with the source root's name; restores validate every component again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::id::Id;
+
+/// Current manifest version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Files with at most this many chunks list them inline; larger files store their
+/// chunk list in the repository as chunk-list blobs.
+pub const INLINE_CHUNKS: usize = 64;
+
+/// Ids per chunk-list blob (1 MiB of ids).
+pub const IDS_PER_LIST: usize = 32 * 1024;
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotKind {
+    /// Folder trees or single files given on the command line.
+    Files,
+    /// A SQL Server backup file with its metadata.
+    SqlBackup,
+}
+
+/// A source given to `backup`, and the name its entries appear under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRoot {
+    /// The name of the top-level entry.
+    pub name: String,
+    /// The path as given (may be a Windows drive or UNC path).
+    pub path: String,
+}
+
+/// The kind of a tree entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// Regular file.
+    File,
+    /// Folder.
+    Dir,
+    /// Symbolic link, stored as a link.
+    Symlink,
+}
+
+/// One file, folder or link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Relative `/`-separated path.
+    pub path: String,
+    /// Kind.
+    pub kind: EntryKind,
+    /// Size in bytes (files).
+    #[serde(default)]
+    pub size: u64,
+    /// Permission bits (Unix mode; on Windows 0o444 for read-only files, else 0o666).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Modification time, nanoseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i128>,
+    /// Plain blake3 of the file's bytes, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// Chunk ids, for files of at most [`INLINE_CHUNKS`] chunks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<Id>,
+    /// Chunk-list blobs, for larger files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_lists: Vec<Id>,
+    /// Link target, for symlinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// Counters of a backup run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Files stored.
+    pub files: u64,
+    /// Folders stored.
+    pub dirs: u64,
+    /// Symlinks stored.
+    pub symlinks: u64,
+    /// Bytes read from the sources.
+    pub bytes_read: u64,
+    /// Chunks that were new.
+    pub new_chunks: u64,
+    /// Bytes of new chunks, before compression.
+    pub new_bytes: u64,
+    /// Bytes added to the repository (packs and index).
+    pub added_bytes: u64,
+    /// Files that could not be read, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// A snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Manifest version.
+    pub version: u32,
+    /// When the backup started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// When it finished.
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished: OffsetDateTime,
+    /// Host that took it.
+    pub hostname: String,
+    /// Tags given.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Kind.
+    pub kind: SnapshotKind,
+    /// Sources.
+    pub sources: Vec<SourceRoot>,
+    /// Entries in path order.
+    pub entries: Vec<Entry>,
+    /// Counters.
+    pub summary: Summary,
+    /// Pinned snapshots are never removed by retention.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Free-form origin facts (instance, database, LSNs for SQL backups).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, serde_json::Value>,
+}
+
+/// A snapshot with its id.
+#[derive(Debug, Clone)]
+pub struct SnapshotRef {
+    /// Snapshot id.
+    pub id: Id,
+    /// The manifest.
+    pub snapshot: Snapshot,
+}
+
+impl Snapshot {
+    /// Total bytes of the files.
+    pub fn total_size(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| e.size)
+            .sum()
+    }
+}
+
+/// The name a source path appears under: its last component, whether it is
+/// written with `/` or `\`, a drive (`D:\PACS`) or a share (`\\srv\share\PACS`).
+pub fn source_name(path: &str) -> String {
+    let trimmed = path.trim_end_matches(['/', '\\']);
+    let last = trimmed.rsplit(['/', '\\']).next().unwrap_or("");
+    let last = last.trim_end_matches(':');
+    if last.is_empty() || last == "." || last == ".." {
+        "root".to_string()
+    } else {
+        last.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_of_windows_and_unix_paths() {
+        assert_eq!(source_name(r"D:\PACS\Server\"), "Server");
+        assert_eq!(source_name(r"\\ws-07\c$\PACS"), "PACS");
+        assert_eq!(source_name(r"C:\"), "C");
+        assert_eq!(source_name("/srv/pacs/"), "pacs");
+        assert_eq!(source_name("影像.bak"), "影像.bak");
+        assert_eq!(source_name("/"), "root");
+    }
+}

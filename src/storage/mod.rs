@@ -1,0 +1,46 @@
+//! Storage targets: where the repository's objects live.
+//!
+//! The repository talks to a [`Storage`]: whole-object writes (every object it
+//! writes is size-bounded), whole or ranged reads, listing and deletion, with paths
+//! relative to the target's root and `/` as separator. [`OpendalStorage`] implements
+//! it for every OpenDAL service (local folder or NAS share, and the in-memory service
+//! tests use); wrappers can implement the same trait around it.
+
+mod opendal_storage;
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use opendal_storage::OpendalStorage;
+
+use crate::error::Result;
+
+/// An object found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the target root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The operations the repository needs from a storage target.
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// The target's name, for messages.
+    fn name(&self) -> &str;
+    /// Reads a whole object.
+    async fn read(&self, path: &str) -> Result<Bytes>;
+    /// Reads part of an object.
+    async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Writes a whole object (replacing any object of that name).
+    async fn write(&self, path: &str, data: Bytes) -> Result<()>;
+    /// Lists objects below `prefix` (a folder path ending in `/`), recursively.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, path: &str) -> Result<()>;
+    /// The object's size, or `None` when it does not exist.
+    async fn size(&self, path: &str) -> Result<Option<u64>>;
+}
