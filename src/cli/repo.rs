@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::context::{open_repository, print_json, runtime, target_and_passphrase};
 use super::GlobalArgs;
 use crate::config::read_secret_file;
-use crate::repository::Repository;
+use crate::repository::{RepoConfig, Repository};
 
 /// Repository administration.
 #[derive(Debug, Args)]
@@ -24,6 +24,15 @@ enum RepoCommand {
         /// Storage target (optional when there is only one).
         #[arg(long)]
         target: Option<String>,
+        /// Tuning for benchmarks: average chunk size in KiB (min = avg/4, max = avg*4).
+        #[arg(long, hide = true)]
+        avg_chunk_kib: Option<u32>,
+        /// Tuning for benchmarks: zstd level.
+        #[arg(long, hide = true)]
+        zstd_level: Option<i32>,
+        /// Tuning for benchmarks: group size in KiB.
+        #[arg(long, hide = true)]
+        group_kib: Option<u32>,
     },
     /// Manage the passphrases (key slots) that open the repository.
     Key {
@@ -67,10 +76,22 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         match args.command {
-            RepoCommand::Init { target } => {
+            RepoCommand::Init { target, avg_chunk_kib, zstd_level, group_kib } => {
                 let (storage, pass) = target_and_passphrase(global, target.as_deref())?;
                 let name = storage.name().to_string();
-                let repo = Repository::init(storage, &pass)
+                let mut config = RepoConfig::new_default();
+                if let Some(avg) = avg_chunk_kib {
+                    config.chunker.avg_size = avg * 1024;
+                    config.chunker.min_size = avg * 256;
+                    config.chunker.max_size = avg * 4096;
+                }
+                if let Some(l) = zstd_level {
+                    config.zstd_level = l;
+                }
+                if let Some(g) = group_kib {
+                    config.group_size = g * 1024;
+                }
+                let repo = Repository::init_with(storage, &pass, config)
                     .await
                     .with_context(|| format!("cannot create a repository on target {name:?}"))?;
                 if global.json {

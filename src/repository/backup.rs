@@ -139,6 +139,7 @@ struct ChunkSink<'a> {
     group: GroupBuilder,
     group_size: usize,
     tx: Sender<GroupBuilder>,
+    spare: Receiver<Vec<u8>>,
     new_chunks: u64,
     new_bytes: u64,
 }
@@ -164,7 +165,11 @@ impl ChunkSink<'_> {
         if self.group.is_empty() {
             return Ok(());
         }
-        let g = std::mem::take(&mut self.group);
+        let buf = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.group_size + 256 * 1024));
+        let g = std::mem::replace(&mut self.group, GroupBuilder::with_buffer(buf));
         self.tx.send(g).map_err(|_| Stopped)
     }
 }
@@ -184,6 +189,7 @@ fn run_pipeline(
     let (group_tx, group_rx) = bounded::<GroupBuilder>(workers * 2);
     let (sealed_tx, sealed_rx) = bounded::<SealedGroup>(workers * 2);
     let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(2);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers * 2);
     let key = repo.key.clone();
     let level = repo.config.zstd_level;
     let pack_size = repo.config.pack_size as usize;
@@ -193,10 +199,12 @@ fn run_pipeline(
             let rx = group_rx.clone();
             let tx = sealed_tx.clone();
             let key = key.clone();
-            scope.spawn(move || seal_worker(&key, level, rx, tx));
+            let spare = spare_tx.clone();
+            scope.spawn(move || seal_worker(&key, level, rx, tx, spare));
         }
         drop(group_rx);
         drop(sealed_tx);
+        drop(spare_tx);
         let packer = scope.spawn(move || packer(&key, pack_size, sealed_rx, pack_tx));
         let uploader = scope.spawn(move || uploader(repo, handle, pack_rx));
 
@@ -207,6 +215,7 @@ fn run_pipeline(
             group: GroupBuilder::default(),
             group_size: repo.config.group_size as usize,
             tx: group_tx,
+            spare: spare_rx,
             new_chunks: 0,
             new_bytes: 0,
         };
@@ -239,18 +248,33 @@ fn run_pipeline(
     })
 }
 
-fn seal_worker(key: &MasterKey, level: i32, rx: Receiver<GroupBuilder>, tx: Sender<SealedGroup>) {
+fn seal_worker(
+    key: &MasterKey,
+    level: i32,
+    rx: Receiver<GroupBuilder>,
+    tx: Sender<SealedGroup>,
+    spare: Sender<Vec<u8>>,
+) {
+    let mut compressor = match zstd::bulk::Compressor::new(level) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot create a zstd compressor");
+            return;
+        }
+    };
     for g in rx {
         let (plain, ids) = g.finish();
-        let sealed = seal_group(key, &plain, level);
+        let sealed = seal_group(key, &plain, &mut compressor);
         let msg = SealedGroup {
             sealed,
             raw_len: plain.len() as u32,
             ids,
         };
+        // `plain` goes back to the walker for reuse below.
         if tx.send(msg).is_err() {
             return;
         }
+        let _ = spare.try_send(plain);
     }
 }
 
@@ -263,6 +287,9 @@ fn packer(
     let mut pack: Vec<u8> = Vec::new();
     let mut groups: Vec<GroupEntry> = Vec::new();
     for g in rx {
+        if pack.capacity() == 0 {
+            pack.reserve(pack_size + g.sealed.len() + 64 * 1024);
+        }
         groups.push(GroupEntry {
             offset: pack.len() as u32,
             stored_len: g.sealed.len() as u32,

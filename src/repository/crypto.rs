@@ -7,7 +7,7 @@
 //! independent key, so the ids stored offsite do not reveal which known files
 //! (an installer, a DICOM sample) the repository holds.
 
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -16,7 +16,8 @@ use super::id::Id;
 
 /// Bytes added to every sealed object.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + 16;
-const NONCE_LEN: usize = 24;
+/// Room [`MasterKey::seal_in_place`] needs at the front of its buffer.
+pub const NONCE_LEN: usize = 24;
 
 /// Why a sealed object could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,28 @@ impl MasterKey {
     /// Encrypts `plain` under the data key.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         seal_with(&self.data_key, plain)
+    }
+
+    /// Seals `buf[NONCE_LEN..]` without copying: the first [`NONCE_LEN`] bytes are
+    /// overwritten with the nonce and the tag is appended. Same layout as [`seal`].
+    ///
+    /// [`seal`]: MasterKey::seal
+    pub fn seal_in_place(&self, mut buf: Vec<u8>) -> Vec<u8> {
+        if buf.len() < NONCE_LEN {
+            return self.seal(&[]);
+        }
+        let cipher = XChaCha20Poly1305::new((&self.data_key).into());
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        buf[..NONCE_LEN].copy_from_slice(&nonce_bytes);
+        match cipher.encrypt_in_place_detached(
+            XNonce::from_slice(&nonce_bytes),
+            b"",
+            &mut buf[NONCE_LEN..],
+        ) {
+            Ok(tag) => buf.extend_from_slice(&tag),
+            Err(_) => buf.clear(),
+        }
+        buf
     }
 
     /// Decrypts an object sealed by [`MasterKey::seal`].

@@ -106,6 +106,28 @@ pub struct RepoConfig {
 }
 
 impl RepoConfig {
+    /// Refuses parameters the format cannot hold or that would make objects unbounded.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        let c = &self.chunker;
+        let ok = c.min_size >= 64
+            && c.min_size <= c.avg_size
+            && c.avg_size <= c.max_size
+            && c.max_size <= 16 * 1024 * 1024
+            && (1..=22).contains(&self.zstd_level)
+            && self.group_size >= c.max_size
+            && self.group_size <= 16 * 1024 * 1024
+            && self.pack_size >= self.group_size
+            && self.pack_size <= 512 * 1024 * 1024;
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::error::Error::new(
+                crate::error::ErrorKind::Config,
+                format!("repository parameters out of range: {self:?}"),
+            ))
+        }
+    }
+
     /// The defaults for a new repository.
     pub fn new_default() -> Self {
         RepoConfig {
@@ -113,7 +135,7 @@ impl RepoConfig {
             id: Id::random(),
             chunker: ChunkerParams::default(),
             zstd_level: 3,
-            group_size: 1024 * 1024,
+            group_size: 4 * 1024 * 1024,
             pack_size: 16 * 1024 * 1024,
         }
     }

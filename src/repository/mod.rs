@@ -83,6 +83,16 @@ pub fn hostname() -> String {
 impl Repository {
     /// Creates a repository on an empty target.
     pub async fn init(storage: Arc<dyn Storage>, passphrase: &str) -> Result<Repository> {
+        Self::init_with(storage, passphrase, RepoConfig::new_default()).await
+    }
+
+    /// Creates a repository with explicit parameters (benchmarks and tuning).
+    pub async fn init_with(
+        storage: Arc<dyn Storage>,
+        passphrase: &str,
+        config: RepoConfig,
+    ) -> Result<Repository> {
+        config.validate()?;
         check_passphrase(passphrase)?;
         if storage.size(paths::CONFIG).await?.is_some()
             || !storage.list(paths::KEYS).await?.is_empty()
@@ -94,7 +104,6 @@ impl Repository {
             .with("target", storage.name()));
         }
         let key = MasterKey::generate();
-        let config = RepoConfig::new_default();
         let slot = KeyFile::create(&key, passphrase, "initial")?;
         let slot_json = serde_json::to_vec_pretty(&slot)
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;

@@ -6,7 +6,7 @@
 //! with its own sealed header listing every group and chunk, so a lost index can be
 //! rebuilt from the packs alone. Byte layouts are in docs/repository-format.md.
 
-use super::crypto::{CryptoError, MasterKey};
+use super::crypto::{CryptoError, MasterKey, NONCE_LEN};
 use super::id::Id;
 
 /// Last 4 bytes of every pack.
@@ -50,7 +50,9 @@ pub struct GroupEntry {
     pub chunks: Vec<Id>,
 }
 
-/// Builds a group's plaintext: a chunk table, then the chunk bytes.
+/// Builds a group's plaintext in one buffer: the chunk bytes, then a table of
+/// `(id, length)` per chunk, then the chunk count (u32). The table goes last so
+/// chunks are written once, straight into the buffer that gets compressed.
 #[derive(Debug, Default)]
 pub struct GroupBuilder {
     ids: Vec<Id>,
@@ -59,6 +61,16 @@ pub struct GroupBuilder {
 }
 
 impl GroupBuilder {
+    /// A builder whose buffer is `buf` (cleared), so buffers can be reused.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        GroupBuilder {
+            ids: Vec::new(),
+            lens: Vec::new(),
+            data: buf,
+        }
+    }
+
     /// Appends a chunk.
     pub fn push(&mut self, id: Id, data: &[u8]) {
         self.ids.push(id);
@@ -78,35 +90,40 @@ impl GroupBuilder {
 
     /// Finishes into the plaintext layout and the chunk ids.
     pub fn finish(self) -> (Vec<u8>, Vec<Id>) {
-        let mut out = Vec::with_capacity(4 + self.ids.len() * 36 + self.data.len());
-        out.extend_from_slice(&(self.ids.len() as u32).to_le_bytes());
+        let mut out = self.data;
+        out.reserve(self.ids.len() * 36 + 4);
         for (id, len) in self.ids.iter().zip(&self.lens) {
             out.extend_from_slice(&id.0);
             out.extend_from_slice(&len.to_le_bytes());
         }
-        out.extend_from_slice(&self.data);
+        out.extend_from_slice(&(self.ids.len() as u32).to_le_bytes());
         (out, self.ids)
     }
 }
 
-/// Compresses (when it helps) and seals a group's plaintext.
-pub fn seal_group(key: &MasterKey, plain: &[u8], zstd_level: i32) -> Vec<u8> {
-    let compressed = zstd::bulk::compress(plain, zstd_level).ok();
-    let mut framed = Vec::with_capacity(plain.len() + 1);
-    match compressed {
-        Some(c) if c.len() < plain.len() => {
-            framed.push(COMPRESSION_ZSTD);
-            framed.extend_from_slice(&c);
+/// Compresses (when it helps) and seals a group's plaintext, reusing `compressor`.
+pub fn seal_group(
+    key: &MasterKey,
+    plain: &[u8],
+    compressor: &mut zstd::bulk::Compressor<'_>,
+) -> Vec<u8> {
+    let head = NONCE_LEN + 1;
+    let mut buf = vec![0u8; head + zstd::zstd_safe::compress_bound(plain.len())];
+    match compressor.compress_to_buffer(plain, &mut buf[head..]) {
+        Ok(n) if n < plain.len() => {
+            buf.truncate(head + n);
+            buf[NONCE_LEN] = COMPRESSION_ZSTD;
         }
         _ => {
-            framed.push(COMPRESSION_NONE);
-            framed.extend_from_slice(plain);
+            buf.truncate(head);
+            buf[NONCE_LEN] = COMPRESSION_NONE;
+            buf.extend_from_slice(plain);
         }
     }
-    key.seal(&framed)
+    key.seal_in_place(buf)
 }
 
-/// Opens a sealed group and returns its plaintext (chunk table + data).
+/// Opens a sealed group and returns its plaintext (chunks, table, count).
 pub fn open_group(key: &MasterKey, sealed: &[u8], raw_len: usize) -> Result<Vec<u8>, PackError> {
     let framed = key.open(sealed).map_err(|source| PackError::Crypto {
         what: "group",
@@ -118,36 +135,51 @@ pub fn open_group(key: &MasterKey, sealed: &[u8], raw_len: usize) -> Result<Vec<
     let bound = raw_len.min(MAX_GROUP_RAW);
     match kind {
         COMPRESSION_NONE => Ok(body.to_vec()),
-        COMPRESSION_ZSTD => zstd::bulk::decompress(body, bound)
+        COMPRESSION_ZSTD => DECOMPRESSOR
+            .with(|d| match d.borrow_mut().as_mut() {
+                Some(d) => d.decompress(body, bound),
+                None => zstd::bulk::decompress(body, bound),
+            })
             .map_err(|e| PackError::Malformed(format!("group does not decompress: {e}"))),
         other => Err(PackError::Malformed(format!("unknown compression {other}"))),
     }
 }
 
+thread_local! {
+    /// One decompression context per thread, instead of one per group.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
 /// The chunks of an opened group: `(id, byte range in the plaintext)`.
 pub fn group_chunks(plain: &[u8]) -> Result<Vec<(Id, std::ops::Range<usize>)>, PackError> {
-    let mut r = Cursor::new(plain);
+    let bad = |m: &str| PackError::Malformed(m.to_string());
+    let count_at = plain
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| bad("group too short"))?;
+    let mut r = Cursor::new(&plain[count_at..]);
     let n = r.u32()? as usize;
-    if n.saturating_mul(36) > plain.len() {
-        return Err(PackError::Malformed(
-            "group chunk table exceeds the group".into(),
-        ));
-    }
-    let mut table = Vec::with_capacity(n);
+    let table_len = n
+        .checked_mul(36)
+        .filter(|&t| t <= count_at)
+        .ok_or_else(|| bad("group chunk table exceeds the group"))?;
+    let table_at = count_at - table_len;
+    let mut r = Cursor::new(&plain[table_at..count_at]);
+    let mut out = Vec::with_capacity(n);
+    let mut pos = 0usize;
     for _ in 0..n {
         let id = r.id()?;
         let len = r.u32()? as usize;
-        table.push((id, len));
-    }
-    let mut pos = r.pos;
-    let mut out = Vec::with_capacity(n);
-    for (id, len) in table {
         let end = pos
             .checked_add(len)
-            .filter(|&e| e <= plain.len())
-            .ok_or_else(|| PackError::Malformed("chunk runs past the group".into()))?;
+            .filter(|&e| e <= table_at)
+            .ok_or_else(|| bad("chunk runs past the group"))?;
         out.push((id, pos..end));
         pos = end;
+    }
+    if pos != table_at {
+        return Err(bad("group holds bytes its table does not account for"));
     }
     Ok(out)
 }
@@ -373,7 +405,7 @@ mod tests {
         g.push(key.chunk_id(&a), &a);
         g.push(key.chunk_id(&b), &b);
         let (plain, ids) = g.finish();
-        let sealed = seal_group(&key, &plain, 3);
+        let sealed = seal_group(&key, &plain, &mut zstd::bulk::Compressor::new(3).unwrap());
         let mut pack = sealed.clone();
         let groups = vec![GroupEntry {
             offset: 0,
