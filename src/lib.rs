@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod error;
+pub mod simulator;
 
 pub use error::{Error, ErrorKind};

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod simulator;
+
 /// pacsbak: SQL Server and PACS program backups, offsite, verified.
 #[derive(Debug, Parser)]
 #[command(name = "pacsbak", version, about, long_about = None)]
@@ -35,7 +37,10 @@ pub struct GlobalArgs {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run the SQL Server simulator (TDS) for tests and training.
+    Simulator(simulator::SimulatorArgs),
+}
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_tracing(global: &GlobalArgs) {
@@ -54,5 +59,7 @@ pub fn init_tracing(global: &GlobalArgs) {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Simulator(a) => simulator::run(a),
+    }
 }
