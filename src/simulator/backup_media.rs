@@ -143,13 +143,21 @@ fn decode_payload(b: &[u8]) -> Result<SetPayload, MediaError> {
     let mut pos = 4;
     let mut pages = Vec::with_capacity(n);
     for _ in 0..n {
-        let id = u32::from_le_bytes(take(pos, 4)?.try_into().map_err(|_| MediaError::Malformed)?);
+        let id = u32::from_le_bytes(
+            take(pos, 4)?
+                .try_into()
+                .map_err(|_| MediaError::Malformed)?,
+        );
         let page = Page::decode(take(pos + 4, PAGE_SIZE)?)
             .map_err(|e| MediaError::Damaged(format!("page (1:{id}): {e}")))?;
         pages.push((id, page));
         pos += 4 + PAGE_SIZE;
     }
-    let ln = u32::from_le_bytes(take(pos, 4)?.try_into().map_err(|_| MediaError::Malformed)?) as usize;
+    let ln = u32::from_le_bytes(
+        take(pos, 4)?
+            .try_into()
+            .map_err(|_| MediaError::Malformed)?,
+    ) as usize;
     let log = serde_json::from_slice(take(pos + 4, ln)?).map_err(|_| MediaError::Malformed)?;
     Ok(SetPayload { pages, log })
 }
@@ -171,10 +179,15 @@ fn read_raw(path: &Path) -> Result<Vec<RawSet>, MediaError> {
     let mut sets = Vec::new();
     while pos < b.len() {
         let get = |p: usize, n: usize| b.get(p..p + n).ok_or(MediaError::Malformed);
-        let hl = u32::from_le_bytes(get(pos, 4)?.try_into().map_err(|_| MediaError::Malformed)?) as usize;
+        let hl = u32::from_le_bytes(get(pos, 4)?.try_into().map_err(|_| MediaError::Malformed)?)
+            as usize;
         let hb = get(pos + 4, hl)?;
         let header: SetHeader = serde_json::from_slice(hb).map_err(|_| MediaError::Malformed)?;
-        let pl = u64::from_le_bytes(get(pos + 4 + hl, 8)?.try_into().map_err(|_| MediaError::Malformed)?) as usize;
+        let pl = u64::from_le_bytes(
+            get(pos + 4 + hl, 8)?
+                .try_into()
+                .map_err(|_| MediaError::Malformed)?,
+        ) as usize;
         let payload = get(pos + 12 + hl, pl)?.to_vec();
         let sum = get(pos + 12 + hl + pl, 32)?;
         let mut h = blake3::Hasher::new();
@@ -229,7 +242,10 @@ pub fn write_set(
     let mut f = if existing.is_empty() {
         std::fs::File::create(path).map_err(MediaError::Open)?
     } else {
-        std::fs::OpenOptions::new().append(true).open(path).map_err(MediaError::Open)?
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(MediaError::Open)?
     };
     if let Some(limit) = fail_after {
         let cut = limit.min(out.len());
@@ -265,7 +281,8 @@ fn read_family(path: &Path, position: i64) -> Result<(SetHeader, SetPayload), Me
         return Err(MediaError::Damaged("backup set checksum mismatch".into()));
     }
     let body = if raw.header.compressed {
-        zstd::decode_all(&raw.payload[..]).map_err(|_| MediaError::Damaged("compressed data".into()))?
+        zstd::decode_all(&raw.payload[..])
+            .map_err(|_| MediaError::Damaged("compressed data".into()))?
     } else {
         raw.payload
     };

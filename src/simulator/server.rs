@@ -34,10 +34,17 @@ impl SimConfig {
     pub fn from_env(root: PathBuf, empty: bool) -> Result<SimConfig, Error> {
         let pw = std::env::var(SA_PASSWORD_ENV).unwrap_or_default();
         if pw.is_empty() {
-            return Err(Error::new(ErrorKind::Config, format!("the simulator needs the sa password in {SA_PASSWORD_ENV}"))
-                .with("variable", SA_PASSWORD_ENV));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("the simulator needs the sa password in {SA_PASSWORD_ENV}"),
+            )
+            .with("variable", SA_PASSWORD_ENV));
         }
-        Ok(SimConfig { root, empty, logins: vec![("sa".into(), pw)] })
+        Ok(SimConfig {
+            root,
+            empty,
+            logins: vec![("sa".into(), pw)],
+        })
     }
 }
 
@@ -68,15 +75,26 @@ pub struct Simulator {
 impl Simulator {
     /// Opens (or creates) the instance under `config.root`.
     pub fn open(config: SimConfig) -> Result<Simulator, Error> {
-        if !config.logins.iter().any(|(n, p)| n.eq_ignore_ascii_case("sa") && !p.is_empty()) {
-            return Err(Error::new(ErrorKind::Config, format!("the simulator needs an sa password ({SA_PASSWORD_ENV})")));
+        if !config
+            .logins
+            .iter()
+            .any(|(n, p)| n.eq_ignore_ascii_case("sa") && !p.is_empty())
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("the simulator needs an sa password ({SA_PASSWORD_ENV})"),
+            ));
         }
         let inst = Instance::open(&config.root, config.empty)?;
         let (shutdown, _) = broadcast::channel(1);
         Ok(Simulator {
             shared: Arc::new(Shared {
                 inst: Mutex::new(inst),
-                logins: config.logins.into_iter().map(|(n, p)| (n.to_ascii_lowercase(), p)).collect(),
+                logins: config
+                    .logins
+                    .into_iter()
+                    .map(|(n, p)| (n.to_ascii_lowercase(), p))
+                    .collect(),
                 resume: Notify::new(),
                 shutdown,
                 next_spid: AtomicU16::new(51),
@@ -100,7 +118,9 @@ impl Simulator {
                     continue;
                 }
             };
-            let Ok(permit) = limit.clone().acquire_owned().await else { break };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                break;
+            };
             let spid = self.next_spid();
             let shared = self.shared.clone();
             tokio::spawn(async move {
@@ -122,6 +142,10 @@ impl Simulator {
 }
 
 /// Opens the instance and serves on `listener` until `shutdown` completes.
-pub async fn run(listener: TcpListener, config: SimConfig, shutdown: impl Future) -> Result<(), Error> {
+pub async fn run(
+    listener: TcpListener,
+    config: SimConfig,
+    shutdown: impl Future,
+) -> Result<(), Error> {
     Simulator::open(config)?.run(listener, shutdown).await
 }

@@ -77,7 +77,10 @@ impl Ctx<'_> {
     pub async fn flush(&mut self) -> Result<(), Abort> {
         let out = std::mem::take(&mut self.out);
         self.pw.extend(&out);
-        self.pw.flush_partial(self.w).await.map_err(|_| Abort::Disconnect)
+        self.pw
+            .flush_partial(self.w)
+            .await
+            .map_err(|_| Abort::Disconnect)
     }
 
     /// True once the client has sent ATTENTION.
@@ -111,7 +114,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, spid: u16) {
     let (mut r, mut w) = stream.into_split();
     let mut pw = PacketWriter::new(spid, 4096);
     // PRELOGIN
-    let Ok(Some(msg)) = read_message(&mut r).await else { return };
+    let Ok(Some(msg)) = read_message(&mut r).await else {
+        return;
+    };
     if msg.kind != PacketType::PreLogin || parse_prelogin(&msg.data).is_err() {
         return;
     }
@@ -120,48 +125,101 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, spid: u16) {
         return;
     }
     // LOGIN7
-    let Ok(Some(msg)) = read_message(&mut r).await else { return };
+    let Ok(Some(msg)) = read_message(&mut r).await else {
+        return;
+    };
     let login = match (msg.kind, parse_login7(&msg.data)) {
         (PacketType::Login7, Ok(l)) => l,
         _ => return,
     };
-    let ok = shared.logins.get(&login.user_name.to_ascii_lowercase()).is_some_and(|p| *p == login.password);
+    let ok = shared
+        .logins
+        .get(&login.user_name.to_ascii_lowercase())
+        .is_some_and(|p| *p == login.password);
     let mut out = Vec::new();
     if !ok {
-        token::error(18456, 1, 14, &format!("Login failed for user '{}'.", login.user_name), &mut out);
+        token::error(
+            18456,
+            1,
+            14,
+            &format!("Login failed for user '{}'.", login.user_name),
+            &mut out,
+        );
         token::done(DONE_ERROR, 0, 0, &mut out);
         pw.extend(&out);
         let _ = pw.finish(&mut w).await;
         let _ = w.shutdown().await;
         return;
     }
-    let requested = if login.database.is_empty() { "master".to_string() } else { login.database.clone() };
+    let requested = if login.database.is_empty() {
+        "master".to_string()
+    } else {
+        login.database.clone()
+    };
     let found = {
         let mut inst = shared.lock();
-        let system = ["master", "msdb", "tempdb", "model"].iter().find(|s| s.eq_ignore_ascii_case(&requested)).map(|s| s.to_string());
+        let system = ["master", "msdb", "tempdb", "model"]
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&requested))
+            .map(|s| s.to_string());
         let found = system.or_else(|| inst.state.db(&requested).map(|d| d.name.clone()));
         if let Some(db) = &found {
             inst.sessions.insert(
                 spid,
-                SessionInfo { login: login.user_name.clone(), database: db.clone(), host: login.host_name.clone(), program: login.app_name.clone() },
+                SessionInfo {
+                    login: login.user_name.clone(),
+                    database: db.clone(),
+                    host: login.host_name.clone(),
+                    program: login.app_name.clone(),
+                },
             );
         }
         found
     };
     let Some(mut db) = found else {
-        token::error(4060, 1, 11, &format!("Cannot open database \"{requested}\" requested by the login. The login failed."), &mut out);
-        token::error(18456, 1, 14, &format!("Login failed for user '{}'.", login.user_name), &mut out);
+        token::error(
+            4060,
+            1,
+            11,
+            &format!(
+                "Cannot open database \"{requested}\" requested by the login. The login failed."
+            ),
+            &mut out,
+        );
+        token::error(
+            18456,
+            1,
+            14,
+            &format!("Login failed for user '{}'.", login.user_name),
+            &mut out,
+        );
         token::done(DONE_ERROR, 0, 0, &mut out);
         pw.extend(&out);
         let _ = pw.finish(&mut w).await;
         return;
     };
-    let packet_size = if login.packet_size == 0 { 4096 } else { login.packet_size.clamp(512, 32767) };
+    let packet_size = if login.packet_size == 0 {
+        4096
+    } else {
+        login.packet_size.clamp(512, 32767)
+    };
     token::envchange_str(1, &db, "master", &mut out);
-    token::info(5701, 2, 0, &format!("Changed database context to '{db}'."), &mut out);
+    token::info(
+        5701,
+        2,
+        0,
+        &format!("Changed database context to '{db}'."),
+        &mut out,
+    );
     token::envchange_collation(&mut out);
     token::envchange_str(2, "us_english", "", &mut out);
-    token::info(5703, 1, 0, "Changed language setting to us_english.", &mut out);
+    token::info(
+        5703,
+        1,
+        0,
+        "Changed language setting to us_english.",
+        &mut out,
+    );
     token::loginack(&mut out);
     token::envchange_str(4, &packet_size.to_string(), "4096", &mut out);
     token::done(0, 0, 0, &mut out);
@@ -271,15 +329,27 @@ async fn run_rpc(ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), Abort> {
     ctx.in_rpc = true;
     let name = call.proc_name.to_ascii_lowercase();
     let status = if name == "sp_executesql" {
-        let stmt = call.params.first().map(|(_, v)| v.to_text()).unwrap_or_default();
-        let decl = call.params.get(1).map(|(_, v)| v.to_text()).unwrap_or_default();
+        let stmt = call
+            .params
+            .first()
+            .map(|(_, v)| v.to_text())
+            .unwrap_or_default();
+        let decl = call
+            .params
+            .get(1)
+            .map(|(_, v)| v.to_text())
+            .unwrap_or_default();
         let declared: Vec<String> = decl
             .split(',')
             .filter_map(|p| p.split_whitespace().next())
             .map(|n| n.trim_start_matches('@').to_ascii_lowercase())
             .collect();
         for (k, (pname, v)) in call.params.iter().skip(2).enumerate() {
-            let key = if pname.is_empty() { declared.get(k).cloned().unwrap_or_default() } else { pname.trim_start_matches('@').to_ascii_lowercase() };
+            let key = if pname.is_empty() {
+                declared.get(k).cloned().unwrap_or_default()
+            } else {
+                pname.trim_start_matches('@').to_ascii_lowercase()
+            };
             ctx.params.insert(key, v.clone());
         }
         super::sql::run_batch(ctx, &stmt).await?;
@@ -292,7 +362,11 @@ async fn run_rpc(ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), Abort> {
             .iter()
             .map(|(n, v)| {
                 let lit = super::sql::literal_tsql(v);
-                if n.is_empty() { lit } else { format!("{n} = {lit}") }
+                if n.is_empty() {
+                    lit
+                } else {
+                    format!("{n} = {lit}")
+                }
             })
             .collect();
         text.push(' ');

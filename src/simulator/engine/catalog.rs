@@ -146,7 +146,10 @@ impl Catalog {
     pub fn open(root: &Path) -> rusqlite::Result<Catalog> {
         let conn = Connection::open_in_memory()?;
         let msdb = root.join("msdb.sqlite3");
-        conn.execute("ATTACH DATABASE ?1 AS msdb", params![msdb.display().to_string()])?;
+        conn.execute(
+            "ATTACH DATABASE ?1 AS msdb",
+            params![msdb.display().to_string()],
+        )?;
         conn.execute("ATTACH DATABASE ':memory:' AS sys", [])?;
         conn.execute_batch(MSDB_SCHEMA)?;
         conn.execute_batch(SYS_SCHEMA)?;
@@ -188,7 +191,12 @@ impl Catalog {
                 "INSERT INTO msdb.sysschedules(schedule_id, schedule_uid, name, enabled, freq_type,
                    freq_interval, freq_subday_type, freq_subday_interval, active_start_date,
                    active_start_time) VALUES (?1, ?2, ?3, 1, 4, 1, 1, 0, 20260101, ?4)",
-                params![i as i64 + 1, crate::simulator::engine::new_guid(), format!("{name} schedule"), 20000 + i as i64 * 10000],
+                params![
+                    i as i64 + 1,
+                    crate::simulator::engine::new_guid(),
+                    format!("{name} schedule"),
+                    20000 + i as i64 * 10000
+                ],
             )?;
             self.conn.execute(
                 "INSERT INTO msdb.sysjobschedules(schedule_id, job_id, next_run_date, next_run_time)

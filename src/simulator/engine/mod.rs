@@ -94,7 +94,8 @@ impl Instance {
             workload_seed: 20_261_125,
         });
         let catalog = Catalog::open(root).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("simulator catalog: {e}")).with("path", root.display())
+            Error::new(ErrorKind::Io, format!("simulator catalog: {e}"))
+                .with("path", root.display())
         })?;
         let mut inst = Instance {
             root: root.to_path_buf(),
@@ -128,7 +129,9 @@ impl Instance {
 
     /// Persists the instance state.
     pub fn save(&self) -> Result<(), Error> {
-        self.state.save(&self.root).map_err(|e| io_err(e, &self.root))
+        self.state
+            .save(&self.root)
+            .map_err(|e| io_err(e, &self.root))
     }
 
     /// Creates a database with its files; with `sample`, fills it with PACS data.
@@ -136,7 +139,13 @@ impl Instance {
         let dir = self.root.join("data");
         let safe: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let id = self.state.next_database_id;
         self.state.next_database_id += 1;
@@ -188,7 +197,12 @@ impl Instance {
     }
 
     /// Writes a database's data and log files.
-    pub fn write_files(&self, meta: &DbMeta, df: &DataFile, log: &[LogRecord]) -> Result<(), Error> {
+    pub fn write_files(
+        &self,
+        meta: &DbMeta,
+        df: &DataFile,
+        log: &[LogRecord],
+    ) -> Result<(), Error> {
         if let Some(f) = meta.data_file() {
             let p = Path::new(&f.physical);
             df.save(p).map_err(|e| io_err(e, p))?;
@@ -213,7 +227,11 @@ impl Instance {
                 .state
                 .db(name)
                 .ok_or_else(|| Error::new(ErrorKind::SqlServer, format!("no database {name}")))?;
-            let path = PathBuf::from(meta.data_file().map(|f| f.physical.clone()).unwrap_or_default());
+            let path = PathBuf::from(
+                meta.data_file()
+                    .map(|f| f.physical.clone())
+                    .unwrap_or_default(),
+            );
             let df = DataFile::load(&path).map_err(|e| io_err(e, &path))?;
             self.data.insert(key.clone(), df);
         }
@@ -254,7 +272,11 @@ impl Instance {
     /// Bytes of the log file.
     pub fn log_bytes(&self, name: &str) -> (i64, i64) {
         let recs = self.read_log(name);
-        let trunc = self.state.db(name).map(|m| m.log_truncated_lsn).unwrap_or(0);
+        let trunc = self
+            .state
+            .db(name)
+            .map(|m| m.log_truncated_lsn)
+            .unwrap_or(0);
         let used: usize = recs
             .iter()
             .filter(|r| r.lsn >= trunc)
@@ -293,7 +315,10 @@ impl Instance {
             meta.checkpoint_lsn = meta.lsn;
             meta.log_truncated_lsn = meta.lsn;
         }
-        let log_path = meta.log_file().map(|f| f.physical.clone()).unwrap_or_default();
+        let log_path = meta
+            .log_file()
+            .map(|f| f.physical.clone())
+            .unwrap_or_default();
         let df = self.data_file(name)?;
         for r in &recs {
             df.apply(&r.op, r.lsn);
@@ -308,7 +333,8 @@ impl Instance {
             out.extend_from_slice(&serde_json::to_vec(r).unwrap_or_default());
             out.push(b'\n');
         }
-        f.write_all(&out).map_err(|e| io_err(e, Path::new(&log_path)))?;
+        f.write_all(&out)
+            .map_err(|e| io_err(e, Path::new(&log_path)))?;
         let df = self.data_file(name)?.clone();
         self.set_data_file(name, df)?;
         self.save()
@@ -339,7 +365,9 @@ impl Instance {
             .ok_or_else(|| Error::new(ErrorKind::SqlServer, format!("no database {name}")))?;
         let mut ops = Vec::new();
         let modalities = ["CT", "MR", "CR", "US", "MG", "DX"];
-        let names = ["O'Brien", "Müller", "Nakamura", "Dubois", "Rossi", "Kowalski", "Smith"];
+        let names = [
+            "O'Brien", "Müller", "Nakamura", "Dubois", "Rossi", "Kowalski", "Smith",
+        ];
         let ids = &mut meta.next_ids;
         let first_study = ids[1];
         for _ in 0..studies {
@@ -399,7 +427,11 @@ impl Instance {
         if first_study > 1 {
             for _ in 0..(studies / 4).max(1) {
                 let sid = rng.gen_range(1..first_study);
-                let status = if rng.gen_bool(0.5) { "REPORTED" } else { "ARCHIVED" };
+                let status = if rng.gen_bool(0.5) {
+                    "REPORTED"
+                } else {
+                    "ARCHIVED"
+                };
                 ops.push(format!(
                     "U\tStudy\t{sid}\t{}\t1.2.826.0.1.3680043.10.1.{sid}\t{}\tCT\tCT study\t{status}",
                     rng.gen_range(1..ids[0].max(2)),

@@ -212,7 +212,8 @@ impl DataFile {
     /// Reads and checks a data file.
     pub fn load(path: &Path) -> std::io::Result<DataFile> {
         let bytes = std::fs::read(path)?;
-        Self::from_bytes(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        Self::from_bytes(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     /// Parses the pages of a data file image.
@@ -245,7 +246,10 @@ impl DataFile {
 
     /// Rows of a table, in page order.
     pub fn rows(&self, obj_id: u32) -> impl Iterator<Item = &String> {
-        self.pages.iter().filter(move |p| p.obj_id == obj_id).flat_map(|p| p.rows.iter())
+        self.pages
+            .iter()
+            .filter(move |p| p.obj_id == obj_id)
+            .flat_map(|p| p.rows.iter())
     }
 
     /// Number of rows of a table.
@@ -274,7 +278,11 @@ impl DataFile {
         let key = row.split('\t').next().unwrap_or("").to_string();
         for p in self.pages.iter_mut().filter(|p| p.obj_id == obj_id) {
             let used = p.payload_len();
-            if let Some(r) = p.rows.iter_mut().find(|r| r.split('\t').next() == Some(key.as_str())) {
+            if let Some(r) = p
+                .rows
+                .iter_mut()
+                .find(|r| r.split('\t').next() == Some(key.as_str()))
+            {
                 if used - r.len() + row.len() + HEADER < PAGE_SIZE {
                     *r = row;
                     p.lsn = lsn;
@@ -312,7 +320,11 @@ mod tests {
     fn page_roundtrip_and_checksum() {
         let mut f = DataFile::new("PACS", 37_000_000_000_100_001);
         for i in 0..500 {
-            f.insert(104, format!("{i}\t1\t1.2.3.{i}\t/img/{i}.dcm\t524288"), 37_000_000_000_200_000 + i);
+            f.insert(
+                104,
+                format!("{i}\t1\t1.2.3.{i}\t/img/{i}.dcm\t524288"),
+                37_000_000_000_200_000 + i,
+            );
         }
         assert!(f.pages.len() > 2);
         let bytes = f.to_bytes();

@@ -165,11 +165,15 @@ impl InstanceState {
 
     /// A database by name (case-insensitive, as the default collation compares).
     pub fn db(&self, name: &str) -> Option<&DbMeta> {
-        self.databases.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+        self.databases
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
     }
 
     /// A database by name, mutable.
     pub fn db_mut(&mut self, name: &str) -> Option<&mut DbMeta> {
-        self.databases.iter_mut().find(|d| d.name.eq_ignore_ascii_case(name))
+        self.databases
+            .iter_mut()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
     }
 }

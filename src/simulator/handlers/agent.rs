@@ -53,16 +53,30 @@ pub async fn exec(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     }
     match proc_name.to_ascii_lowercase().as_str() {
         "sp_start_job" => start_job(ctx, &args),
-        _ => Err(SqlError::new(2812, format!("Could not find stored procedure '{}'.", parts.join("."))).into()),
+        _ => Err(SqlError::new(
+            2812,
+            format!("Could not find stored procedure '{}'.", parts.join(".")),
+        )
+        .into()),
     }
 }
 
 fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Outcome, StmtError> {
-    let job_name = args.iter().find(|(n, _)| n.as_deref() == Some("job_name") || n.is_none()).map(|(_, v)| v.clone());
-    let job_id = args.iter().find(|(n, _)| n.as_deref() == Some("job_id")).map(|(_, v)| v.clone());
+    let job_name = args
+        .iter()
+        .find(|(n, _)| n.as_deref() == Some("job_name") || n.is_none())
+        .map(|(_, v)| v.clone());
+    let job_id = args
+        .iter()
+        .find(|(n, _)| n.as_deref() == Some("job_id"))
+        .map(|(_, v)| v.clone());
     let inst = ctx.shared.lock();
     if !inst.state.agent_running {
-        return Err(SqlError::new(22022, "SQLServerAgent is not currently running so it cannot be notified of this action.").into());
+        return Err(SqlError::new(
+            22022,
+            "SQLServerAgent is not currently running so it cannot be notified of this action.",
+        )
+        .into());
     }
     let row: Option<(String, String)> = inst
         .catalog
@@ -75,7 +89,11 @@ fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Out
         .ok();
     let Some((id, name)) = row else {
         let shown = job_name.or(job_id).unwrap_or_default();
-        return Err(SqlError::new(14262, format!("The specified @job_name ('{shown}') does not exist.")).into());
+        return Err(SqlError::new(
+            14262,
+            format!("The specified @job_name ('{shown}') does not exist."),
+        )
+        .into());
     };
     let now = inst.now();
     let now_unix = inst.now_unix();
@@ -84,16 +102,27 @@ fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Out
         let xml: Vec<u8> = inst
             .catalog
             .conn
-            .query_row("SELECT packagedata FROM msdb.sysssispackages WHERE id = ?1", params![PLAN_ID], |r| r.get(0))
+            .query_row(
+                "SELECT packagedata FROM msdb.sysssispackages WHERE id = ?1",
+                params![PLAN_ID],
+                |r| r.get(0),
+            )
             .unwrap_or_default();
         let xml = String::from_utf8_lossy(&xml).to_string();
         if faults.cleanup_fails {
             (false, "Executed as user: NT Service\\SQLSERVERAGENT. Microsoft (R) SQL Server Execute Package Utility. The package execution failed. xp_delete_file() returned error 2, 'The system cannot find the file specified.'  The step failed.".to_string())
         } else {
             let folder = attr(&xml, "FolderPath").unwrap_or_default();
-            let ext = attr(&xml, "FileExtension").unwrap_or_default().trim_start_matches('.').to_ascii_lowercase();
-            let age: i64 = attr(&xml, "RemoveOlderThan").and_then(|s| s.parse().ok()).unwrap_or(4);
-            let unit: i64 = attr(&xml, "TimeUnitsType").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let ext = attr(&xml, "FileExtension")
+                .unwrap_or_default()
+                .trim_start_matches('.')
+                .to_ascii_lowercase();
+            let age: i64 = attr(&xml, "RemoveOlderThan")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(4);
+            let unit: i64 = attr(&xml, "TimeUnitsType")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let secs = match unit {
                 5 => 3600,
                 1 => 7 * 86400,
@@ -107,11 +136,21 @@ fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Out
                 if let Ok(rd) = std::fs::read_dir(Path::new(&folder)) {
                     for e in rd.flatten() {
                         let path = e.path();
-                        let matches = path.extension().map(|x| x.to_string_lossy().to_ascii_lowercase() == ext).unwrap_or(false);
+                        let matches = path
+                            .extension()
+                            .map(|x| x.to_string_lossy().to_ascii_lowercase() == ext)
+                            .unwrap_or(false);
                         let old = e.metadata().ok().and_then(|m| m.modified().ok()).map(|m| {
-                            m.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0) < cutoff
+                            m.duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_secs() as i64)
+                                .unwrap_or(0)
+                                < cutoff
                         });
-                        if path.is_file() && matches && old == Some(true) && std::fs::remove_file(&path).is_ok() {
+                        if path.is_file()
+                            && matches
+                            && old == Some(true)
+                            && std::fs::remove_file(&path).is_ok()
+                        {
                             deleted += 1;
                         }
                     }
@@ -121,7 +160,10 @@ fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Out
             (true, "Executed as user: NT Service\\SQLSERVERAGENT. Microsoft (R) SQL Server Execute Package Utility. The package executed successfully.  The step succeeded.".to_string())
         }
     } else {
-        (true, "Executed as user: NT Service\\SQLSERVERAGENT. The step succeeded.".to_string())
+        (
+            true,
+            "Executed as user: NT Service\\SQLSERVERAGENT. The step succeeded.".to_string(),
+        )
     };
     let run_date = now.year() as i64 * 10000 + now.month() as i64 * 100 + now.day() as i64;
     let run_time = now.hour() as i64 * 10000 + now.minute() as i64 * 100 + now.second() as i64;
@@ -132,7 +174,11 @@ fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Out
          VALUES (?1, 1, 'Subplan_1', 0, 0, ?2, ?3, ?4, ?5, 1, 0, 0, 'PACSSIM')",
         params![id, message, status, run_date, run_time],
     );
-    let outcome_msg = if ok { "The job succeeded.  The Job was invoked by User sa.  The last step to run was step 1 (Subplan_1)." } else { "The job failed.  The Job was invoked by User sa.  The last step to run was step 1 (Subplan_1)." };
+    let outcome_msg = if ok {
+        "The job succeeded.  The Job was invoked by User sa.  The last step to run was step 1 (Subplan_1)."
+    } else {
+        "The job failed.  The Job was invoked by User sa.  The last step to run was step 1 (Subplan_1)."
+    };
     let _ = c.execute(
         "INSERT INTO msdb.sysjobhistory(job_id, step_id, step_name, sql_message_id, sql_severity, message, run_status, run_date, run_time, run_duration, operator_id_emailed, retries_attempted, server)
          VALUES (?1, 0, '(Job outcome)', 0, 0, ?2, ?3, ?4, ?5, 1, 0, 0, 'PACSSIM')",

@@ -56,7 +56,11 @@ fn parse(ctx: &Ctx<'_>, t: &[Tok]) -> Result<Opts, SqlError> {
     }
     if p.eat_kw("WITH") {
         loop {
-            let w = p.peek().and_then(|t| t.ident()).map(|s| s.to_ascii_uppercase()).ok_or_else(|| SqlError::near(p.peek()))?;
+            let w = p
+                .peek()
+                .and_then(|t| t.ident())
+                .map(|s| s.to_ascii_uppercase())
+                .ok_or_else(|| SqlError::near(p.peek()))?;
             p.i += 1;
             match w.as_str() {
                 "CHECKSUM" => o.checksum = true,
@@ -66,9 +70,23 @@ fn parse(ctx: &Ctx<'_>, t: &[Tok]) -> Result<Opts, SqlError> {
                 "COPY_ONLY" => o.copy_only = true,
                 "DIFFERENTIAL" => o.differential = true,
                 "INIT" | "FORMAT" => o.init = true,
-                "NOINIT" | "NOFORMAT" | "SKIP" | "NOSKIP" | "REWIND" | "NOREWIND" | "UNLOAD" | "NOUNLOAD" | "NORECOVERY" | "CONTINUE_AFTER_ERROR" | "STOP_ON_ERROR" => {}
+                "NOINIT"
+                | "NOFORMAT"
+                | "SKIP"
+                | "NOSKIP"
+                | "REWIND"
+                | "NOREWIND"
+                | "UNLOAD"
+                | "NOUNLOAD"
+                | "NORECOVERY"
+                | "CONTINUE_AFTER_ERROR"
+                | "STOP_ON_ERROR" => {}
                 "STATS" => {
-                    o.stats = Some(if p.eat_sym("=") { p.number(&ctx.params)?.clamp(1, 100) } else { 10 });
+                    o.stats = Some(if p.eat_sym("=") {
+                        p.number(&ctx.params)?.clamp(1, 100)
+                    } else {
+                        10
+                    });
                 }
                 "DESCRIPTION" => {
                     p.expect_sym("=")?;
@@ -112,7 +130,11 @@ struct Plan {
 /// Runs a BACKUP statement.
 pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     let o = parse(ctx, t)?;
-    let what = if o.log { "BACKUP LOG" } else { "BACKUP DATABASE" };
+    let what = if o.log {
+        "BACKUP LOG"
+    } else {
+        "BACKUP DATABASE"
+    };
     let plan = match prepare(ctx, &o) {
         Ok(p) => p,
         Err(errs) => return Ok(fail(ctx, &errs, what)),
@@ -122,7 +144,11 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     let (us_per_page, disk_full_at, drop_at) = {
         let inst = ctx.shared.lock();
         let f = &inst.state.faults;
-        (f.slow_us_per_page.unwrap_or(50), f.disk_full_at, f.drop_connection_at)
+        (
+            f.slow_us_per_page.unwrap_or(50),
+            f.disk_full_at,
+            f.drop_connection_at,
+        )
     };
     // Progress: step through the work in STATS increments (10% when not asked).
     let step = o.stats.unwrap_or(10).max(1) as u32;
@@ -152,7 +178,10 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
                 let paused = {
                     let mut inst = ctx.shared.lock();
                     set_progress(&mut inst.requests, ctx.spid, pct, started, total);
-                    inst.state.faults.pause_backup_at.is_some_and(|p| pct >= p && pct < 100)
+                    inst.state
+                        .faults
+                        .pause_backup_at
+                        .is_some_and(|p| pct >= p && pct < 100)
                 };
                 if !paused {
                     break;
@@ -179,11 +208,26 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     let families = o.disks.len().max(1);
     let mut written = 0u64;
     for (k, disk) in o.disks.iter().enumerate() {
-        let mut fam = SetPayload { pages: Vec::new(), log: if k == 0 { plan.payload.log.clone() } else { Vec::new() } };
-        fam.pages = plan.payload.pages.iter().enumerate().filter(|(i, _)| i % families == k).map(|(_, p)| p.clone()).collect();
+        let mut fam = SetPayload {
+            pages: Vec::new(),
+            log: if k == 0 {
+                plan.payload.log.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        fam.pages = plan
+            .payload
+            .pages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % families == k)
+            .map(|(_, p)| p.clone())
+            .collect();
         let mut h = header.clone();
         h.family_sequence = k as i64 + 1;
-        let fail_after = disk_full_at.map(|p| (plan.data_pages * PAGE_SIZE) * p as usize / 100 / families);
+        let fail_after =
+            disk_full_at.map(|p| (plan.data_pages * PAGE_SIZE) * p as usize / 100 / families);
         match write_set(Path::new(disk), &mut h, &fam, o.init, fail_after) {
             Ok(n) => written += n,
             Err(e) => {
@@ -225,23 +269,56 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     }
     let pos = header.position;
     if plan.data_pages > 0 {
-        ctx.info(4035, &format!("Processed {} pages for database '{}', file '{}' on file {pos}.", plan.data_pages, header.database_name, plan.logical.0));
+        ctx.info(
+            4035,
+            &format!(
+                "Processed {} pages for database '{}', file '{}' on file {pos}.",
+                plan.data_pages, header.database_name, plan.logical.0
+            ),
+        );
     }
-    ctx.info(4035, &format!("Processed {} pages for database '{}', file '{}' on file {pos}.", plan.log_pages, header.database_name, plan.logical.1));
+    ctx.info(
+        4035,
+        &format!(
+            "Processed {} pages for database '{}', file '{}' on file {pos}.",
+            plan.log_pages, header.database_name, plan.logical.1
+        ),
+    );
     if o.stats.is_some() {
         ctx.info(3211, "100 percent processed.");
     }
-    let label = if o.log { "BACKUP LOG" } else if o.differential { "BACKUP DATABASE WITH DIFFERENTIAL" } else { "BACKUP DATABASE" };
+    let label = if o.log {
+        "BACKUP LOG"
+    } else if o.differential {
+        "BACKUP DATABASE WITH DIFFERENTIAL"
+    } else {
+        "BACKUP DATABASE"
+    };
     let mb = written as f64 / 1_048_576.0 / secs;
-    ctx.info(3014, &format!("{label} successfully processed {total} pages in {secs:.3} seconds ({mb:.3} MB/sec)."));
+    ctx.info(
+        3014,
+        &format!(
+            "{label} successfully processed {total} pages in {secs:.3} seconds ({mb:.3} MB/sec)."
+        ),
+    );
     Ok(Outcome::default())
 }
 
-fn set_progress(reqs: &mut std::collections::HashMap<u16, RequestInfo>, spid: u16, pct: u32, started: Instant, _total: usize) {
+fn set_progress(
+    reqs: &mut std::collections::HashMap<u16, RequestInfo>,
+    spid: u16,
+    pct: u32,
+    started: Instant,
+    _total: usize,
+) {
     if let Some(r) = reqs.get_mut(&spid) {
         r.percent = pct as f64;
         let el = started.elapsed().as_millis() as f64;
-        r.estimated_ms = if pct > 0 { (el * (100.0 - pct as f64) / pct as f64) as i64 } else { 0 };
+        r.estimated_ms = if pct > 0 {
+            (el * (100.0 - pct as f64) / pct as f64) as i64
+        } else {
+            0
+        };
     }
 }
 
@@ -258,7 +335,13 @@ fn damage_file(path: &Path) {
 fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
     let mut inst = ctx.shared.lock();
     let Some(meta) = inst.state.db(&o.db).cloned() else {
-        return Err(vec![SqlError::new(911, format!("Database '{}' does not exist. Make sure that the name is entered correctly.", o.db))]);
+        return Err(vec![SqlError::new(
+            911,
+            format!(
+                "Database '{}' does not exist. Make sure that the name is entered correctly.",
+                o.db
+            ),
+        )]);
     };
     if meta.state != "ONLINE" {
         return Err(vec![SqlError::new(954, format!("The database \"{}\" cannot be opened. It is acting as a mirror database or is in the middle of a restore.", meta.name))]);
@@ -269,9 +352,16 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
                 return Err(vec![cannot_open(d, 53, "The network path was not found.")]);
             }
         }
-        let parent = Path::new(d).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let parent = Path::new(d)
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            return Err(vec![cannot_open(d, 3, "The system cannot find the path specified.")]);
+            return Err(vec![cannot_open(
+                d,
+                3,
+                "The system cannot find the path specified.",
+            )]);
         }
     }
     if o.log {
@@ -279,14 +369,22 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
             return Err(vec![SqlError::new(4208, "The statement BACKUP LOG is not allowed while the recovery model is SIMPLE. Use BACKUP DATABASE or change the recovery model using ALTER DATABASE.")]);
         }
         if meta.log_chain_lsn.is_none() {
-            return Err(vec![SqlError::new(4214, "BACKUP LOG cannot be performed because there is no current database backup.")]);
+            return Err(vec![SqlError::new(
+                4214,
+                "BACKUP LOG cannot be performed because there is no current database backup.",
+            )]);
         }
     }
     let differential = o.differential && !o.log;
     if differential && meta.diff_base.is_none() {
         return Err(vec![SqlError::new(3035, format!("Cannot perform a differential backup for database \"{}\", because a current database backup does not exist. Perform a full database backup by reissuing BACKUP DATABASE, omitting the WITH DIFFERENTIAL option.", meta.name))]);
     }
-    let e = |e: crate::Error| vec![SqlError::new(3203, format!("Read on \"{}\" failed: {e}", meta.name))];
+    let e = |e: crate::Error| {
+        vec![SqlError::new(
+            3203,
+            format!("Read on \"{}\" failed: {e}", meta.name),
+        )]
+    };
     let start = inst.now_unix();
     let (first, checkpoint) = if o.log {
         (meta.log_chain_lsn.unwrap_or(meta.lsn), 0)
@@ -301,9 +399,19 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
     let mut payload = SetPayload::default();
     let (data_pages, log_pages);
     if o.log {
-        payload.log = inst.read_log(&meta.name).into_iter().filter(|r| r.lsn >= first && r.lsn < last).collect();
+        payload.log = inst
+            .read_log(&meta.name)
+            .into_iter()
+            .filter(|r| r.lsn >= first && r.lsn < last)
+            .collect();
         data_pages = 0;
-        log_pages = payload.log.iter().map(|r| r.op.len() + 40).sum::<usize>().div_ceil(PAGE_SIZE).max(1);
+        log_pages = payload
+            .log
+            .iter()
+            .map(|r| r.op.len() + 40)
+            .sum::<usize>()
+            .div_ceil(PAGE_SIZE)
+            .max(1);
     } else {
         let base = meta.diff_base.as_ref().map(|b| b.0).unwrap_or(0);
         let df = inst.data_file(&meta.name).map_err(e)?;
@@ -318,10 +426,20 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
         log_pages = 2;
     }
     let total_pages = inst.data_file(&meta.name).map_err(e)?.pages.len() as u32;
-    let backup_type = if o.log { 2 } else if differential { 5 } else { 1 };
+    let backup_type = if o.log {
+        2
+    } else if differential {
+        5
+    } else {
+        1
+    };
     let set_guid = new_guid();
     let database_backup_lsn = meta.diff_base.as_ref().map(|b| b.0).unwrap_or(0);
-    let (diff_lsn, diff_guid) = if differential { meta.diff_base.clone().unwrap_or((0, String::new())) } else { (0, String::new()) };
+    let (diff_lsn, diff_guid) = if differential {
+        meta.diff_base.clone().unwrap_or((0, String::new()))
+    } else {
+        (0, String::new())
+    };
     let header = SetHeader {
         backup_type,
         name: o.name.clone(),
@@ -342,7 +460,11 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
         finish: start,
         first_lsn: first,
         last_lsn: last,
-        checkpoint_lsn: if o.log { meta.checkpoint_lsn } else { checkpoint },
+        checkpoint_lsn: if o.log {
+            meta.checkpoint_lsn
+        } else {
+            checkpoint
+        },
         database_backup_lsn,
         diff_base_lsn: diff_lsn,
         diff_base_guid: diff_guid,
@@ -360,12 +482,15 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
                 physical: f.physical.clone(),
                 kind: if f.is_log { "L".into() } else { "D".into() },
                 file_id: f.file_id,
-                size: std::fs::metadata(&f.physical).map(|m| m.len() as i64).unwrap_or(0),
+                size: std::fs::metadata(&f.physical)
+                    .map(|m| m.len() as i64)
+                    .unwrap_or(0),
             })
             .collect(),
         total_pages,
     };
-    let new_diff_base = (!o.log && !differential && !o.copy_only).then(|| (checkpoint, set_guid.clone()));
+    let new_diff_base =
+        (!o.log && !differential && !o.copy_only).then(|| (checkpoint, set_guid.clone()));
     let new_log_chain = if o.log {
         (!o.copy_only).then_some(last)
     } else if meta.log_chain_lsn.is_none() && meta.recovery_model != "SIMPLE" && !differential {
@@ -374,18 +499,47 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
         None
     };
     let logical = (
-        meta.data_file().map(|f| f.logical.clone()).unwrap_or_default(),
-        meta.log_file().map(|f| f.logical.clone()).unwrap_or_default(),
+        meta.data_file()
+            .map(|f| f.logical.clone())
+            .unwrap_or_default(),
+        meta.log_file()
+            .map(|f| f.logical.clone())
+            .unwrap_or_default(),
     );
-    let command = if o.log { "BACKUP LOG" } else { "BACKUP DATABASE" };
+    let command = if o.log {
+        "BACKUP LOG"
+    } else {
+        "BACKUP DATABASE"
+    };
     inst.requests.insert(
         ctx.spid,
-        RequestInfo { spid: ctx.spid, command: command.into(), database_id: meta.database_id, start: start as f64, percent: 0.0, estimated_ms: 0 },
+        RequestInfo {
+            spid: ctx.spid,
+            command: command.into(),
+            database_id: meta.database_id,
+            start: start as f64,
+            percent: 0.0,
+            estimated_ms: 0,
+        },
     );
-    Ok(Plan { header, payload, data_pages, log_pages, logical, database_id: meta.database_id, new_diff_base, new_log_chain })
+    Ok(Plan {
+        header,
+        payload,
+        data_pages,
+        log_pages,
+        logical,
+        database_id: meta.database_id,
+        new_diff_base,
+        new_log_chain,
+    })
 }
 
-fn record_history(c: &rusqlite::Connection, h: &SetHeader, o: &Opts, _db_id: i64) -> rusqlite::Result<()> {
+fn record_history(
+    c: &rusqlite::Connection,
+    h: &SetHeader,
+    o: &Opts,
+    _db_id: i64,
+) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO msdb.backupmediaset(media_uuid, media_family_count, is_compressed, is_encrypted, software_name)
          VALUES (?1, ?2, ?3, 0, 'Microsoft SQL Server')",

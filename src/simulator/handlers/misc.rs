@@ -56,7 +56,10 @@ pub fn dbcc(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         Some(e) => {
             ctx.error(8939, 16, &format!("Table error: {e}."));
             ctx.error(8989, 16, &format!("CHECKDB found 0 allocation errors and 1 consistency errors in database '{name}'."));
-            Ok(Outcome { count: None, error: true })
+            Ok(Outcome {
+                count: None,
+                error: true,
+            })
         }
     }
 }
@@ -81,13 +84,27 @@ pub fn ddl(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
                 let Some(m) = inst.state.db(&n).cloned() else {
                     return Err(SqlError::new(3701, format!("Cannot drop the database '{n}', because it does not exist or you do not have permission.")).into());
                 };
-                if inst.sessions.iter().any(|(s, i)| *s != ctx.spid && i.database.eq_ignore_ascii_case(&n)) || ctx.db.eq_ignore_ascii_case(&n) {
-                    return Err(SqlError::new(3702, format!("Cannot drop database \"{}\" because it is currently in use.", m.name)).into());
+                if inst
+                    .sessions
+                    .iter()
+                    .any(|(s, i)| *s != ctx.spid && i.database.eq_ignore_ascii_case(&n))
+                    || ctx.db.eq_ignore_ascii_case(&n)
+                {
+                    return Err(SqlError::new(
+                        3702,
+                        format!(
+                            "Cannot drop database \"{}\" because it is currently in use.",
+                            m.name
+                        ),
+                    )
+                    .into());
                 }
                 for f in &m.files {
                     let _ = std::fs::remove_file(&f.physical);
                 }
-                inst.state.databases.retain(|d| d.database_id != m.database_id);
+                inst.state
+                    .databases
+                    .retain(|d| d.database_id != m.database_id);
                 inst.unload(&m.name);
             }
         }
@@ -96,14 +113,26 @@ pub fn ddl(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
                 return Err(SqlError::near(p.peek()).into());
             }
             if inst.state.db(&names[0]).is_some() {
-                return Err(SqlError::new(1801, format!("Database '{}' already exists. Choose a different database name.", names[0])).into());
+                return Err(SqlError::new(
+                    1801,
+                    format!(
+                        "Database '{}' already exists. Choose a different database name.",
+                        names[0]
+                    ),
+                )
+                .into());
             }
-            inst.create_database(&names[0], false).map_err(|e| SqlError::new(5123, e.to_string()))?;
+            inst.create_database(&names[0], false)
+                .map_err(|e| SqlError::new(5123, e.to_string()))?;
         }
         _ => {
             p.expect_kw("SET")?;
             p.expect_kw("RECOVERY")?;
-            let model = p.peek().and_then(|t| t.ident()).map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+            let model = p
+                .peek()
+                .and_then(|t| t.ident())
+                .map(|s| s.to_ascii_uppercase())
+                .unwrap_or_default();
             if !["FULL", "SIMPLE", "BULK_LOGGED"].contains(&model.as_str()) {
                 return Err(SqlError::near(p.peek()).into());
             }
@@ -128,13 +157,26 @@ pub fn use_db(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     let name = p.ident(&ctx.params)?;
     let found = {
         let inst = ctx.shared.lock();
-        match ["master", "msdb", "tempdb", "model"].iter().find(|s| s.eq_ignore_ascii_case(&name)) {
+        match ["master", "msdb", "tempdb", "model"]
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&name))
+        {
             Some(s) => Some(s.to_string()),
-            None => inst.state.db(&name).filter(|d| d.state == "ONLINE").map(|d| d.name.clone()),
+            None => inst
+                .state
+                .db(&name)
+                .filter(|d| d.state == "ONLINE")
+                .map(|d| d.name.clone()),
         }
     };
     let Some(found) = found else {
-        return Err(SqlError::new(911, format!("Database '{name}' does not exist. Make sure that the name is entered correctly.")).into());
+        return Err(SqlError::new(
+            911,
+            format!(
+                "Database '{name}' does not exist. Make sure that the name is entered correctly."
+            ),
+        )
+        .into());
     };
     let old = std::mem::replace(&mut ctx.db, found.clone());
     token::envchange_str(1, &found, &old, &mut ctx.out);

@@ -16,12 +16,18 @@ pub fn fail(ctx: &mut Ctx<'_>, errs: &[SqlError], what: &str) -> Outcome {
         ctx.error(e.number, e.class, &e.message);
     }
     ctx.error(3013, 16, &format!("{what} is terminating abnormally."));
-    Outcome { count: None, error: true }
+    Outcome {
+        count: None,
+        error: true,
+    }
 }
 
 /// The 3201 error for a device that cannot be opened.
 pub fn cannot_open(path: &str, os: i32, text: &str) -> SqlError {
-    SqlError::new(3201, format!("Cannot open backup device '{path}'. Operating system error {os}({text})."))
+    SqlError::new(
+        3201,
+        format!("Cannot open backup device '{path}'. Operating system error {os}({text})."),
+    )
 }
 
 /// The error for a media error.

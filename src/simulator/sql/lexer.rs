@@ -68,13 +68,67 @@ pub struct LexError {
 /// Reserved words: an unexpected one gets error 156 instead of 102.
 pub fn is_reserved(w: &str) -> bool {
     const R: &[&str] = &[
-        "ADD", "ALL", "ALTER", "AND", "AS", "ASC", "BACKUP", "BETWEEN", "BY", "CASE", "CHECK",
-        "COLUMN", "CREATE", "DATABASE", "DBCC", "DECLARE", "DEFAULT", "DELETE", "DESC",
-        "DISK", "DISTINCT", "DROP", "ELSE", "END", "EXEC", "EXECUTE", "EXISTS", "FILE",
-        "FROM", "GROUP", "HAVING", "IN", "INNER", "INSERT", "INTO", "IS", "JOIN", "LEFT",
-        "LIKE", "NOT", "NULL", "ON", "OR", "ORDER", "OUTER", "PROCEDURE", "RESTORE",
-        "RIGHT", "SELECT", "SET", "TABLE", "THEN", "TO", "TOP", "UNION", "UPDATE", "USE",
-        "VALUES", "WHEN", "WHERE", "WITH",
+        "ADD",
+        "ALL",
+        "ALTER",
+        "AND",
+        "AS",
+        "ASC",
+        "BACKUP",
+        "BETWEEN",
+        "BY",
+        "CASE",
+        "CHECK",
+        "COLUMN",
+        "CREATE",
+        "DATABASE",
+        "DBCC",
+        "DECLARE",
+        "DEFAULT",
+        "DELETE",
+        "DESC",
+        "DISK",
+        "DISTINCT",
+        "DROP",
+        "ELSE",
+        "END",
+        "EXEC",
+        "EXECUTE",
+        "EXISTS",
+        "FILE",
+        "FROM",
+        "GROUP",
+        "HAVING",
+        "IN",
+        "INNER",
+        "INSERT",
+        "INTO",
+        "IS",
+        "JOIN",
+        "LEFT",
+        "LIKE",
+        "NOT",
+        "NULL",
+        "ON",
+        "OR",
+        "ORDER",
+        "OUTER",
+        "PROCEDURE",
+        "RESTORE",
+        "RIGHT",
+        "SELECT",
+        "SET",
+        "TABLE",
+        "THEN",
+        "TO",
+        "TOP",
+        "UNION",
+        "UPDATE",
+        "USE",
+        "VALUES",
+        "WHEN",
+        "WHERE",
+        "WITH",
     ];
     R.iter().any(|k| k.eq_ignore_ascii_case(w))
 }
@@ -123,7 +177,9 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, LexError> {
                     None => {
                         return Err(LexError {
                             number: 105,
-                            message: format!("Unclosed quotation mark after the character string '{s}'."),
+                            message: format!(
+                                "Unclosed quotation mark after the character string '{s}'."
+                            ),
                         })
                     }
                     Some('\'') if c.get(i + 1) == Some(&'\'') => {
@@ -150,7 +206,9 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, LexError> {
                     None => {
                         return Err(LexError {
                             number: 105,
-                            message: format!("Unclosed quotation mark after the character string '{s}'."),
+                            message: format!(
+                                "Unclosed quotation mark after the character string '{s}'."
+                            ),
                         })
                     }
                     Some(x) if *x == close && c.get(i + 1) == Some(&close) => {
@@ -172,7 +230,9 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, LexError> {
             let global = c.get(i + 1) == Some(&'@');
             i += if global { 2 } else { 1 };
             let start = i;
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '#' || c[i] == '$') {
+            while i < c.len()
+                && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '#' || c[i] == '$')
+            {
                 i += 1;
             }
             let name: String = c[start..i].iter().collect();
@@ -181,7 +241,9 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, LexError> {
             } else {
                 Tok::Var(name)
             });
-        } else if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if ch.is_ascii_digit()
+            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
             while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.') {
                 i += 1;
@@ -189,7 +251,9 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, LexError> {
             out.push(Tok::Num(c[start..i].iter().collect()));
         } else if ch.is_alphabetic() || ch == '_' || ch == '#' {
             let start = i;
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '#' || c[i] == '$') {
+            while i < c.len()
+                && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '#' || c[i] == '$')
+            {
                 i += 1;
             }
             out.push(Tok::Word(c[start..i].iter().collect()));

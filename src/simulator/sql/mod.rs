@@ -27,15 +27,27 @@ pub struct SqlError {
 impl SqlError {
     /// A severity-16 error.
     pub fn new(number: i32, message: impl Into<String>) -> Self {
-        SqlError { number, class: 16, message: message.into() }
+        SqlError {
+            number,
+            class: 16,
+            message: message.into(),
+        }
     }
 
     /// Error 102 (or 156 for a reserved word) near a token.
     pub fn syntax(near: &str) -> Self {
         if lexer::is_reserved(near) {
-            SqlError { number: 156, class: 15, message: format!("Incorrect syntax near the keyword '{near}'.") }
+            SqlError {
+                number: 156,
+                class: 15,
+                message: format!("Incorrect syntax near the keyword '{near}'."),
+            }
         } else {
-            SqlError { number: 102, class: 15, message: format!("Incorrect syntax near '{near}'.") }
+            SqlError {
+                number: 102,
+                class: 15,
+                message: format!("Incorrect syntax near '{near}'."),
+            }
         }
     }
 
@@ -43,15 +55,24 @@ impl SqlError {
     pub fn near(t: Option<&Tok>) -> Self {
         match t {
             Some(Tok::Word(w)) => SqlError::syntax(w),
-            Some(t) => SqlError { number: 102, class: 15, message: format!("Incorrect syntax near '{}'.", t.display()) },
-            None => SqlError { number: 102, class: 15, message: "Incorrect syntax near ')'.".into() },
+            Some(t) => SqlError {
+                number: 102,
+                class: 15,
+                message: format!("Incorrect syntax near '{}'.", t.display()),
+            },
+            None => SqlError {
+                number: 102,
+                class: 15,
+                message: "Incorrect syntax near ')'.".into(),
+            },
         }
     }
 }
 
 /// Formats unix seconds as a datetime literal.
 pub fn fmt_unix(secs: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     super::tds::types::format_datetime(&time::PrimitiveDateTime::new(t.date(), t.time()))
 }
 
@@ -67,7 +88,8 @@ pub fn literal_tsql(v: &Value) -> String {
 }
 
 const STARTERS: &[&str] = &[
-    "SELECT", "BACKUP", "RESTORE", "DBCC", "DROP", "USE", "EXEC", "EXECUTE", "SIMCTL", "DECLARE", "CREATE", "ALTER", "PRINT", "SET",
+    "SELECT", "BACKUP", "RESTORE", "DBCC", "DROP", "USE", "EXEC", "EXECUTE", "SIMCTL", "DECLARE",
+    "CREATE", "ALTER", "PRINT", "SET",
 ];
 
 /// Splits tokens into statements at `;` and at statement keywords.
@@ -90,8 +112,13 @@ pub fn split(toks: Vec<Tok>) -> Vec<Vec<Tok>> {
         let starts = depth == 0
             && !cur.is_empty()
             && STARTERS.iter().any(|k| t.is_kw(k))
-            && !cur.last().is_some_and(|p| p.is_kw("UNION") || p.is_kw("ALL") || p.is_kw("EXCEPT") || p.is_kw("INTERSECT"))
-            && !(t.is_kw("SET") && cur.first().is_some_and(|f| f.is_kw("ALTER") || f.is_kw("UPDATE")))
+            && !cur.last().is_some_and(|p| {
+                p.is_kw("UNION") || p.is_kw("ALL") || p.is_kw("EXCEPT") || p.is_kw("INTERSECT")
+            })
+            && !(t.is_kw("SET")
+                && cur
+                    .first()
+                    .is_some_and(|f| f.is_kw("ALTER") || f.is_kw("UPDATE")))
             && !(t.is_kw("SELECT") && cur.first().is_some_and(|f| f.is_kw("INSERT")));
         if starts {
             out.push(std::mem::take(&mut cur));
@@ -110,11 +137,21 @@ pub async fn run_batch(ctx: &mut Ctx<'_>, text: &str) -> Result<(), Abort> {
         Ok(t) => t,
         Err(e) => {
             ctx.error(e.number, 15, &e.message);
-            finish_stmt(ctx, Outcome { count: None, error: true }, true);
+            finish_stmt(
+                ctx,
+                Outcome {
+                    count: None,
+                    error: true,
+                },
+                true,
+            );
             return Ok(());
         }
     };
-    let stmts: Vec<Vec<Tok>> = split(toks).into_iter().filter(|s| !(s.len() == 1 && s[0].is_kw("GO"))).collect();
+    let stmts: Vec<Vec<Tok>> = split(toks)
+        .into_iter()
+        .filter(|s| !(s.len() == 1 && s[0].is_kw("GO")))
+        .collect();
     if stmts.is_empty() {
         finish_stmt(ctx, Outcome::default(), true);
         return Ok(());
@@ -128,7 +165,10 @@ pub async fn run_batch(ctx: &mut Ctx<'_>, text: &str) -> Result<(), Abort> {
             Ok(o) => o,
             Err(StmtError::Sql(e)) => {
                 ctx.error(e.number, e.class, &e.message);
-                Outcome { count: None, error: true }
+                Outcome {
+                    count: None,
+                    error: true,
+                }
             }
             Err(StmtError::Abort(a)) => return Err(a),
         };
@@ -178,16 +218,26 @@ impl From<Abort> for StmtError {
 
 async fn run_statement(ctx: &mut Ctx<'_>, s: &[Tok]) -> Result<Outcome, StmtError> {
     let first = &s[0];
-    let word = first.ident().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+    let word = first
+        .ident()
+        .map(|w| w.to_ascii_uppercase())
+        .unwrap_or_default();
     match (word.as_str(), matches!(first, Tok::Word(_))) {
         ("SELECT", true) => {
             let (cols, rows) = {
                 let mut inst = ctx.shared.lock();
-                let env = select::SelectEnv { spid: ctx.spid, db: &ctx.db, params: &ctx.params };
+                let env = select::SelectEnv {
+                    spid: ctx.spid,
+                    db: &ctx.db,
+                    params: &ctx.params,
+                };
                 select::run(&mut inst, &env, s)?
             };
             ctx.rows(&cols, &rows);
-            Ok(Outcome { count: Some(rows.len() as u64), error: false })
+            Ok(Outcome {
+                count: Some(rows.len() as u64),
+                error: false,
+            })
         }
         ("BACKUP", true) => handlers::backup::run(ctx, s).await,
         ("RESTORE", true) => handlers::restore::run(ctx, s).await,
@@ -253,7 +303,10 @@ impl<'a> Parser<'a> {
         }
     }
     /// An identifier, or a variable resolved through `params`.
-    pub fn ident(&mut self, params: &std::collections::HashMap<String, Value>) -> Result<String, SqlError> {
+    pub fn ident(
+        &mut self,
+        params: &std::collections::HashMap<String, Value>,
+    ) -> Result<String, SqlError> {
         match self.peek() {
             Some(Tok::Word(w)) if !lexer::is_reserved(w) => {
                 self.i += 1;
@@ -265,13 +318,21 @@ impl<'a> Parser<'a> {
             }
             Some(Tok::Var(v)) => {
                 self.i += 1;
-                params.get(&v.to_ascii_lowercase()).map(|v| v.to_text()).ok_or_else(|| SqlError::new(137, format!("Must declare the scalar variable \"@{v}\".")))
+                params
+                    .get(&v.to_ascii_lowercase())
+                    .map(|v| v.to_text())
+                    .ok_or_else(|| {
+                        SqlError::new(137, format!("Must declare the scalar variable \"@{v}\"."))
+                    })
             }
             other => Err(SqlError::near(other)),
         }
     }
     /// A string literal or variable.
-    pub fn string(&mut self, params: &std::collections::HashMap<String, Value>) -> Result<String, SqlError> {
+    pub fn string(
+        &mut self,
+        params: &std::collections::HashMap<String, Value>,
+    ) -> Result<String, SqlError> {
         match self.peek() {
             Some(Tok::Str(s, _)) => {
                 self.i += 1;
@@ -279,13 +340,21 @@ impl<'a> Parser<'a> {
             }
             Some(Tok::Var(v)) => {
                 self.i += 1;
-                params.get(&v.to_ascii_lowercase()).map(|v| v.to_text()).ok_or_else(|| SqlError::new(137, format!("Must declare the scalar variable \"@{v}\".")))
+                params
+                    .get(&v.to_ascii_lowercase())
+                    .map(|v| v.to_text())
+                    .ok_or_else(|| {
+                        SqlError::new(137, format!("Must declare the scalar variable \"@{v}\"."))
+                    })
             }
             other => Err(SqlError::near(other)),
         }
     }
     /// A number or variable.
-    pub fn number(&mut self, params: &std::collections::HashMap<String, Value>) -> Result<i64, SqlError> {
+    pub fn number(
+        &mut self,
+        params: &std::collections::HashMap<String, Value>,
+    ) -> Result<i64, SqlError> {
         match self.peek() {
             Some(Tok::Num(n)) => {
                 self.i += 1;
@@ -295,8 +364,14 @@ impl<'a> Parser<'a> {
                 self.i += 1;
                 match params.get(&v.to_ascii_lowercase()) {
                     Some(Value::Int(i)) => Ok(*i),
-                    Some(other) => other.to_text().parse().map_err(|_| SqlError::syntax(&other.to_text())),
-                    None => Err(SqlError::new(137, format!("Must declare the scalar variable \"@{v}\"."))),
+                    Some(other) => other
+                        .to_text()
+                        .parse()
+                        .map_err(|_| SqlError::syntax(&other.to_text())),
+                    None => Err(SqlError::new(
+                        137,
+                        format!("Must declare the scalar variable \"@{v}\"."),
+                    )),
                 }
             }
             other => Err(SqlError::near(other)),

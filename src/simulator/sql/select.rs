@@ -100,7 +100,12 @@ fn sqlite_type(ty: &str) -> &'static str {
     let t = ty.to_ascii_lowercase();
     if t.contains("int") || t.starts_with("bit") {
         "INTEGER"
-    } else if t.contains("char") || t.contains("xml") || t.contains("date") || t.contains("time") || t.contains("uniqueidentifier") {
+    } else if t.contains("char")
+        || t.contains("xml")
+        || t.contains("date")
+        || t.contains("time")
+        || t.contains("uniqueidentifier")
+    {
         "TEXT"
     } else if t.contains("binary") || t.contains("image") {
         "BLOB"
@@ -113,7 +118,11 @@ fn sqlite_type(ty: &str) -> &'static str {
 
 impl Rewriter<'_> {
     fn need_db(&mut self, name: &str) -> Result<String, SqlError> {
-        if !self.db_ids.iter().any(|(_, n)| n.eq_ignore_ascii_case(name)) {
+        if !self
+            .db_ids
+            .iter()
+            .any(|(_, n)| n.eq_ignore_ascii_case(name))
+        {
             return Err(SqlError::new(911, format!("Database '{name}' does not exist. Make sure that the name is entered correctly.")));
         }
         if !self.user_dbs.iter().any(|d| d.eq_ignore_ascii_case(name)) {
@@ -123,7 +132,10 @@ impl Rewriter<'_> {
     }
 
     fn db_id_of(&self, name: &str) -> Option<i64> {
-        self.db_ids.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(i, _)| *i)
+        self.db_ids
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(i, _)| *i)
     }
 
     fn object(&mut self, parts: &[String], from_ctx: bool) -> Result<String, SqlError> {
@@ -141,7 +153,10 @@ impl Rewriter<'_> {
         let user_or_plain = |me: &mut Self, db: &str, obj: &str| -> Result<String, SqlError> {
             if db.eq_ignore_ascii_case("msdb") {
                 Ok(format!("msdb.{}", quote(obj)))
-            } else if db.eq_ignore_ascii_case("master") || db.eq_ignore_ascii_case("tempdb") || db.eq_ignore_ascii_case("model") {
+            } else if db.eq_ignore_ascii_case("master")
+                || db.eq_ignore_ascii_case("tempdb")
+                || db.eq_ignore_ascii_case("model")
+            {
                 Ok(format!("main.{}", quote(obj)))
             } else {
                 let alias = me.need_db(db)?;
@@ -291,7 +306,13 @@ impl Rewriter<'_> {
     }
 
     /// Rewrites the token at `i`; returns text and tokens consumed.
-    fn token(&mut self, t: &[Tok], i: usize, from_ctx: bool, item_head: bool) -> Result<(String, usize), SqlError> {
+    fn token(
+        &mut self,
+        t: &[Tok],
+        i: usize,
+        from_ctx: bool,
+        item_head: bool,
+    ) -> Result<(String, usize), SqlError> {
         let tok = &t[i];
         let in_list = item_head;
         match tok {
@@ -300,7 +321,10 @@ impl Rewriter<'_> {
             Tok::Sym(s) => Ok((s.clone(), 1)),
             Tok::Var(v) => match self.env.params.get(&v.to_ascii_lowercase()) {
                 Some(val) => Ok((literal(val), 1)),
-                None => Err(SqlError::new(137, format!("Must declare the scalar variable \"@{v}\"."))),
+                None => Err(SqlError::new(
+                    137,
+                    format!("Must declare the scalar variable \"@{v}\"."),
+                )),
             },
             Tok::Global(g) => {
                 let s = match g.as_str() {
@@ -355,7 +379,12 @@ impl Rewriter<'_> {
         }
     }
 
-    fn function(&mut self, t: &[Tok], i: usize, in_list: bool) -> Result<(String, usize), SqlError> {
+    fn function(
+        &mut self,
+        t: &[Tok],
+        i: usize,
+        in_list: bool,
+    ) -> Result<(String, usize), SqlError> {
         let name = t[i].ident().unwrap_or("").to_ascii_uppercase();
         let close = matching_paren(t, i + 1);
         let args = &t[i + 2..close.min(t.len())];
@@ -392,9 +421,15 @@ impl Rewriter<'_> {
                     let p = as_pos.ok_or_else(|| SqlError::syntax(")"))?;
                     (&args[..p], &args[p + 1..])
                 } else {
-                    let comma = args.iter().position(|x| x.is_sym(",")).ok_or_else(|| SqlError::syntax(")"))?;
+                    let comma = args
+                        .iter()
+                        .position(|x| x.is_sym(","))
+                        .ok_or_else(|| SqlError::syntax(")"))?;
                     let rest = &args[comma + 1..];
-                    let end = rest.iter().position(|x| x.is_sym(",")).unwrap_or(rest.len());
+                    let end = rest
+                        .iter()
+                        .position(|x| x.is_sym(","))
+                        .unwrap_or(rest.len());
                     (&rest[..end], &args[..comma])
                 };
                 let ty_s: String = ty.iter().map(|x| x.display()).collect::<Vec<_>>().join("");
@@ -407,30 +442,52 @@ impl Rewriter<'_> {
             }
             "DB_NAME" => {
                 let a = arg_str(self, args)?;
-                let a = if a.trim().is_empty() { format!("{}", self.db_id_of(self.env.db).unwrap_or(1)) } else { a };
+                let a = if a.trim().is_empty() {
+                    format!("{}", self.db_id_of(self.env.db).unwrap_or(1))
+                } else {
+                    a
+                };
                 Ok((format!("sim_db_name({a})"), used))
             }
             "DB_ID" => {
                 let a = arg_str(self, args)?;
-                let a = if a.trim().is_empty() { format!("'{}'", self.env.db.replace('\'', "''")) } else { a };
+                let a = if a.trim().is_empty() {
+                    format!("'{}'", self.env.db.replace('\'', "''"))
+                } else {
+                    a
+                };
                 Ok((format!("sim_db_id({a})"), used))
             }
-            "GETDATE" | "SYSDATETIME" | "GETUTCDATE" | "SYSUTCDATETIME" | "SYSDATETIMEOFFSET" => Ok(("sim_now()".into(), used)),
+            "GETDATE" | "SYSDATETIME" | "GETUTCDATE" | "SYSUTCDATETIME" | "SYSDATETIMEOFFSET" => {
+                Ok(("sim_now()".into(), used))
+            }
             "SUSER_SNAME" | "SUSER_NAME" | "ORIGINAL_LOGIN" => Ok(("'sa'".into(), used)),
             "HOST_NAME" => Ok(("'PACSSIM'".into(), used)),
             "DATEDIFF" | "DATEADD" => {
-                let unit = args.first().map(|a| a.display().to_ascii_lowercase()).unwrap_or_default();
+                let unit = args
+                    .first()
+                    .map(|a| a.display().to_ascii_lowercase())
+                    .unwrap_or_default();
                 let rest = arg_str(self, args.get(2..).unwrap_or(&[]))?;
-                Ok((format!("sim_{}('{unit}', {rest})", name.to_ascii_lowercase()), used))
+                Ok((
+                    format!("sim_{}('{unit}', {rest})", name.to_ascii_lowercase()),
+                    used,
+                ))
             }
             _ => {
                 let f = match name.as_str() {
                     "ISNULL" => "IFNULL",
                     "LEN" => "LENGTH",
                     "COUNT_BIG" => "COUNT",
-                    "UPPER" | "LOWER" | "COUNT" | "MAX" | "MIN" | "SUM" | "AVG" | "COALESCE" | "ABS" | "ROUND"
-                    | "REPLACE" | "SUBSTRING" | "LTRIM" | "RTRIM" | "TRIM" | "NULLIF" | "IIF" => name.as_str(),
-                    other => return Err(SqlError::new(195, format!("'{other}' is not a recognized built-in function name."))),
+                    "UPPER" | "LOWER" | "COUNT" | "MAX" | "MIN" | "SUM" | "AVG" | "COALESCE"
+                    | "ABS" | "ROUND" | "REPLACE" | "SUBSTRING" | "LTRIM" | "RTRIM" | "TRIM"
+                    | "NULLIF" | "IIF" => name.as_str(),
+                    other => {
+                        return Err(SqlError::new(
+                            195,
+                            format!("'{other}' is not a recognized built-in function name."),
+                        ))
+                    }
                 };
                 let f = if f == "SUBSTRING" { "SUBSTR" } else { f };
                 Ok((format!("{f}({})", arg_str(self, args)?), used))
@@ -449,7 +506,14 @@ fn item_end(t: &[Tok], start: usize) -> usize {
                 return k;
             }
             d -= 1;
-        } else if d == 0 && (x.is_sym(",") || x.is_kw("FROM") || x.is_kw("INTO") || x.is_kw("UNION") || x.is_kw("ORDER") || x.is_kw("WHERE")) {
+        } else if d == 0
+            && (x.is_sym(",")
+                || x.is_kw("FROM")
+                || x.is_kw("INTO")
+                || x.is_kw("UNION")
+                || x.is_kw("ORDER")
+                || x.is_kw("WHERE"))
+        {
             return k;
         }
     }
@@ -475,9 +539,24 @@ fn refresh_sys(inst: &mut Instance, env: &SelectEnv) -> rusqlite::Result<()> {
         "INSERT INTO sys.databases VALUES (?1, ?2, NULL, X'01', ?3, 150, 'SQL_Latin1_General_CP1_CI_AS', 0,
           'MULTI_USER', 0, ?4, ?5, ?6, ?7, 2, 'CHECKSUM', ?8, ?9, 0)",
     )?;
-    let system = [("master", 1, "SIMPLE"), ("tempdb", 2, "SIMPLE"), ("model", 3, "FULL"), ("msdb", 4, "SIMPLE")];
+    let system = [
+        ("master", 1, "SIMPLE"),
+        ("tempdb", 2, "SIMPLE"),
+        ("model", 3, "FULL"),
+        ("msdb", 4, "SIMPLE"),
+    ];
     for (n, id, rm) in system {
-        ins_db.execute(params![n, id, started, 0, "ONLINE", if rm == "FULL" { 1 } else { 3 }, rm, 0, "NOTHING"])?;
+        ins_db.execute(params![
+            n,
+            id,
+            started,
+            0,
+            "ONLINE",
+            if rm == "FULL" { 1 } else { 3 },
+            rm,
+            0,
+            "NOTHING"
+        ])?;
     }
     for d in &dbs {
         let state = match d.state.as_str() {
@@ -492,26 +571,63 @@ fn refresh_sys(inst: &mut Instance, env: &SelectEnv) -> rusqlite::Result<()> {
             "BULK_LOGGED" => 2,
             _ => 3,
         };
-        let waits_log = d.recovery_model != "SIMPLE" && d.log_chain_lsn.is_some() && d.lsn > d.log_truncated_lsn;
-        let (w, wd) = if waits_log { (2, "LOG_BACKUP") } else { (0, "NOTHING") };
-        ins_db.execute(params![d.name, d.database_id, super::fmt_unix(d.create_date), state, d.state, rm, d.recovery_model, w, wd])?;
+        let waits_log = d.recovery_model != "SIMPLE"
+            && d.log_chain_lsn.is_some()
+            && d.lsn > d.log_truncated_lsn;
+        let (w, wd) = if waits_log {
+            (2, "LOG_BACKUP")
+        } else {
+            (0, "NOTHING")
+        };
+        ins_db.execute(params![
+            d.name,
+            d.database_id,
+            super::fmt_unix(d.create_date),
+            state,
+            d.state,
+            rm,
+            d.recovery_model,
+            w,
+            wd
+        ])?;
     }
     let mut ins_f = c.prepare("INSERT INTO sys.master_files VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 'ONLINE', ?9, ?10, ?11, 0, 0, ?12)")?;
     for d in &dbs {
         for f in &d.files {
-            let bytes = std::fs::metadata(&f.physical).map(|m| m.len() as i64).unwrap_or(0);
-            let pages = if f.is_log { (bytes + 8 * 1024 * 1024) / 8192 } else { (bytes + 8191) / 8192 };
+            let bytes = std::fs::metadata(&f.physical)
+                .map(|m| m.len() as i64)
+                .unwrap_or(0);
+            let pages = if f.is_log {
+                (bytes + 8 * 1024 * 1024) / 8192
+            } else {
+                (bytes + 8191) / 8192
+            };
             ins_f.execute(params![
-                d.database_id, f.file_id, crate::simulator::engine::new_guid(), if f.is_log { 1 } else { 0 },
-                if f.is_log { "LOG" } else { "ROWS" }, if f.is_log { 0 } else { 1 }, f.logical, f.physical,
-                pages, f.max_size, f.growth, f.is_percent_growth as i64
+                d.database_id,
+                f.file_id,
+                crate::simulator::engine::new_guid(),
+                if f.is_log { 1 } else { 0 },
+                if f.is_log { "LOG" } else { "ROWS" },
+                if f.is_log { 0 } else { 1 },
+                f.logical,
+                f.physical,
+                pages,
+                f.max_size,
+                f.growth,
+                f.is_percent_growth as i64
             ])?;
         }
     }
     for (id, total, used) in log_usage {
         c.execute(
             "INSERT INTO sys.dm_db_log_space_usage VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, total, used, used as f64 * 100.0 / total.max(1) as f64, used],
+            params![
+                id,
+                total,
+                used,
+                used as f64 * 100.0 / total.max(1) as f64,
+                used
+            ],
         )?;
     }
     let db_id = |name: &str| -> i64 {
@@ -520,31 +636,68 @@ fn refresh_sys(inst: &mut Instance, env: &SelectEnv) -> rusqlite::Result<()> {
             "tempdb" => 2,
             "model" => 3,
             "msdb" => 4,
-            _ => dbs.iter().find(|d| d.name.eq_ignore_ascii_case(name)).map(|d| d.database_id).unwrap_or(1),
+            _ => dbs
+                .iter()
+                .find(|d| d.name.eq_ignore_ascii_case(name))
+                .map(|d| d.database_id)
+                .unwrap_or(1),
         }
     };
     let now_unix = inst.now_unix() as f64;
     for (spid, s) in &inst.sessions {
         c.execute(
             "INSERT INTO sys.dm_exec_sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
-            params![*spid as i64, now, s.host, s.program, s.login, if *spid == env.spid { "running" } else { "sleeping" }, db_id(&s.database)],
+            params![
+                *spid as i64,
+                now,
+                s.host,
+                s.program,
+                s.login,
+                if *spid == env.spid {
+                    "running"
+                } else {
+                    "sleeping"
+                },
+                db_id(&s.database)
+            ],
         )?;
     }
     let mut ins_r = c.prepare(
         "INSERT INTO sys.dm_exec_requests VALUES (?1, 0, ?2, ?3, ?4, ?5, 1, 0, ?6, 0, ?6, ?7, ?8, 0, ?9, 0, 0)",
     )?;
-    ins_r.execute(params![env.spid as i64, now, "running", "SELECT", db_id(env.db), Option::<String>::None, 0.0, 0, 0])?;
+    ins_r.execute(params![
+        env.spid as i64,
+        now,
+        "running",
+        "SELECT",
+        db_id(env.db),
+        Option::<String>::None,
+        0.0,
+        0,
+        0
+    ])?;
     for r in inst.requests.values() {
         if r.spid == env.spid {
             continue;
         }
         let elapsed = ((now_unix - r.start) * 1000.0).max(0.0) as i64;
         ins_r.execute(params![
-            r.spid as i64, super::fmt_unix(r.start as i64), "suspended", r.command, r.database_id,
-            "BACKUPIO", r.percent, r.estimated_ms, elapsed
+            r.spid as i64,
+            super::fmt_unix(r.start as i64),
+            "suspended",
+            r.command,
+            r.database_id,
+            "BACKUPIO",
+            r.percent,
+            r.estimated_ms,
+            elapsed
         ])?;
     }
-    let agent = if inst.state.agent_running { (4, "Running") } else { (1, "Stopped") };
+    let agent = if inst.state.agent_running {
+        (4, "Running")
+    } else {
+        (1, "Stopped")
+    };
     c.execute(
         "INSERT INTO sys.dm_server_services VALUES ('SQL Server (MSSQLSERVER)', 2, 'Automatic', 4, 'Running', 4242, ?1,
            'NT Service\\MSSQLSERVER', '/opt/mssql/bin/sqlservr', 'N', '', 'Y')",
@@ -562,17 +715,37 @@ fn load_user_db(inst: &mut Instance, db: &str) -> Result<(), SqlError> {
     let alias = format!("u_{}", db.to_ascii_lowercase());
     let mut tables = Vec::new();
     for t in TABLES {
-        let rows = inst.table_rows(db, t.name).map_err(|e| SqlError::new(945, format!("Database '{db}' cannot be opened: {e}")))?;
+        let rows = inst
+            .table_rows(db, t.name)
+            .map_err(|e| SqlError::new(945, format!("Database '{db}' cannot be opened: {e}")))?;
         tables.push((t, rows));
     }
     let c = &inst.catalog.conn;
     let q = |e: rusqlite::Error| SqlError::new(102, e.to_string());
-    c.execute("ATTACH DATABASE ':memory:' AS ?1", [&alias]).map_err(q)?;
+    c.execute("ATTACH DATABASE ':memory:' AS ?1", [&alias])
+        .map_err(q)?;
     for (t, rows) in tables {
-        let cols: Vec<String> = t.columns.iter().map(|(n, ty)| format!("{} {}", quote(n), ty)).collect();
-        c.execute_batch(&format!("CREATE TABLE {}.{}({});", quote(&alias), quote(t.name), cols.join(", "))).map_err(q)?;
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|(n, ty)| format!("{} {}", quote(n), ty))
+            .collect();
+        c.execute_batch(&format!(
+            "CREATE TABLE {}.{}({});",
+            quote(&alias),
+            quote(t.name),
+            cols.join(", ")
+        ))
+        .map_err(q)?;
         let ph: Vec<String> = (1..=t.columns.len()).map(|k| format!("?{k}")).collect();
-        let mut st = c.prepare(&format!("INSERT INTO {}.{} VALUES ({})", quote(&alias), quote(t.name), ph.join(", "))).map_err(q)?;
+        let mut st = c
+            .prepare(&format!(
+                "INSERT INTO {}.{} VALUES ({})",
+                quote(&alias),
+                quote(t.name),
+                ph.join(", ")
+            ))
+            .map_err(q)?;
         for r in rows {
             let vals: Vec<rusqlite::types::Value> = t
                 .columns
@@ -580,7 +753,9 @@ fn load_user_db(inst: &mut Instance, db: &str) -> Result<(), SqlError> {
                 .zip(r.iter().chain(std::iter::repeat(&String::new())))
                 .map(|((_, ty), v)| {
                     if sqlite_type(ty) == "INTEGER" {
-                        v.parse::<i64>().map(rusqlite::types::Value::Integer).unwrap_or(rusqlite::types::Value::Null)
+                        v.parse::<i64>()
+                            .map(rusqlite::types::Value::Integer)
+                            .unwrap_or(rusqlite::types::Value::Null)
                     } else {
                         rusqlite::types::Value::Text(v.clone())
                     }
@@ -594,8 +769,18 @@ fn load_user_db(inst: &mut Instance, db: &str) -> Result<(), SqlError> {
 
 fn register_functions(inst: &Instance) -> rusqlite::Result<()> {
     let c = &inst.catalog.conn;
-    let mut names: Vec<(i64, String)> = vec![(1, "master".into()), (2, "tempdb".into()), (3, "model".into()), (4, "msdb".into())];
-    names.extend(inst.state.databases.iter().map(|d| (d.database_id, d.name.clone())));
+    let mut names: Vec<(i64, String)> = vec![
+        (1, "master".into()),
+        (2, "tempdb".into()),
+        (3, "model".into()),
+        (4, "msdb".into()),
+    ];
+    names.extend(
+        inst.state
+            .databases
+            .iter()
+            .map(|d| (d.database_id, d.name.clone())),
+    );
     let n2 = names.clone();
     let det = FunctionFlags::SQLITE_UTF8;
     c.create_scalar_function("sim_db_name", 1, det, move |ctx| {
@@ -604,7 +789,10 @@ fn register_functions(inst: &Instance) -> rusqlite::Result<()> {
     })?;
     c.create_scalar_function("sim_db_id", 1, det, move |ctx| {
         let n: String = ctx.get(0).unwrap_or_default();
-        Ok(n2.iter().find(|(_, x)| x.eq_ignore_ascii_case(&n)).map(|(i, _)| *i))
+        Ok(n2
+            .iter()
+            .find(|(_, x)| x.eq_ignore_ascii_case(&n))
+            .map(|(i, _)| *i))
     })?;
     let now = super::fmt_unix(inst.now_unix());
     c.create_scalar_function("sim_now", 0, det, move |_| Ok(now.clone()))?;
@@ -623,7 +811,9 @@ fn register_functions(inst: &Instance) -> rusqlite::Result<()> {
                 }
             }
             ValueRef::Blob(b) => {
-                if ty.to_ascii_lowercase().starts_with("varbinary") || ty.to_ascii_lowercase().starts_with("binary") {
+                if ty.to_ascii_lowercase().starts_with("varbinary")
+                    || ty.to_ascii_lowercase().starts_with("binary")
+                {
                     hex::encode(b)
                 } else {
                     String::from_utf8_lossy(b).to_string()
@@ -644,7 +834,8 @@ fn register_functions(inst: &Instance) -> rusqlite::Result<()> {
                 _ => 86400,
             };
             let parse = |s: String| {
-                crate::simulator::tds::types::parse_datetime(&s).map(|d| d.assume_utc().unix_timestamp())
+                crate::simulator::tds::types::parse_datetime(&s)
+                    .map(|d| d.assume_utc().unix_timestamp())
             };
             if f {
                 let a: Option<String> = ctx.get(1)?;
@@ -656,7 +847,8 @@ fn register_functions(inst: &Instance) -> rusqlite::Result<()> {
             } else {
                 let n: i64 = ctx.get(1)?;
                 let d: Option<String> = ctx.get(2)?;
-                Ok(d.and_then(parse).map(|t| super::fmt_unix(t + n * secs(&unit))))
+                Ok(d.and_then(parse)
+                    .map(|t| super::fmt_unix(t + n * secs(&unit))))
             }
         })?;
     }
@@ -664,35 +856,71 @@ fn register_functions(inst: &Instance) -> rusqlite::Result<()> {
 }
 
 /// Runs a SELECT; returns its columns and rows.
-pub fn run(inst: &mut Instance, env: &SelectEnv, toks: &[Tok]) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
-    let mut db_ids: Vec<(i64, String)> = vec![(1, "master".into()), (2, "tempdb".into()), (3, "model".into()), (4, "msdb".into())];
-    db_ids.extend(inst.state.databases.iter().map(|d| (d.database_id, d.name.clone())));
-    let mut rw = Rewriter { env, user_dbs: Vec::new(), db_ids };
+pub fn run(
+    inst: &mut Instance,
+    env: &SelectEnv,
+    toks: &[Tok],
+) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
+    let mut db_ids: Vec<(i64, String)> = vec![
+        (1, "master".into()),
+        (2, "tempdb".into()),
+        (3, "model".into()),
+        (4, "msdb".into()),
+    ];
+    db_ids.extend(
+        inst.state
+            .databases
+            .iter()
+            .map(|d| (d.database_id, d.name.clone())),
+    );
+    let mut rw = Rewriter {
+        env,
+        user_dbs: Vec::new(),
+        db_ids,
+    };
     let (mut sql, limit) = rw.rewrite(toks, true)?;
     if let Some(l) = limit {
         sql.push_str(&format!(" LIMIT {l}"));
     }
-    refresh_sys(inst, env).map_err(|e| SqlError::new(50000, format!("catalog refresh failed: {e}")))?;
-    register_functions(inst).map_err(|e| SqlError::new(50000, format!("catalog functions: {e}")))?;
+    refresh_sys(inst, env)
+        .map_err(|e| SqlError::new(50000, format!("catalog refresh failed: {e}")))?;
+    register_functions(inst)
+        .map_err(|e| SqlError::new(50000, format!("catalog functions: {e}")))?;
     let user_dbs = rw.user_dbs.clone();
     for db in &user_dbs {
-        let online = inst.state.db(db).map(|d| d.state == "ONLINE").unwrap_or(false);
+        let online = inst
+            .state
+            .db(db)
+            .map(|d| d.state == "ONLINE")
+            .unwrap_or(false);
         if !online {
             for d in &user_dbs {
-                let _ = inst.catalog.conn.execute("DETACH DATABASE ?1", [format!("u_{}", d.to_ascii_lowercase())]);
+                let _ = inst.catalog.conn.execute(
+                    "DETACH DATABASE ?1",
+                    [format!("u_{}", d.to_ascii_lowercase())],
+                );
             }
-            return Err(SqlError::new(927, format!("Database '{db}' cannot be opened. It is in the middle of a restore.")));
+            return Err(SqlError::new(
+                927,
+                format!("Database '{db}' cannot be opened. It is in the middle of a restore."),
+            ));
         }
         if let Err(e) = load_user_db(inst, db) {
             for d in &user_dbs {
-                let _ = inst.catalog.conn.execute("DETACH DATABASE ?1", [format!("u_{}", d.to_ascii_lowercase())]);
+                let _ = inst.catalog.conn.execute(
+                    "DETACH DATABASE ?1",
+                    [format!("u_{}", d.to_ascii_lowercase())],
+                );
             }
             return Err(e);
         }
     }
     let result = query(&inst.catalog.conn, &sql);
     for d in &user_dbs {
-        let _ = inst.catalog.conn.execute("DETACH DATABASE ?1", [format!("u_{}", d.to_ascii_lowercase())]);
+        let _ = inst.catalog.conn.execute(
+            "DETACH DATABASE ?1",
+            [format!("u_{}", d.to_ascii_lowercase())],
+        );
     }
     result
 }
@@ -707,7 +935,10 @@ fn map_sqlite_error(e: rusqlite::Error) -> SqlError {
         return SqlError::new(207, format!("Invalid column name '{c}'."));
     }
     if let Some(f) = m.strip_prefix("no such function: ") {
-        return SqlError::new(195, format!("'{f}' is not a recognized built-in function name."));
+        return SqlError::new(
+            195,
+            format!("'{f}' is not a recognized built-in function name."),
+        );
     }
     if let Some(rest) = m.strip_prefix("near \"") {
         let near = rest.split('"').next().unwrap_or("");
@@ -716,18 +947,27 @@ fn map_sqlite_error(e: rusqlite::Error) -> SqlError {
     SqlError::new(102, format!("Incorrect syntax: {m}"))
 }
 
-fn query(conn: &rusqlite::Connection, sql: &str) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
+fn query(
+    conn: &rusqlite::Connection,
+    sql: &str,
+) -> Result<(Vec<Column>, Vec<Vec<Value>>), SqlError> {
     let mut st = conn.prepare(sql).map_err(map_sqlite_error)?;
     let decl: Vec<(String, Option<SqlType>)> = st
         .columns()
         .iter()
         .map(|c| {
-            let ty = c.decl_type().and_then(|d| match d.to_ascii_lowercase().as_str() {
-                "nvarcharmax" => Some(SqlType::NVarChar(MAX)),
-                "varbinarymax" => Some(SqlType::VarBinary(MAX)),
-                other => SqlType::parse(other),
-            });
-            let name = if c.name().starts_with(UNNAMED) { String::new() } else { c.name().to_string() };
+            let ty = c
+                .decl_type()
+                .and_then(|d| match d.to_ascii_lowercase().as_str() {
+                    "nvarcharmax" => Some(SqlType::NVarChar(MAX)),
+                    "varbinarymax" => Some(SqlType::VarBinary(MAX)),
+                    other => SqlType::parse(other),
+                });
+            let name = if c.name().starts_with(UNNAMED) {
+                String::new()
+            } else {
+                c.name().to_string()
+            };
             (name, ty)
         })
         .collect();
@@ -749,8 +989,14 @@ fn query(conn: &rusqlite::Connection, sql: &str) -> Result<(Vec<Column>, Vec<Vec
                             let t = SqlType::parse(ty).unwrap_or(SqlType::NVarChar(4000));
                             *mark = Some(t);
                             match t {
-                                SqlType::VarBinary(_) => Value::Bytes(hex::decode(v).unwrap_or_default()),
-                                SqlType::Variant if v.parse::<i64>().is_ok() && ty == "sql_variant" => Value::Str(v.to_string()),
+                                SqlType::VarBinary(_) => {
+                                    Value::Bytes(hex::decode(v).unwrap_or_default())
+                                }
+                                SqlType::Variant
+                                    if v.parse::<i64>().is_ok() && ty == "sql_variant" =>
+                                {
+                                    Value::Str(v.to_string())
+                                }
                                 _ => Value::Str(v.to_string()),
                             }
                         }

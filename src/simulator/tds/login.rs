@@ -45,12 +45,12 @@ pub fn parse_prelogin(data: &[u8]) -> Result<PreLogin, String> {
 }
 
 /// The PRELOGIN reply: version 15.0.4355, encryption not supported, no MARS.
-pub fn prelogin_reply(thread_id: u32) -> Vec<u8> {
+pub fn prelogin_reply(_thread_id: u32) -> Vec<u8> {
     let opts: [(u8, Vec<u8>); 5] = [
         (PL_VERSION, vec![15, 0, 0x11, 0x03, 0, 0]),
         (PL_ENCRYPTION, vec![ENCRYPT_NOT_SUP]),
         (PL_INSTOPT, vec![0]),
-        (PL_THREADID, thread_id.to_be_bytes().to_vec()),
+        (PL_THREADID, Vec::new()), // empty from a server (tiberius asserts it)
         (PL_MARS, vec![0]),
     ];
     let table_len = opts.len() * 5 + 1;
@@ -100,7 +100,10 @@ fn utf16_field(data: &[u8], table_pos: usize) -> Result<Vec<u8>, String> {
 }
 
 fn decode_utf16(b: &[u8]) -> String {
-    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     String::from_utf16_lossy(&units)
 }
 

@@ -53,7 +53,10 @@ impl<'a> Cur<'a> {
 }
 
 fn decode_utf16(b: &[u8]) -> String {
-    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     String::from_utf16_lossy(&units)
 }
 
@@ -172,7 +175,9 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
         0x7F => Value::Int(le_int(c.take(8)?)),
         0x32 => Value::Int(c.u8()? as i64),
         0x3B => Value::Float(f32::from_le_bytes(c.take(4)?.try_into().map_err(|_| "real")?) as f64),
-        0x3E => Value::Float(f64::from_le_bytes(c.take(8)?.try_into().map_err(|_| "float")?)),
+        0x3E => Value::Float(f64::from_le_bytes(
+            c.take(8)?.try_into().map_err(|_| "float")?,
+        )),
         0x26 | 0x68 | 0x6D | 0x24 | 0x6F | 0x6E => {
             let _max = c.u8()?;
             let n = c.u8()? as usize;
@@ -190,10 +195,14 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
                 (0x6F, 8) => {
                     let days = le_int(&b[0..4]);
                     let ticks = le_uint(&b[4..8]);
-                    let base = Date::from_calendar_date(1900, Month::January, 1).unwrap_or(Date::MIN);
+                    let base =
+                        Date::from_calendar_date(1900, Month::January, 1).unwrap_or(Date::MIN);
                     let ns = ticks as u128 * 10_000_000 / 3;
                     let d = base + Duration::days(days);
-                    Value::DateTime(PrimitiveDateTime::new(d, Time::MIDNIGHT) + Duration::nanoseconds(ns as i64))
+                    Value::DateTime(
+                        PrimitiveDateTime::new(d, Time::MIDNIGHT)
+                            + Duration::nanoseconds(ns as i64),
+                    )
                 }
                 (0x6E, 8) => {
                     let hi = le_int(&b[0..4]);
@@ -210,7 +219,10 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
                 Value::Null
             } else {
                 let b = c.take(n)?;
-                Value::DateTime(PrimitiveDateTime::new(date_from_days(le_uint(b)), Time::MIDNIGHT))
+                Value::DateTime(PrimitiveDateTime::new(
+                    date_from_days(le_uint(b)),
+                    Time::MIDNIGHT,
+                ))
             }
         }
         0x29 | 0x2A | 0x2B => {

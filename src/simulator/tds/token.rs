@@ -95,7 +95,16 @@ pub fn returnstatus(value: i32, out: &mut Vec<u8>) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-fn message(token: u8, number: i32, state: u8, class: u8, text: &str, proc_name: &str, line: u32, out: &mut Vec<u8>) {
+fn message(
+    token: u8,
+    number: i32,
+    state: u8,
+    class: u8,
+    text: &str,
+    proc_name: &str,
+    line: u32,
+    out: &mut Vec<u8>,
+) {
     let mut body = Vec::new();
     body.extend_from_slice(&number.to_le_bytes());
     body.push(state);

@@ -79,7 +79,10 @@ impl SqlType {
     pub fn parse(decl: &str) -> Option<SqlType> {
         let d = decl.trim().to_ascii_lowercase();
         let (name, args) = match d.find('(') {
-            Some(i) => (d[..i].trim().to_string(), d[i + 1..].trim_end_matches(')').to_string()),
+            Some(i) => (
+                d[..i].trim().to_string(),
+                d[i + 1..].trim_end_matches(')').to_string(),
+            ),
             None => (d.clone(), String::new()),
         };
         let nums: Vec<u16> = args
@@ -151,12 +154,20 @@ impl SqlType {
             SqlType::Real => out.extend_from_slice(&[0x6D, 4]),
             SqlType::Float => out.extend_from_slice(&[0x6D, 8]),
             SqlType::VarChar(n) | SqlType::Char(n) => {
-                out.push(if matches!(self, SqlType::VarChar(_)) { 0xA7 } else { 0xAF });
+                out.push(if matches!(self, SqlType::VarChar(_)) {
+                    0xA7
+                } else {
+                    0xAF
+                });
                 out.extend_from_slice(&n.to_le_bytes());
                 out.extend_from_slice(&COLLATION);
             }
             SqlType::NVarChar(n) | SqlType::NChar(n) => {
-                out.push(if matches!(self, SqlType::NVarChar(_)) { 0xE7 } else { 0xEF });
+                out.push(if matches!(self, SqlType::NVarChar(_)) {
+                    0xE7
+                } else {
+                    0xEF
+                });
                 let bytes = if n == MAX { MAX } else { n.saturating_mul(2) };
                 out.extend_from_slice(&bytes.to_le_bytes());
                 out.extend_from_slice(&COLLATION);
@@ -231,9 +242,10 @@ impl SqlType {
                 out.push(10);
                 let utc = dto.to_offset(time::UtcOffset::UTC);
                 let t = utc.time();
-                let hundred_ns = (t.hour() as u64 * 3600 + t.minute() as u64 * 60 + t.second() as u64)
-                    * 10_000_000
-                    + t.nanosecond() as u64 / 100;
+                let hundred_ns =
+                    (t.hour() as u64 * 3600 + t.minute() as u64 * 60 + t.second() as u64)
+                        * 10_000_000
+                        + t.nanosecond() as u64 / 100;
                 out.extend_from_slice(&hundred_ns.to_le_bytes()[..5]);
                 let base = Date::from_calendar_date(1, Month::January, 1).unwrap_or(Date::MIN);
                 let days = (utc.date() - base).whole_days() as u32;
@@ -329,7 +341,13 @@ pub fn utf16(s: &str) -> Vec<u8> {
 fn latin1(s: &str, ty: &SqlType) -> Vec<u8> {
     let mut b: Vec<u8> = s
         .chars()
-        .map(|c| if (c as u32) < 256 { c as u32 as u8 } else { b'?' })
+        .map(|c| {
+            if (c as u32) < 256 {
+                c as u32 as u8
+            } else {
+                b'?'
+            }
+        })
         .collect();
     if let SqlType::Char(n) = ty {
         b.resize(*n as usize, b' ');
@@ -348,7 +366,12 @@ pub fn guid_to_wire(g: &[u8; 16]) -> [u8; 16] {
 
 /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub fn parse_guid(s: &str) -> Option<[u8; 16]> {
-    let h: String = s.trim().trim_matches(['{', '}']).chars().filter(|c| *c != '-').collect();
+    let h: String = s
+        .trim()
+        .trim_matches(['{', '}'])
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     let v = hex::decode(h).ok()?;
     v.try_into().ok()
 }
@@ -356,7 +379,14 @@ pub fn parse_guid(s: &str) -> Option<[u8; 16]> {
 /// Formats a GUID as SQL Server shows it (upper case).
 pub fn format_guid(g: &[u8; 16]) -> String {
     let h = hex::encode_upper(g);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Parses `YYYY-MM-DD[ T]HH:MM:SS[.fffffff]` (zone ignored).
@@ -380,7 +410,10 @@ pub fn parse_datetime(s: &str) -> Option<PrimitiveDateTime> {
         let digits: String = frac.chars().take(9).collect();
         ns = digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32);
     }
-    Some(PrimitiveDateTime::new(date, Time::from_hms_nano(h, mi, sec, ns).ok()?))
+    Some(PrimitiveDateTime::new(
+        date,
+        Time::from_hms_nano(h, mi, sec, ns).ok()?,
+    ))
 }
 
 /// Formats a datetime as SQL Server's text form with milliseconds.
@@ -402,9 +435,9 @@ impl Value {
     pub fn coerce(&self, ty: SqlType) -> Value {
         match (ty, self) {
             (_, Value::Null) => Value::Null,
-            (SqlType::DateTime, Value::Str(s)) => {
-                parse_datetime(s).map(Value::DateTime).unwrap_or(Value::Null)
-            }
+            (SqlType::DateTime, Value::Str(s)) => parse_datetime(s)
+                .map(Value::DateTime)
+                .unwrap_or(Value::Null),
             (SqlType::DateTime, Value::DateTimeOffset(d)) => {
                 Value::DateTime(PrimitiveDateTime::new(d.date(), d.time()))
             }
@@ -423,7 +456,11 @@ impl Value {
                 s.trim().parse().map(Value::Float).unwrap_or(Value::Null)
             }
             (
-                SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt | SqlType::Bit,
+                SqlType::TinyInt
+                | SqlType::SmallInt
+                | SqlType::Int
+                | SqlType::BigInt
+                | SqlType::Bit,
                 Value::Float(f),
             ) => Value::Int(*f as i64),
             (
@@ -443,7 +480,9 @@ impl Value {
                 | SqlType::Xml
                 | SqlType::Variant,
                 v,
-            ) if !matches!(v, Value::Str(_)) && !(ty == SqlType::Variant && matches!(v, Value::Int(_))) => {
+            ) if !matches!(v, Value::Str(_))
+                && !(ty == SqlType::Variant && matches!(v, Value::Int(_))) =>
+            {
                 Value::Str(v.to_text())
             }
             (SqlType::VarBinary(_), Value::Str(s)) => Value::Bytes(s.as_bytes().to_vec()),
@@ -488,8 +527,14 @@ mod tests {
 
     #[test]
     fn parses_types_and_dates() {
-        assert_eq!(SqlType::parse("numeric(20,0)"), Some(SqlType::Numeric(20, 0)));
-        assert_eq!(SqlType::parse("nvarchar(max)"), Some(SqlType::NVarChar(MAX)));
+        assert_eq!(
+            SqlType::parse("numeric(20,0)"),
+            Some(SqlType::Numeric(20, 0))
+        );
+        assert_eq!(
+            SqlType::parse("nvarchar(max)"),
+            Some(SqlType::NVarChar(MAX))
+        );
         let d = parse_datetime("2026-11-25T03:00:00.123").unwrap();
         assert_eq!(format_datetime(&d), "2026-11-25 03:00:00.123");
         let g = parse_guid("01234567-89ab-cdef-0123-456789abcdef").unwrap();
