@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod simulator;
 
 pub use error::{Error, ErrorKind};
 pub mod repository;

@@ -16,6 +16,7 @@ mod repo;
 mod restore_files;
 mod snapshots;
 mod verify;
+mod simulator;
 
 /// pacsbak: SQL Server and PACS program backups, offsite, verified.
 #[derive(Debug, Parser)]
@@ -56,6 +57,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the repository (and read data back).
     Verify(verify::VerifyArgs),
+    /// Run the SQL Server simulator (TDS) for tests and training.
+    Simulator(simulator::SimulatorArgs),
 }
 
 /// `restore ...`.
@@ -98,5 +101,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             RestoreCommand::Files(a) => restore_files::run(g, a),
         },
         Command::Verify(a) => verify::run(g, a),
+        Command::Simulator(a) => simulator::run(a),
     }
 }

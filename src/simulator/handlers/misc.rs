@@ -1,0 +1,195 @@
+//! The small statements: DBCC CHECKDB (page checksums of the data file), DROP /
+//! CREATE / ALTER DATABASE, USE (with its ENVCHANGE), and SET/DECLARE/PRINT, which
+//! the simulator accepts without effect.
+
+use super::super::sql::lexer::Tok;
+use super::super::sql::{Parser, SqlError, StmtError};
+use crate::simulator::engine::pages::DataFile;
+use crate::simulator::session::{Ctx, Outcome};
+use crate::simulator::tds::token;
+
+/// DBCC CHECKDB [(db)] [WITH ...].
+pub fn dbcc(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
+    let mut p = Parser::new(t);
+    p.expect_kw("DBCC")?;
+    if !p.eat_kw("CHECKDB") {
+        let w = p.peek().map(|t| t.display()).unwrap_or_default();
+        return Err(SqlError::new(2526, format!("Incorrect DBCC statement. Check the documentation for the correct DBCC syntax and options. ({w})")).into());
+    }
+    let mut db = ctx.db.clone();
+    if p.eat_sym("(") {
+        db = match p.peek() {
+            Some(Tok::Str(s, _)) => {
+                p.i += 1;
+                s.clone()
+            }
+            _ => p.ident(&ctx.params)?,
+        };
+        while !p.eat_sym(")") {
+            if p.done() {
+                return Err(SqlError::near(None).into());
+            }
+            p.i += 1;
+        }
+    }
+    let no_info = t.iter().any(|x| x.is_kw("NO_INFOMSGS"));
+    let result = {
+        let inst = ctx.shared.lock();
+        match inst.state.db(&db) {
+            None => Err(SqlError::new(2520, format!("Could not find database '{db}'. The database either does not exist, or was dropped before a statement tried to use it. Verify if the database exists by querying the sys.databases catalog view."))),
+            Some(m) if m.state != "ONLINE" => Err(SqlError::new(922, format!("Database '{}' is being recovered. Waiting until recovery is finished.", m.name))),
+            Some(m) => {
+                let path = m.data_file().map(|f| f.physical.clone()).unwrap_or_default();
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                Ok((m.name.clone(), DataFile::from_bytes(&bytes).err()))
+            }
+        }
+    };
+    let (name, damage) = result?;
+    match damage {
+        None => {
+            if !no_info {
+                ctx.info0(8989, &format!("CHECKDB found 0 allocation errors and 0 consistency errors in database '{name}'."));
+            }
+            Ok(Outcome::default())
+        }
+        Some(e) => {
+            ctx.error(8939, 16, &format!("Table error: {e}."));
+            ctx.error(8989, 16, &format!("CHECKDB found 0 allocation errors and 1 consistency errors in database '{name}'."));
+            Ok(Outcome {
+                count: None,
+                error: true,
+            })
+        }
+    }
+}
+
+/// DROP DATABASE, CREATE DATABASE, ALTER DATABASE ... SET RECOVERY.
+pub fn ddl(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
+    let mut p = Parser::new(t);
+    let verb = t[0].display().to_ascii_uppercase();
+    p.i = 1;
+    p.expect_kw("DATABASE")?;
+    let mut names = vec![p.ident(&ctx.params)?];
+    let mut inst = ctx.shared.lock();
+    match verb.as_str() {
+        "DROP" => {
+            while p.eat_sym(",") {
+                names.push(p.ident(&ctx.params)?);
+            }
+            if !p.done() {
+                return Err(SqlError::near(p.peek()).into());
+            }
+            for n in names {
+                let Some(m) = inst.state.db(&n).cloned() else {
+                    return Err(SqlError::new(3701, format!("Cannot drop the database '{n}', because it does not exist or you do not have permission.")).into());
+                };
+                if inst
+                    .sessions
+                    .iter()
+                    .any(|(s, i)| *s != ctx.spid && i.database.eq_ignore_ascii_case(&n))
+                    || ctx.db.eq_ignore_ascii_case(&n)
+                {
+                    return Err(SqlError::new(
+                        3702,
+                        format!(
+                            "Cannot drop database \"{}\" because it is currently in use.",
+                            m.name
+                        ),
+                    )
+                    .into());
+                }
+                for f in &m.files {
+                    let _ = std::fs::remove_file(&f.physical);
+                }
+                inst.state
+                    .databases
+                    .retain(|d| d.database_id != m.database_id);
+                inst.unload(&m.name);
+            }
+        }
+        "CREATE" => {
+            if !p.done() {
+                return Err(SqlError::near(p.peek()).into());
+            }
+            if inst.state.db(&names[0]).is_some() {
+                return Err(SqlError::new(
+                    1801,
+                    format!(
+                        "Database '{}' already exists. Choose a different database name.",
+                        names[0]
+                    ),
+                )
+                .into());
+            }
+            inst.create_database(&names[0], false)
+                .map_err(|e| SqlError::new(5123, e.to_string()))?;
+        }
+        _ => {
+            p.expect_kw("SET")?;
+            p.expect_kw("RECOVERY")?;
+            let model = p
+                .peek()
+                .and_then(|t| t.ident())
+                .map(|s| s.to_ascii_uppercase())
+                .unwrap_or_default();
+            if !["FULL", "SIMPLE", "BULK_LOGGED"].contains(&model.as_str()) {
+                return Err(SqlError::near(p.peek()).into());
+            }
+            let Some(m) = inst.state.db_mut(&names[0]) else {
+                return Err(SqlError::new(5011, format!("User does not have permission to alter database '{}', the database does not exist, or the database is not in a state that allows access checks.", names[0])).into());
+            };
+            if model == "SIMPLE" {
+                m.log_chain_lsn = None;
+                m.log_truncated_lsn = m.lsn;
+            }
+            m.recovery_model = model;
+        }
+    }
+    let _ = inst.save();
+    Ok(Outcome::default())
+}
+
+/// USE db.
+pub fn use_db(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
+    let mut p = Parser::new(t);
+    p.i = 1;
+    let name = p.ident(&ctx.params)?;
+    let found = {
+        let inst = ctx.shared.lock();
+        match ["master", "msdb", "tempdb", "model"]
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&name))
+        {
+            Some(s) => Some(s.to_string()),
+            None => inst
+                .state
+                .db(&name)
+                .filter(|d| d.state == "ONLINE")
+                .map(|d| d.name.clone()),
+        }
+    };
+    let Some(found) = found else {
+        return Err(SqlError::new(
+            911,
+            format!(
+                "Database '{name}' does not exist. Make sure that the name is entered correctly."
+            ),
+        )
+        .into());
+    };
+    let old = std::mem::replace(&mut ctx.db, found.clone());
+    token::envchange_str(1, &found, &old, &mut ctx.out);
+    ctx.info0(5701, &format!("Changed database context to '{found}'."));
+    Ok(Outcome::default())
+}
+
+/// SET / DECLARE / PRINT: accepted; PRINT sends its text.
+pub fn set(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
+    if t[0].is_kw("PRINT") {
+        if let Some(Tok::Str(s, _)) = t.get(1) {
+            ctx.info0(0, s);
+        }
+    }
+    Ok(Outcome::default())
+}
