@@ -14,9 +14,9 @@ mod context;
 mod diff;
 mod repo;
 mod restore_files;
+mod simulator;
 mod snapshots;
 mod verify;
-mod simulator;
 
 /// pacsbak: SQL Server and PACS program backups, offsite, verified.
 #[derive(Debug, Parser)]

@@ -76,7 +76,7 @@ impl Index {
             return;
         }
         self.sorted.extend(self.recent.drain());
-        self.sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.sorted.sort_unstable_by_key(|e| e.0);
         self.sorted.dedup_by(|a, b| a.0 == b.0);
         self.sorted.shrink_to_fit();
     }

@@ -216,7 +216,7 @@ impl Repository {
             let checked = tokio::task::spawn_blocking(move || snapshot_chunks(&rb, &snap_c))
                 .await
                 .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
-            for (path, outcome) in checked {
+            for (path, lists, outcome) in checked {
                 match outcome {
                     Ok(ids) => {
                         for id in ids {
@@ -235,16 +235,21 @@ impl Repository {
                     }
                     Err(e) => {
                         // The chunk list itself could not be read: blame its pack.
-                        let pack = e.context("pack").map(|s| s.to_string());
-                        match pack.and_then(|p| bad.keys().find(|id| id.short() == p).copied()) {
-                            Some(id) => {
-                                let h = hits.entry(id).or_default();
-                                h.0.insert(snap.id.short());
-                                h.1.insert(format!("{}:{path}", snap.id.short()));
-                            }
-                            None => report
+                        let list_packs: Vec<Id> = lists
+                            .iter()
+                            .filter_map(|l| index.lookup(l))
+                            .filter_map(|loc| index.pack(loc.pack).map(|p| p.id))
+                            .filter(|p| bad.contains_key(p))
+                            .collect();
+                        if list_packs.is_empty() {
+                            report
                                 .missing_chunks
-                                .push(format!("{}:{path}: {e}", snap.id.short())),
+                                .push(format!("{}:{path}: {e}", snap.id.short()));
+                        }
+                        for id in list_packs {
+                            let h = hits.entry(id).or_default();
+                            h.0.insert(snap.id.short());
+                            h.1.insert(format!("{}:{path}", snap.id.short()));
                         }
                     }
                 }
@@ -427,7 +432,9 @@ fn check_pack(
 }
 
 /// Every file's chunk ids (chunk lists expanded), or why they could not be read.
-fn snapshot_chunks(reader: &GroupReader, snap: &SnapshotRef) -> Vec<(String, Result<Vec<Id>>)> {
+type FileChunks = (String, Vec<Id>, Result<Vec<Id>>);
+
+fn snapshot_chunks(reader: &GroupReader, snap: &SnapshotRef) -> Vec<FileChunks> {
     snap.snapshot
         .entries
         .iter()
@@ -438,7 +445,7 @@ fn snapshot_chunks(reader: &GroupReader, snap: &SnapshotRef) -> Vec<(String, Res
                 v.extend(e.chunk_lists.iter().copied());
                 v
             });
-            (e.path.clone(), expanded)
+            (e.path.clone(), e.chunk_lists.clone(), expanded)
         })
         .collect()
 }

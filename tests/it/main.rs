@@ -4,4 +4,5 @@
 //! `../shared/baks/`, a real SQL Server) print `skipped: <why>` and return.
 
 mod common;
+mod repository;
 mod simulator;

@@ -1,0 +1,750 @@
+//! The offsite repository: round trips, damage found and named, refusals, crashes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pacsbak::repository::{
+    BackupOptions, Entry, EntryKind, ReadData, Repository, RestoreOptions, VerifyOptions,
+};
+use pacsbak::storage::{OpendalStorage, Storage};
+use pacsbak::ErrorKind;
+
+use crate::common::{pseudo_random, tree_contents, TestConfig, PASSPHRASE};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn local(root: &Path) -> Arc<dyn Storage> {
+    Arc::new(OpendalStorage::local_folder("local", root).unwrap())
+}
+
+/// Writes a random tree: nested folders, Chinese names, empty files, links.
+fn random_tree(dir: &Path, seed: u64, max_file: usize) {
+    let names = [
+        "影像",
+        "报告 2026",
+        "PACS.exe",
+        "config.ini",
+        "a",
+        "Ω-dir",
+        "x y",
+    ];
+    let mut s = seed;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let mut folders = vec![dir.to_path_buf()];
+    for i in 0..(8 + next() % 12) {
+        let parent = folders[(next() % folders.len() as u64) as usize].clone();
+        let name = format!("{}-{i}", names[(next() % names.len() as u64) as usize]);
+        match next() % 6 {
+            0 => {
+                let d = parent.join(&name);
+                std::fs::create_dir_all(&d).unwrap();
+                folders.push(d);
+            }
+            1 => std::fs::write(parent.join(&name), b"").unwrap(),
+            #[cfg(unix)]
+            2 => {
+                std::os::unix::fs::symlink(format!("../{name}-target"), parent.join(&name)).unwrap()
+            }
+            _ => {
+                let size = match next() % 4 {
+                    0 => (next() % 100) as usize,
+                    1 => (next() % 200_000) as usize,
+                    _ => (next() as usize) % max_file.max(1),
+                };
+                std::fs::write(parent.join(&name), pseudo_random(size, next())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn random_trees_and_large_files_round_trip_byte_identical() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    for seed in 1..=4u64 {
+        let src = t.path(&format!("src{seed}"));
+        random_tree(&src, seed * 7919, 3 * 1024 * 1024);
+        let report = rt
+            .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+            .unwrap();
+        assert!(
+            report.summary.errors.is_empty(),
+            "{:?}",
+            report.summary.errors
+        );
+        let snap = rt
+            .block_on(repo.find_snapshot(&report.snapshot_id.to_hex()))
+            .unwrap();
+        let out = t.path(&format!("out{seed}"));
+        let r = rt
+            .block_on(repo.restore(&snap, &out, &RestoreOptions::default()))
+            .unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let name = src.file_name().unwrap();
+        assert_eq!(
+            tree_contents(&src),
+            tree_contents(&out.join(name)),
+            "seed {seed}"
+        );
+    }
+    // Single large files of awkward sizes, up to 64 MiB.
+    let sizes = [
+        0usize,
+        1,
+        8191,
+        131_072,
+        131_073,
+        5_000_001,
+        64 * 1024 * 1024,
+    ];
+    for (i, size) in sizes.iter().enumerate() {
+        let f = t.path(&format!("big{i}.bak"));
+        std::fs::write(&f, pseudo_random(*size, i as u64 + 11)).unwrap();
+        let report = rt
+            .block_on(repo.backup(&[f.clone()], &BackupOptions::default()))
+            .unwrap();
+        let snap = rt
+            .block_on(repo.find_snapshot(&report.snapshot_id.to_hex()))
+            .unwrap();
+        let entry = &snap.snapshot.entries[0];
+        assert_eq!(entry.size, *size as u64);
+        assert_eq!(
+            entry.blake3.as_deref(),
+            Some(blake3::hash(&std::fs::read(&f).unwrap()).to_hex().as_str())
+        );
+        let out = t.path(&format!("bigout{i}"));
+        rt.block_on(repo.restore(&snap, &out, &RestoreOptions::default()))
+            .unwrap();
+        assert!(
+            std::fs::read(out.join(format!("big{i}.bak"))).unwrap() == std::fs::read(&f).unwrap()
+        );
+    }
+    let v = rt
+        .block_on(repo.verify(&VerifyOptions {
+            read_data: ReadData::All,
+        }))
+        .unwrap();
+    assert!(v.ok(), "{v:?}");
+    assert_eq!(v.packs_read, v.packs);
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions_times_and_links_survive() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = rt();
+    let t = TestConfig::new();
+    let src = t.path("prog");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(src.join("bin/start.sh"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        src.join("bin/start.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    let mtime = filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789);
+    filetime::set_file_mtime(src.join("bin/start.sh"), mtime).unwrap();
+    std::os::unix::fs::symlink("bin/start.sh", src.join("start")).unwrap();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let rep = rt
+        .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+        .unwrap();
+    let snap = rt
+        .block_on(repo.find_snapshot(&rep.snapshot_id.to_hex()))
+        .unwrap();
+    let out = t.path("out");
+    rt.block_on(repo.restore(&snap, &out, &RestoreOptions::default()))
+        .unwrap();
+    let m = std::fs::metadata(out.join("prog/bin/start.sh")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o750);
+    assert_eq!(filetime::FileTime::from_last_modification_time(&m), mtime);
+    assert_eq!(
+        std::fs::read_link(out.join("prog/start")).unwrap(),
+        PathBuf::from("bin/start.sh")
+    );
+}
+
+#[test]
+fn restore_refuses_to_overwrite_unless_told() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let src = t.path("s");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"new").unwrap();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let rep = rt
+        .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+        .unwrap();
+    let snap = rt
+        .block_on(repo.find_snapshot(&rep.snapshot_id.short()))
+        .unwrap();
+    let out = t.path("out");
+    std::fs::create_dir_all(out.join("s")).unwrap();
+    std::fs::write(out.join("s/f"), b"precious").unwrap();
+    let err = rt
+        .block_on(repo.restore(&snap, &out, &RestoreOptions::default()))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused);
+    assert_eq!(std::fs::read(out.join("s/f")).unwrap(), b"precious");
+    let opts = RestoreOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    rt.block_on(repo.restore(&snap, &out, &opts)).unwrap();
+    assert_eq!(std::fs::read(out.join("s/f")).unwrap(), b"new");
+    // --path restores one file only.
+    let only = t.path("only");
+    let opts = RestoreOptions {
+        path: Some("s\\f".into()),
+        ..Default::default()
+    };
+    let r = rt.block_on(repo.restore(&snap, &only, &opts)).unwrap();
+    assert_eq!(r.files, 1);
+}
+
+#[test]
+fn hostile_manifest_paths_cannot_write_outside_the_target() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let src = t.path("s");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"payload").unwrap();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let rep = rt
+        .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+        .unwrap();
+    let good = rt
+        .block_on(repo.find_snapshot(&rep.snapshot_id.to_hex()))
+        .unwrap();
+    let file: Entry = good
+        .snapshot
+        .entries
+        .iter()
+        .find(|e| e.kind == EntryKind::File)
+        .unwrap()
+        .clone();
+    let escape_dir = t.path("escaped");
+    for bad in [
+        "../escaped/f".to_string(),
+        "s/../../escaped/f".to_string(),
+        format!("{}/f", escape_dir.display()),
+        "/tmp/pacsbak-escape-test".to_string(),
+    ] {
+        let mut forged = good.snapshot.clone();
+        let mut e = file.clone();
+        e.path = bad.clone();
+        forged.entries = vec![e];
+        let id = rt.block_on(repo.save_snapshot(&forged)).unwrap();
+        let snap = rt.block_on(repo.find_snapshot(&id.to_hex())).unwrap();
+        let out = t.path("out");
+        let err = rt
+            .block_on(repo.restore(&snap, &out, &RestoreOptions::default()))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Refused, "{bad}: {err}");
+    }
+    assert!(!escape_dir.exists());
+    assert!(!Path::new("/tmp/pacsbak-escape-test").exists());
+}
+
+/// Flips a byte in, truncates, or deletes one pack; verify must name it and the file.
+#[test]
+fn damaged_truncated_and_missing_packs_are_found_and_named() {
+    let rt = rt();
+    for damage in ["flip", "truncate", "delete"] {
+        let t = TestConfig::new();
+        let repo = rt
+            .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+            .unwrap();
+        let src = t.path("db");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("PACS_full.bak"), pseudo_random(3 * 1024 * 1024, 5)).unwrap();
+        let rep = rt
+            .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+            .unwrap();
+        let clean = rt
+            .block_on(repo.verify(&VerifyOptions {
+                read_data: ReadData::All,
+            }))
+            .unwrap();
+        assert!(clean.ok());
+        let pack = walk_files(&t.repo().join("data"))[0].clone();
+        match damage {
+            "flip" => {
+                let mut b = std::fs::read(&pack).unwrap();
+                let i = b.len() / 3;
+                b[i] ^= 0x40;
+                std::fs::write(&pack, b).unwrap();
+            }
+            "truncate" => {
+                let b = std::fs::read(&pack).unwrap();
+                std::fs::write(&pack, &b[..b.len() - 100]).unwrap();
+            }
+            _ => std::fs::remove_file(&pack).unwrap(),
+        }
+        let v = rt
+            .block_on(repo.verify(&VerifyOptions {
+                read_data: ReadData::All,
+            }))
+            .unwrap();
+        assert!(!v.ok(), "{damage} not detected");
+        assert_eq!(v.damaged_packs.len(), 1, "{damage}: {v:?}");
+        let d = &v.damaged_packs[0];
+        assert!(
+            pack.to_string_lossy().ends_with(&d.pack),
+            "{damage}: wrong pack named"
+        );
+        assert_eq!(d.snapshots, vec![rep.snapshot_id.short()], "{damage}");
+        assert!(
+            d.files.iter().any(|f| f.ends_with("db/PACS_full.bak")),
+            "{damage}: {:?}",
+            d.files
+        );
+        // The CLI says so too, with a failing exit code.
+        let (code, out, _) = t.run(&["verify", "--read-data"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("DAMAGED") && out.contains("PACS_full.bak"),
+            "{out}"
+        );
+        // A restore never produces wrong bytes: it fails, or (when only the pack's
+        // trailer was cut and every group is intact) gives back the proven file.
+        let snap = rt.block_on(repo.find_snapshot("latest")).unwrap();
+        let out = t.path("out");
+        let r = rt.block_on(repo.restore(&snap, &out, &RestoreOptions::default()));
+        let restored = out.join("db/PACS_full.bak");
+        if damage != "truncate" {
+            assert!(
+                r.is_err() || !r.unwrap().errors.is_empty(),
+                "{damage}: restore reported success"
+            );
+            assert!(
+                !restored.exists(),
+                "{damage}: a damaged file was left under its real name"
+            );
+        } else if restored.exists() {
+            assert!(
+                std::fs::read(&restored).unwrap()
+                    == std::fs::read(src.join("PACS_full.bak")).unwrap()
+            );
+        }
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn repo_fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    walk_files(dir)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("/.tmp/"))
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+#[test]
+fn wrong_passphrase_is_refused_and_nothing_changes() {
+    let t = TestConfig::new();
+    t.ok(&["repo", "init"]);
+    std::fs::create_dir_all(t.path("src")).unwrap();
+    std::fs::write(t.path("src/a"), b"a").unwrap();
+    t.ok(&["backup", "files", t.path("src").to_str().unwrap()]);
+    let before = repo_fingerprint(&t.repo());
+    for args in [
+        vec!["backup", "files", t.path("src").to_str().unwrap()],
+        vec!["repo", "key", "list"],
+        vec!["snapshots"],
+    ] {
+        let out = t
+            .cmd(&args)
+            .env("PACSBAK_PASSWORD", "not the passphrase")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("wrong passphrase"), "{err}");
+        assert!(!err.contains("not the passphrase"));
+    }
+    assert_eq!(before, repo_fingerprint(&t.repo()));
+    // init on an existing repository changes nothing either.
+    let (code, _, err) = t.run(&["repo", "init"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(before, repo_fingerprint(&t.repo()));
+}
+
+#[test]
+fn key_slots_add_list_remove() {
+    let t = TestConfig::new();
+    t.ok(&["repo", "init"]);
+    let out = t
+        .cmd(&["repo", "key", "add", "--label", "engineer 2"])
+        .env("PACSBAK_NEW_PASSWORD", "second passphrase")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = t.ok(&["--json", "repo", "key", "list"]);
+    let keys: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    let first = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The slot in use cannot be removed; with the second passphrase it can.
+    let (code, _, err) = t.run(&["repo", "key", "remove", &first[..8]]);
+    assert_eq!(code, 2, "{err}");
+    let out = t
+        .cmd(&["repo", "key", "remove", &first[..8]])
+        .env("PACSBAK_PASSWORD", "second passphrase")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, err) = t.run(&["snapshots"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong passphrase"));
+    let out = t
+        .cmd(&["snapshots"])
+        .env("PACSBAK_PASSWORD", "second passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn workstation_copies_are_stored_once_and_diff_is_the_update_record() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let base = t.path("ws-template");
+    random_tree(&base, 42, 2 * 1024 * 1024);
+    let mut copies = Vec::new();
+    for i in 0..10 {
+        let c = t.path(&format!("ws{i:02}"));
+        copy_tree(&base, &c);
+        std::fs::write(c.join("station.ini"), format!("[station]\nname=WS{i:02}\n")).unwrap();
+        copies.push(c);
+    }
+    let one = rt
+        .block_on(repo.backup(&copies[..1], &BackupOptions::default()))
+        .unwrap();
+    let rest = rt
+        .block_on(repo.backup(&copies[1..], &BackupOptions::default()))
+        .unwrap();
+    let grown = rest.summary.added_bytes as f64 / one.summary.added_bytes as f64;
+    assert!(
+        grown < 0.02,
+        "nine more copies added {:.1}% of one copy",
+        grown * 100.0
+    );
+
+    // An upgrade: one file changed, one added, one removed.
+    let up = t.path("upgraded");
+    copy_tree(&copies[0], &up);
+    std::fs::write(up.join("station.ini"), "[station]\nname=WS00\nversion=2\n").unwrap();
+    std::fs::write(up.join("new.dll"), b"MZ new").unwrap();
+    let removed = walk_files(&up)
+        .into_iter()
+        .find(|p| {
+            !p.ends_with("station.ini")
+                && !p.ends_with("new.dll")
+                && std::fs::symlink_metadata(p).unwrap().is_file()
+        })
+        .unwrap();
+    std::fs::remove_file(&removed).unwrap();
+    let after = rt
+        .block_on(repo.backup(&[up.clone()], &BackupOptions::default()))
+        .unwrap();
+    let out = t.ok(&[
+        "--json",
+        "diff",
+        &one.snapshot_id.short(),
+        &after.snapshot_id.short(),
+    ]);
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["added"], 1, "{out}");
+    assert_eq!(d["changed"], 1, "{out}");
+    assert_eq!(d["removed"], 1, "{out}");
+    let changed = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["change"] == "changed")
+        .unwrap();
+    assert!(changed["path"].as_str().unwrap().ends_with("station.ini"));
+    assert_ne!(changed["old_blake3"], changed["new_blake3"]);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.file_type().is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(&p).unwrap(), &dest).unwrap();
+        } else if m.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// kill -9 at several points of a backup: the repository verifies, the next backup
+/// completes and reuses what was stored.
+#[cfg(unix)]
+#[test]
+fn killed_backups_leave_a_verifiable_repository_that_the_next_backup_reuses() {
+    let t = TestConfig::new();
+    t.ok(&["repo", "init"]);
+    let f = t.path("PACS_full.bak");
+    std::fs::write(&f, pseudo_random(160 * 1024 * 1024, 77)).unwrap();
+    let data = t.repo().join("data");
+    for kill_after_packs in [1usize, 3, 6] {
+        let mut child = t
+            .cmd(&["backup", "files", f.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        // Wait (by polling the repository, not by sleeping a fixed time) until the
+        // backup has stored this many packs, then kill it.
+        let mut killed = false;
+        loop {
+            let n = if data.exists() {
+                walk_files(&data).len()
+            } else {
+                0
+            };
+            if n >= kill_after_packs {
+                let _ = child.kill();
+                killed = true;
+            }
+            if killed || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let _ = child.wait();
+        let (code, out, err) = t.run(&["verify"]);
+        assert_eq!(
+            code, 0,
+            "after kill at {kill_after_packs} packs:\n{out}\n{err}"
+        );
+    }
+    let stored_before: u64 = walk_files(&data)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let out = t.ok(&["--json", "backup", "files", f.to_str().unwrap()]);
+    let rep: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let added = rep["summary"]["added_bytes"].as_u64().unwrap();
+    assert!(stored_before > 0);
+    assert!(
+        added < 160 * 1024 * 1024 - stored_before / 2,
+        "second backup re-sent data: added {added}, already stored {stored_before}"
+    );
+    let (code, out, _) = t.run(&["verify", "--read-data"]);
+    assert_eq!(code, 0, "{out}");
+    let restored = t.path("restored");
+    t.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        restored.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read(restored.join("PACS_full.bak")).unwrap() == std::fs::read(&f).unwrap());
+}
+
+#[test]
+fn two_processes_backing_up_at_once_do_not_corrupt_the_repository() {
+    let t = TestConfig::new();
+    t.ok(&["repo", "init"]);
+    let shared = pseudo_random(20 * 1024 * 1024, 3);
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let d = t.path(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("shared.bin"), &shared).unwrap();
+        std::fs::write(
+            d.join("own.bin"),
+            pseudo_random(20 * 1024 * 1024, 100 + i as u64),
+        )
+        .unwrap();
+    }
+    let a = t
+        .cmd(&["backup", "files", t.path("a").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let b = t
+        .cmd(&["backup", "files", t.path("b").to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(b.wait_with_output().unwrap().status.success());
+    let (code, out, _) = t.run(&["verify", "--read-data"]);
+    assert_eq!(code, 0, "{out}");
+    let snaps: serde_json::Value = serde_json::from_str(&t.ok(&["--json", "snapshots"])).unwrap();
+    for s in snaps.as_array().unwrap() {
+        let id = s["id"].as_str().unwrap();
+        let out = t.path(&format!("r-{}", &id[..8]));
+        t.ok(&["restore", "files", id, "--to", out.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn sampled_read_data_reads_least_recently_verified_packs_first() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let f = t.path("x.bak");
+    std::fs::write(&f, pseudo_random(70 * 1024 * 1024, 9)).unwrap();
+    rt.block_on(repo.backup(&[f], &BackupOptions::default()))
+        .unwrap();
+    let total = rt
+        .block_on(repo.verify(&VerifyOptions {
+            read_data: ReadData::None,
+        }))
+        .unwrap()
+        .packs;
+    assert!(total >= 4, "{total} packs");
+    let mut seen = 0;
+    for _ in 0..2 {
+        let v = rt
+            .block_on(repo.verify(&VerifyOptions {
+                read_data: ReadData::Percent(50.0),
+            }))
+            .unwrap();
+        assert!(v.ok());
+        seen += v.packs_read;
+    }
+    // Two 50% runs cover every pack once.
+    assert!(seen >= total, "{seen} of {total}");
+    let slices: usize = (1..=3)
+        .map(|n| {
+            rt.block_on(repo.verify(&VerifyOptions {
+                read_data: ReadData::Slice(n, 3),
+            }))
+            .unwrap()
+            .packs_read
+        })
+        .sum();
+    assert_eq!(slices, total);
+}
+
+#[test]
+fn config_errors_name_file_line_and_key_and_secrets_stay_out_of_toml() {
+    let t = TestConfig::new();
+    let target = t.config().join("storage-targets/local.toml");
+    std::fs::write(
+        &target,
+        "service = \"fs\"\nroot = \"../repo\"\nbukcet = \"x\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = t.run(&["repo", "init"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("local.toml:3:1") && err.contains("bukcet"),
+        "{err}"
+    );
+    std::fs::write(
+        &target,
+        "service = \"fs\"\nroot = \"../repo\"\npassword = \"hunter2\"\n",
+    )
+    .unwrap();
+    let (_, _, err) = t.run(&["repo", "init"]);
+    assert!(
+        err.contains("local.toml:3") && err.contains("password") && !err.contains("hunter2"),
+        "{err}"
+    );
+    std::fs::write(&target, "service = \"ftp\"\n").unwrap();
+    let (_, _, err) = t.run(&["repo", "init"]);
+    assert!(err.contains("local.toml:1") && err.contains("ftp"), "{err}");
+    std::fs::write(&target, "service = \"fs\"\nroot = \"../repo\"\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let pw = t.path("repo.pass");
+        std::fs::write(&pw, "a passphrase from a file\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(
+            t.config().join("pacsbak.toml"),
+            format!("[repository]\npassword_file = {:?}\n", pw),
+        )
+        .unwrap();
+        let out = t
+            .cmd(&["repo", "init"])
+            .env_remove("PACSBAK_PASSWORD")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("readable by group or others") && err.contains("repo.pass"),
+            "{err}"
+        );
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = t
+            .cmd(&["repo", "init"])
+            .env_remove("PACSBAK_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_file(t.config().join("pacsbak.toml")).unwrap();
+    let (_, _, err) = t.run(&["snapshots"]);
+    assert!(err.contains("pacsbak.toml not found"), "{err}");
+}
