@@ -225,7 +225,7 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
                 ))
             }
         }
-        0x29 | 0x2A | 0x2B => {
+        0x29..=0x2B => {
             let scale = c.u8()?;
             let n = c.u8()? as usize;
             if n == 0 {
