@@ -5,3 +5,6 @@
 
 mod common;
 mod simulator;
+mod simulator_columns;
+mod simulator_faults;
+mod simulator_support;
