@@ -19,7 +19,12 @@ async fn backup_count(c: &mut Conn) -> i32 {
 }
 
 async fn request_count(c: &mut Conn) -> i32 {
-    rows(c, "SELECT COUNT(*) FROM sys.dm_exec_requests").await[0]
+    // The querying session's own request is listed too, as on SQL Server.
+    rows(
+        c,
+        "SELECT COUNT(*) FROM sys.dm_exec_requests WHERE session_id <> @@SPID",
+    )
+    .await[0]
         .get(0)
         .unwrap()
 }
@@ -387,15 +392,20 @@ fn plan_files(sim: &crate::simulator_support::Sim) -> (std::path::PathBuf, std::
 }
 
 async fn last_outcome(c: &mut Conn) -> (i32, i32, String) {
-    let r = rows(
+    let job = rows(
         c,
-        "SELECT TOP 1 h.run_status, s.last_run_outcome, (SELECT TOP 1 message FROM msdb.dbo.sysjobhistory WHERE step_id = 1 ORDER BY instance_id DESC) FROM msdb.dbo.sysjobhistory h JOIN msdb.dbo.sysjobsteps s ON s.job_id = h.job_id WHERE h.step_id = 0 ORDER BY h.instance_id DESC",
+        "SELECT TOP 1 h.run_status, s.last_run_outcome FROM msdb.dbo.sysjobhistory h JOIN msdb.dbo.sysjobsteps s ON s.job_id = h.job_id WHERE h.step_id = 0 ORDER BY h.instance_id DESC",
+    )
+    .await;
+    let step = rows(
+        c,
+        "SELECT TOP 1 message FROM msdb.dbo.sysjobhistory WHERE step_id = 1 ORDER BY instance_id DESC",
     )
     .await;
     (
-        r[0].get(0).unwrap(),
-        r[0].get(1).unwrap(),
-        r[0].get::<&str, _>(2).unwrap().to_string(),
+        job[0].get(0).unwrap(),
+        job[0].get(1).unwrap(),
+        step[0].get::<&str, _>(0).unwrap().to_string(),
     )
 }
 
