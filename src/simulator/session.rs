@@ -311,10 +311,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, spid: u16) {
         }
     }
     reader.abort();
+    // Forget the session before closing the socket: once the client sees the
+    // connection closed, sys.dm_exec_sessions/requests no longer list it.
+    {
+        let mut inst = shared.lock();
+        inst.sessions.remove(&spid);
+        inst.requests.remove(&spid);
+    }
     let _ = w.shutdown().await;
-    let mut inst = shared.lock();
-    inst.sessions.remove(&spid);
-    inst.requests.remove(&spid);
 }
 
 async fn run_rpc(ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), Abort> {

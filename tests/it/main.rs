@@ -6,3 +6,6 @@
 mod common;
 mod repository;
 mod simulator;
+mod simulator_columns;
+mod simulator_faults;
+mod simulator_support;

@@ -2,73 +2,11 @@
 //! python-tds when installed): login, SELECTs, BACKUP with progress seen from a second
 //! connection, RESTORE and its chain rules, cancel, faults.
 
-use std::net::SocketAddr;
-
-use pacsbak::simulator::{SimConfig, Simulator};
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-const PW: &str = "Sim-Passw0rd!";
-
-struct Sim {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(empty: bool) -> Sim {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SimConfig {
-        root: dir.path().join("root"),
-        empty,
-        logins: vec![("sa".into(), PW.into())],
-    };
-    let sim = Simulator::open(cfg).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sim.run(listener, async move {
-        let _ = rx.await;
-    }));
-    Sim {
-        addr,
-        dir,
-        _stop: tx,
-    }
-}
-
-async fn connect(addr: SocketAddr) -> Client<Compat<TcpStream>> {
-    let mut c = Config::new();
-    c.host("127.0.0.1");
-    c.port(addr.port());
-    c.authentication(AuthMethod::sql_server("sa", PW));
-    c.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    Client::connect(c, tcp.compat_write()).await.unwrap()
-}
-
-async fn rows(c: &mut Client<Compat<TcpStream>>, sql: &str) -> Vec<tiberius::Row> {
-    c.simple_query(sql)
-        .await
-        .unwrap()
-        .into_first_result()
-        .await
-        .unwrap()
-}
-
-async fn sql_err(c: &mut Client<Compat<TcpStream>>, sql: &str) -> u32 {
-    match c.simple_query(sql).await {
-        Ok(s) => match s.into_results().await {
-            Ok(_) => panic!("expected an error from {sql}"),
-            Err(tiberius::error::Error::Server(e)) => e.code(),
-            Err(e) => panic!("{e}"),
-        },
-        Err(tiberius::error::Error::Server(e)) => e.code(),
-        Err(e) => panic!("{e}"),
-    }
-}
+use crate::simulator_support::{connect, rows, sql_err, start, PW};
 
 #[tokio::test]
 async fn login_version_spid_serverproperty() {

@@ -101,7 +101,7 @@ impl Page {
 
     /// Whether a row of `len` bytes still fits.
     pub fn fits(&self, len: usize) -> bool {
-        HEADER + self.payload_len() + len + 1 <= PAGE_SIZE
+        HEADER + self.payload_len() + len < PAGE_SIZE
     }
 
     /// Serializes the page with its header and checksum.
@@ -250,11 +250,6 @@ impl DataFile {
             .iter()
             .filter(move |p| p.obj_id == obj_id)
             .flat_map(|p| p.rows.iter())
-    }
-
-    /// Number of rows of a table.
-    pub fn count(&self, obj_id: u32) -> usize {
-        self.rows(obj_id).count()
     }
 
     /// Appends a row to the table's last page or a new page.

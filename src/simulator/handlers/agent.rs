@@ -156,7 +156,7 @@ fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Out
                     }
                 }
             }
-            let _ = deleted;
+            tracing::info!(folder, deleted, "simulator: maintenance cleanup ran");
             (true, "Executed as user: NT Service\\SQLSERVERAGENT. Microsoft (R) SQL Server Execute Package Utility. The package executed successfully.  The step succeeded.".to_string())
         }
     } else {

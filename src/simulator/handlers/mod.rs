@@ -36,9 +36,14 @@ pub fn media_error(e: &super::backup_media::MediaError, path: &str) -> SqlError 
     match e {
         MediaError::Open(io) if io.kind() == std::io::ErrorKind::NotFound => cannot_open(path, 2, "The system cannot find the file specified."),
         MediaError::Open(_) => cannot_open(path, 5, "Access is denied."),
-        MediaError::Write(_) => SqlError::new(3202, format!("Write on \"{path}\" failed: 112(There is not enough space on the disk.)")),
+        MediaError::Write(io) if io.kind() == std::io::ErrorKind::StorageFull => SqlError::new(3202, format!("Write on \"{path}\" failed: 112(There is not enough space on the disk.)")),
+        MediaError::Write(io) => SqlError::new(3202, format!("Write on \"{path}\" failed: {}({io})", io.raw_os_error().unwrap_or(1117))),
         MediaError::Malformed => SqlError::new(3241, format!("The media family on device '{path}' is incorrectly formed. SQL Server cannot process this media family.")),
-        MediaError::Damaged(_) => SqlError::new(3189, "Damage to the backup set was detected."),
+        MediaError::Damaged(detail) => {
+            // SQL Server names the damaged page in its error log, not to the client.
+            tracing::warn!(path, detail = %detail, "simulator: damaged backup set");
+            SqlError::new(3189, "Damage to the backup set was detected.")
+        }
         MediaError::NoSet(n) => SqlError::new(3206, format!("Cannot find file ID {n} on device '{path}'.")),
     }
 }

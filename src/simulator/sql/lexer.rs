@@ -271,11 +271,6 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, LexError> {
     Ok(out)
 }
 
-/// Quotes an identifier as SQL Server does: `[name]` with `]` doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("[{}]", name.replace(']', "]]"))
-}
-
 /// Quotes a string as `N'...'` with `'` doubled.
 pub fn quote_str(s: &str) -> String {
     format!("N'{}'", s.replace('\'', "''"))

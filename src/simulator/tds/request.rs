@@ -147,9 +147,13 @@ fn le_uint(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn date_from_days(days: u64) -> Date {
+/// A `date` value (days since 0001-01-01); an error past the range of `date`.
+fn date_from_days(days: u64) -> Result<Date, String> {
     let base = Date::from_calendar_date(1, Month::January, 1).unwrap_or(Date::MIN);
-    base + Duration::days(days as i64)
+    i64::try_from(days)
+        .ok()
+        .and_then(|d| base.checked_add(Duration::days(d)))
+        .ok_or_else(|| "date out of range".to_string())
 }
 
 fn time_from(b: &[u8], scale: u8) -> Time {
@@ -197,12 +201,15 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
                     let ticks = le_uint(&b[4..8]);
                     let base =
                         Date::from_calendar_date(1900, Month::January, 1).unwrap_or(Date::MIN);
-                    let ns = ticks as u128 * 10_000_000 / 3;
-                    let d = base + Duration::days(days);
-                    Value::DateTime(
-                        PrimitiveDateTime::new(d, Time::MIDNIGHT)
-                            + Duration::nanoseconds(ns as i64),
-                    )
+                    // 1/300 s ticks since midnight, at most a day's worth.
+                    let ns = (ticks.min(25_920_000) as i64) * 10_000_000 / 3;
+                    base.checked_add(Duration::days(days))
+                        .and_then(|d| {
+                            PrimitiveDateTime::new(d, Time::MIDNIGHT)
+                                .checked_add(Duration::nanoseconds(ns))
+                        })
+                        .map(Value::DateTime)
+                        .ok_or("datetime out of range")?
                 }
                 (0x6E, 8) => {
                     let hi = le_int(&b[0..4]);
@@ -220,12 +227,12 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
             } else {
                 let b = c.take(n)?;
                 Value::DateTime(PrimitiveDateTime::new(
-                    date_from_days(le_uint(b)),
+                    date_from_days(le_uint(b))?,
                     Time::MIDNIGHT,
                 ))
             }
         }
-        0x29 | 0x2A | 0x2B => {
+        0x29..=0x2B => {
             let scale = c.u8()?;
             let n = c.u8()? as usize;
             if n == 0 {
@@ -241,12 +248,13 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
                 match ty {
                     0x29 => Value::Str(format!("{t}")),
                     _ => {
-                        let d = date_from_days(le_uint(&b[tlen..tlen + 3]));
+                        let days = b.get(tlen..tlen + 3).ok_or("date part missing")?;
+                        let d = date_from_days(le_uint(days))?;
                         let dt = PrimitiveDateTime::new(d, t);
                         if ty == 0x2A {
                             Value::DateTime(dt)
                         } else {
-                            let off = le_int(&b[tlen + 3..tlen + 5]);
+                            let off = le_int(b.get(tlen + 3..tlen + 5).ok_or("offset missing")?);
                             let o = time::UtcOffset::from_whole_seconds(off as i32 * 60)
                                 .unwrap_or(time::UtcOffset::UTC);
                             Value::DateTimeOffset(dt.assume_utc().to_offset(o))
@@ -268,7 +276,7 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
                 let mut a = [0u8; 16];
                 a[..(n - 1).min(16)].copy_from_slice(&b[1..n.min(17)]);
                 let mag = u128::from_le_bytes(a) as i128;
-                let v = if sign == 1 { mag } else { -mag };
+                let v = if sign == 1 { mag } else { mag.wrapping_neg() };
                 if s == 0 {
                     Value::Int(v as i64)
                 } else {
@@ -316,4 +324,27 @@ fn read_typed_value(c: &mut Cur) -> Result<Value, String> {
         }
         other => return Err(format!("unsupported parameter type 0x{other:02X}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(bytes: &[u8]) -> Result<Value, String> {
+        read_typed_value(&mut Cur { d: bytes, p: 0 })
+    }
+
+    #[test]
+    fn malformed_parameters_are_errors_not_panics() {
+        // datetimeoffset(7) whose value is too short for its date and offset parts.
+        assert!(value(&[0x2B, 7, 5, 0, 0, 0, 0, 0]).is_err());
+        // date past 9999-12-31.
+        assert!(value(&[0x28, 3, 0xFF, 0xFF, 0xFF]).is_err());
+        // datetime whose day count overflows the calendar.
+        assert!(value(&[0x6F, 8, 8, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0, 0]).is_err());
+        // The smallest negative numeric(38) magnitude does not overflow.
+        let mut n = vec![0x6C, 17, 38, 0, 17, 0];
+        n.extend_from_slice(&[0xFF; 16]);
+        assert!(value(&n).is_ok());
+    }
 }

@@ -95,24 +95,16 @@ pub fn returnstatus(value: i32, out: &mut Vec<u8>) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-fn message(
-    token: u8,
-    number: i32,
-    state: u8,
-    class: u8,
-    text: &str,
-    proc_name: &str,
-    line: u32,
-    out: &mut Vec<u8>,
-) {
+/// INFO or ERROR: no procedure name, line 1 (a batch's statements are not numbered).
+fn message(token: u8, number: i32, state: u8, class: u8, text: &str, out: &mut Vec<u8>) {
     let mut body = Vec::new();
     body.extend_from_slice(&number.to_le_bytes());
     body.push(state);
     body.push(class);
     us_varchar(text, &mut body);
     b_varchar(SERVER_NAME, &mut body);
-    b_varchar(proc_name, &mut body);
-    body.extend_from_slice(&line.to_le_bytes());
+    b_varchar("", &mut body);
+    body.extend_from_slice(&1u32.to_le_bytes());
     out.push(token);
     out.extend_from_slice(&(body.len() as u16).to_le_bytes());
     out.extend_from_slice(&body);
@@ -120,12 +112,12 @@ fn message(
 
 /// INFO (0xAB), class 0..=10.
 pub fn info(number: i32, state: u8, class: u8, text: &str, out: &mut Vec<u8>) {
-    message(0xAB, number, state, class, text, "", 1, out)
+    message(0xAB, number, state, class, text, out)
 }
 
 /// ERROR (0xAA).
 pub fn error(number: i32, state: u8, class: u8, text: &str, out: &mut Vec<u8>) {
-    message(0xAA, number, state, class, text, "", 1, out)
+    message(0xAA, number, state, class, text, out)
 }
 
 /// ENVCHANGE (0xE3) with string values (database 1, language 2, packet size 4).

@@ -480,8 +480,8 @@ impl Value {
                 | SqlType::Xml
                 | SqlType::Variant,
                 v,
-            ) if !matches!(v, Value::Str(_))
-                && !(ty == SqlType::Variant && matches!(v, Value::Int(_))) =>
+            ) if !(matches!(v, Value::Str(_))
+                || (ty == SqlType::Variant && matches!(v, Value::Int(_)))) =>
             {
                 Value::Str(v.to_text())
             }
