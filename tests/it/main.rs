@@ -4,3 +4,4 @@
 //! `../shared/baks/`, a real SQL Server) print `skipped: <why>` and return.
 
 mod common;
+mod bakfile;
