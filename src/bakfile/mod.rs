@@ -21,6 +21,8 @@ pub mod writer;
 pub mod xpress;
 
 
+pub use check::{check, CheckReport};
+pub use plan::{plan, BackupDescription, PlanRequest, PlanStep, RestorePlan};
 pub use header::{BackupHeader, BackupType, FileListEntry, Lsn};
 pub use mtf::MtfDate;
 

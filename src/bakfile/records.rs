@@ -144,10 +144,3 @@ fn parse_scin(r: &[u8]) -> Scin {
         unicode_comparison_style: le::u32(r, 0x78),
     }
 }
-
-/// Field offsets the writer fills, kept beside the parser that reads them.
-pub(crate) mod layout {
-    pub const SCIN_FIXED: usize = 0x80;
-    pub const SFGI_FIXED: usize = 0x30;
-    pub const SFIN_FIXED: usize = 0x40;
-}
