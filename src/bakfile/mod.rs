@@ -26,5 +26,6 @@ pub use plan::{plan, BackupDescription, PlanRequest, PlanStep, RestorePlan};
 pub use header::{BackupHeader, BackupType, FileListEntry, Lsn};
 pub use mtf::MtfDate;
 
+pub use writer::{write_backup, DataFile, SetDescription};
 pub use reader::{inspect, BackupFile, BackupSet, ContainerKind, Damage, MediaInfo};
 

@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod inspect;
+pub mod restore;
+
 /// pacsbak: SQL Server and PACS program backups, offsite, verified.
 #[derive(Debug, Parser)]
 #[command(name = "pacsbak", version, about, long_about = None)]
@@ -35,7 +38,12 @@ pub struct GlobalArgs {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Show what SQL Server backup files hold (HEADERONLY, FILELISTONLY); --check verifies them.
+    Inspect(inspect::InspectArgs),
+    /// Restore: plan (and later run) a database restore.
+    Restore(restore::RestoreArgs),
+}
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_tracing(global: &GlobalArgs) {
@@ -54,5 +62,8 @@ pub fn init_tracing(global: &GlobalArgs) {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match &cli.command {
+        Command::Inspect(a) => inspect::run(a, cli.global.json),
+        Command::Restore(a) => restore::run(a, cli.global.json),
+    }
 }
