@@ -183,7 +183,7 @@ fn check_stream(
             let per_page = PAGE / SECTOR;
             for (i, page) in buf[..whole].chunks_exact(PAGE).enumerate() {
                 if !page_has_checksum(page) {
-                    if page[0] == 1 && page.iter().any(|&b| b != 0) {
+                    if super::checksum::is_page(page) {
                         r.pages_without_checksum += 1;
                     }
                     continue;

@@ -86,9 +86,22 @@ pub fn page_checksum(page: &[u8]) -> u32 {
     page_checksum_from_xors(&xors, read_u32(page, PAGE_CHECKSUM_OFFSET))
 }
 
+/// Whether an 8 KiB block inside MQDA has a plausible page header: header version
+/// 1, a page type SQL Server uses (1-20), a small index level and a file id in
+/// range. Stale disk content that merely starts with 1 is not taken for a page (one
+/// such block sits in the 2016 TutorialDB backup).
+pub fn is_page(page: &[u8]) -> bool {
+    let file_id = read_u16(page, 0x24);
+    page.len() >= PAGE
+        && page[0] == 1
+        && (1..=20).contains(&page[1])
+        && page[3] < 64
+        && (1..=32767).contains(&file_id)
+}
+
 /// Whether a block inside MQDA is a page whose header says it carries a checksum.
 pub fn page_has_checksum(page: &[u8]) -> bool {
-    page.len() >= PAGE && page[0] == 1 && read_u16(page, PAGE_FLAGS_OFFSET) & PAGE_FLAG_CHECKSUM != 0
+    is_page(page) && read_u16(page, PAGE_FLAGS_OFFSET) & PAGE_FLAG_CHECKSUM != 0
 }
 
 /// Writes the correct checksum into a page that asks for one.
@@ -134,6 +147,8 @@ mod tests {
     fn filled_page_checksum_verifies() {
         let mut page = vec![0u8; PAGE];
         page[0] = 1;
+        page[1] = 1;
+        page[0x24] = 1;
         page[4..6].copy_from_slice(&PAGE_FLAG_CHECKSUM.to_le_bytes());
         page[100] = 42;
         fill_page_checksum(&mut page);

@@ -29,3 +29,38 @@ pub use mtf::MtfDate;
 pub use writer::{write_backup, DataFile, SetDescription};
 pub use reader::{inspect, BackupFile, BackupSet, ContainerKind, Damage, MediaInfo};
 
+
+/// Inspects a backup held in memory (tests, fuzzing, data already fetched).
+pub fn inspect_bytes(bytes: &[u8]) -> crate::error::Result<BackupFile> {
+    with_bytes(bytes, |src, kind| reader::read_sets(src, "<memory>".into(), bytes.len() as u64, kind))
+}
+
+/// Checks a backup held in memory, as [`check()`] does a file.
+pub fn check_bytes(bytes: &[u8]) -> crate::error::Result<CheckReport> {
+    with_bytes(bytes, |src, kind| {
+        let file = reader::read_sets(src, "<memory>".into(), bytes.len() as u64, kind);
+        check::check_source(src, file)
+    })
+}
+
+fn with_bytes<T>(
+    bytes: &[u8],
+    f: impl FnOnce(&mut dyn source::ReadAt, ContainerKind) -> T,
+) -> crate::error::Result<T> {
+    if bytes.starts_with(b"TAPE") {
+        let mut src = bytes;
+        Ok(f(&mut src, ContainerKind::Mtf))
+    } else if bytes.starts_with(container::MAGIC) {
+        let mut c = container::Container::new(bytes);
+        Ok(f(&mut c, ContainerKind::MssqlbakCompressed))
+    } else {
+        Err(crate::Error::new(
+            crate::ErrorKind::Format,
+            if bytes.is_empty() {
+                "empty file (0 bytes): not a SQL Server backup"
+            } else {
+                "not a SQL Server backup: starts with neither TAPE nor MSSQLBAK"
+            },
+        ))
+    }
+}

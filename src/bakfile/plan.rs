@@ -260,6 +260,26 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
         (None, _) => true,
     };
 
+    // Differentials whose full backup is not among the descriptions.
+    let fulls: Vec<Option<Lsn>> = complete
+        .iter()
+        .filter(|g| g.first.kind() == BackupType::Full)
+        .map(|g| g.first.checkpoint_lsn)
+        .collect();
+    let mut foreign: Vec<String> = Vec::new();
+    for g in complete.iter().filter(|g| g.first.kind() == BackupType::Differential) {
+        if !fulls.contains(&g.first.database_backup_lsn) {
+            foreign.push(g.name());
+            plan.skipped.push(Skipped {
+                source: g.name(),
+                reason: format!(
+                    "differential on a base that is not here: its full backup has CheckpointLSN {}",
+                    g.first.database_backup_lsn.map_or("?".into(), |l| l.to_string())
+                ),
+            });
+        }
+    }
+
     // 1. The newest full.
     let full = complete
         .iter()
@@ -271,29 +291,13 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
             Some(at) => format!("no complete full backup of {database} taken at or before {at}"),
             None => format!("no complete full backup of {database}"),
         });
-        skip_rest(&mut plan, &complete, &[]);
+        skip_rest(&mut plan, &complete, &foreign);
         return plan;
     };
     let mut used: Vec<String> = vec![full.name()];
     let mut steps = vec![full.clone()];
 
-    // 2. The newest differential on it; name differentials on bases that are absent.
-    let fulls: Vec<Option<Lsn>> = complete
-        .iter()
-        .filter(|g| g.first.kind() == BackupType::Full)
-        .map(|g| g.first.checkpoint_lsn)
-        .collect();
-    for g in complete.iter().filter(|g| g.first.kind() == BackupType::Differential) {
-        if !fulls.contains(&g.first.database_backup_lsn) {
-            plan.skipped.push(Skipped {
-                source: g.name(),
-                reason: format!(
-                    "differential on a base that is not here: its full backup has CheckpointLSN {}",
-                    g.first.database_backup_lsn.map_or("?".into(), |l| l.to_string())
-                ),
-            });
-        }
-    }
+    // 2. The newest differential on it.
     let diff = complete
         .iter()
         .filter(|g| {
@@ -425,7 +429,7 @@ pub fn describe_folder(dir: &std::path::Path) -> crate::error::Result<(Vec<Backu
     let mut paths = Vec::new();
     for e in entries {
         let e = e.map_err(|e| crate::Error::io(dir, e))?;
-        if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+        if std::fs::metadata(e.path()).map(|m| m.is_file()).unwrap_or(false) {
             paths.push(e.path());
         }
     }

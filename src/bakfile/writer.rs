@@ -460,3 +460,52 @@ where
     o.w.flush().map_err(|e| Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e))?;
     Ok(o.pos)
 }
+
+impl SetDescription {
+    /// The description of a set read from a file, so it can be written again
+    /// (round trips, and the simulator copying a real backup's shape).
+    pub fn from_set(set: &super::reader::BackupSet, media: &super::reader::MediaInfo) -> Self {
+        let h = &set.header;
+        let mut media_set_id = [0u8; 16];
+        if let Some(id) = &media.media_set_id {
+            let hexs: String = id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+            if let Ok(b) = hex::decode(hexs) {
+                if b.len() == 16 {
+                    // Back from the GUID text form to its mixed-endian bytes.
+                    media_set_id[0..4].copy_from_slice(&[b[3], b[2], b[1], b[0]]);
+                    media_set_id[4..6].copy_from_slice(&[b[5], b[4]]);
+                    media_set_id[6..8].copy_from_slice(&[b[7], b[6]]);
+                    media_set_id[8..16].copy_from_slice(&b[8..16]);
+                }
+            }
+        }
+        Self {
+            backup_type: set.kind.unwrap_or(BackupType::Full),
+            database_name: h.database_name.clone(),
+            server_name: h.server_name.clone(),
+            machine_name: h.machine_name.clone(),
+            user_name: h.user_name.clone(),
+            backup_name: h.backup_name.clone(),
+            backup_description: h.backup_description.clone(),
+            position: h.position,
+            first_lsn: h.first_lsn.unwrap_or_default(),
+            last_lsn: h.last_lsn.unwrap_or_default(),
+            checkpoint_lsn: h.checkpoint_lsn.unwrap_or_default(),
+            database_backup_lsn: h.database_backup_lsn,
+            backup_start_date: h.backup_start_date.unwrap_or_default(),
+            database_creation_date: h.database_creation_date.unwrap_or_default(),
+            software_version: (h.software_version_major, h.software_version_minor, h.software_version_build),
+            database_version: h.database_version,
+            compatibility_level: h.compatibility_level,
+            sort_order: h.sort_order,
+            unicode_locale_id: h.unicode_locale_id,
+            unicode_comparison_style: h.unicode_comparison_style,
+            with_checksum: h.has_backup_checksums,
+            fill_page_checksums: false,
+            files: set.files.clone(),
+            family_count: media.family_count.max(1),
+            family_sequence: media.family_sequence.max(1),
+            media_set_id,
+        }
+    }
+}

@@ -81,3 +81,262 @@ fn bakfile_every_expected_field_is_reproduced() {
     }
     let _ = all_files(&dir);
 }
+
+fn baks(test: &str) -> Option<PathBuf> {
+    require_shared_baks(test)
+}
+
+fn read(dir: &Path, prefix: &str) -> (PathBuf, Vec<u8>) {
+    let name = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with(prefix))
+        .expect("file");
+    let p = dir.join(name);
+    let b = std::fs::read(&p).expect("read");
+    (p, b)
+}
+
+#[test]
+fn bakfile_every_checksum_of_the_real_files_verifies() {
+    let Some(dir) = baks("bakfile_every_checksum_of_the_real_files_verifies") else {
+        return;
+    };
+    for path in all_files(&dir) {
+        let r = bakfile::check(&path).expect("check");
+        assert!(r.ok, "{}: {:?}", path.display(), r.damage);
+    }
+    let counts = [("03", 2, 159), ("04", 2, 28), ("05", 1, 0), ("17", 0, 422)];
+    for (prefix, csums, pages) in counts {
+        let (p, _) = read(&dir, prefix);
+        let r = bakfile::check(&p).expect("check");
+        assert_eq!((r.csums_verified, r.pages_verified), (csums, pages), "{prefix}");
+    }
+}
+
+#[test]
+fn bakfile_a_flipped_byte_in_any_page_or_log_stream_is_found_and_named() {
+    let Some(dir) = baks("bakfile_a_flipped_byte_in_any_page_or_log_stream_is_found_and_named") else {
+        return;
+    };
+    let mut flips = 0;
+    for prefix in ["03", "04", "05"] {
+        let (_, bytes) = read(&dir, prefix);
+        let file = bakfile::inspect_bytes(&bytes).expect("inspect");
+        for s in &file.sets[0].streams {
+            let payload = s.data_offset + 2;
+            let mut k = 0u64;
+            let mut at = s.data_offset; // the pad first, then one byte per page
+            while at < s.data_offset + s.length {
+                let mut damaged = bytes.clone();
+                damaged[at as usize] ^= 0x5a;
+                let r = bakfile::check_bytes(&damaged).expect("check");
+                assert!(!r.ok, "{prefix}: flip at {at} not found");
+                let named = r
+                    .damage
+                    .iter()
+                    .any(|d| d.stream.as_deref().is_some_and(|n| n.starts_with(&s.kind)));
+                assert!(named, "{prefix}: flip at {at} not named by stream: {:?}", r.damage);
+                let page_start = at.saturating_sub(payload) / 8192 * 8192 + payload;
+                let page = &bytes[page_start as usize..];
+                if s.kind == "MQDA" && at >= payload && bakfile::checksum::is_page(page) {
+                    let flags = u16::from_le_bytes([bytes[page_start as usize + 4], bytes[page_start as usize + 5]]);
+                    if flags & 0x200 != 0 {
+                        assert!(
+                            r.damage.iter().any(|d| d.page_id.is_some() && d.offset == Some(page_start)),
+                            "{prefix}: page at {page_start} not named: {:?}",
+                            r.damage
+                        );
+                    }
+                }
+                flips += 1;
+                at = payload + k * 8192 + 0x60 + (k * 977) % 8000;
+                k += 1;
+            }
+        }
+    }
+    assert!(flips > 200, "{flips}");
+}
+
+#[test]
+fn bakfile_media_password_is_detected() {
+    let Some(dir) = baks("bakfile_media_password_is_detected") else {
+        return;
+    };
+    for path in all_files(&dir) {
+        let f = bakfile::inspect(&path).expect("inspect");
+        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        assert_eq!(f.media.media_password, name.starts_with("08"), "{name}");
+    }
+}
+
+/// A folder holding links to (or, off Unix, temporary copies of) the named files.
+fn folder_of(files: &[PathBuf]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tempdir");
+    for f in files {
+        let to = t.path().join(f.file_name().expect("name"));
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(f, &to).expect("symlink");
+        #[cfg(not(unix))]
+        std::fs::copy(f, &to).expect("copy");
+    }
+    t
+}
+
+fn plan_names(dir: &Path, database: Option<&str>, at: Option<&str>) -> (Vec<String>, bakfile::RestorePlan) {
+    let (descs, _) = bakfile::plan::describe_folder(dir).expect("describe");
+    let req = bakfile::PlanRequest {
+        database: database.map(str::to_string),
+        at: at.map(|a| pacsbak::cli::restore::parse_at(a).expect("at")),
+    };
+    let p = bakfile::plan(&descs, &req);
+    let names = p
+        .steps
+        .iter()
+        .flat_map(|s| s.files.iter())
+        .map(|f| Path::new(f).file_name().unwrap_or_default().to_string_lossy()[..2].to_string())
+        .collect();
+    (names, p)
+}
+
+fn pick(dir: &Path, prefixes: &[&str]) -> Vec<PathBuf> {
+    prefixes.iter().map(|p| read(dir, p).0).collect()
+}
+
+#[test]
+fn bakfile_ft1_plans_as_full_diff_log_and_skips_the_empty_log() {
+    let Some(dir) = baks("bakfile_ft1_plans_as_full_diff_log_and_skips_the_empty_log") else {
+        return;
+    };
+    let ft1 = folder_of(&pick(&dir, &["03", "04", "05", "06"]));
+    let (names, p) = plan_names(ft1.path(), None, None);
+    assert_eq!(names, ["03", "04", "05"]);
+    assert!(p.ok, "{:?}", p.problems);
+    assert!(p.skipped.iter().any(|s| s.source.contains("06_") && s.reason.contains("no log records")));
+    // The whole folder, one database chosen: the same plan, the others named.
+    let (names, p) = plan_names(&dir, Some("ft1"), None);
+    assert_eq!(names, ["03", "04", "05"]);
+    assert!(p.skipped.iter().any(|s| s.reason.contains("another database: Northwind")));
+    let (_, p) = plan_names(&dir, None, None);
+    assert!(!p.ok && p.problems[0].contains("several databases"));
+    // Point in time inside the log: STOPAT on it.
+    let (names, p) = plan_names(ft1.path(), None, Some("2017-05-18 04:18:25"));
+    assert_eq!(names, ["03", "04", "05"]);
+    assert_eq!(p.steps[2].stop_at.map(|d| d.to_string()).as_deref(), Some("2017-05-18 04:18:25"));
+    // Before the differential: full and log only.
+    let (names, _) = plan_names(ft1.path(), None, Some("2017-05-18 04:18:00"));
+    assert_eq!(names, ["03", "05"]);
+}
+
+#[test]
+fn bakfile_doublediff_plans_as_full_then_newest_diff() {
+    let Some(dir) = baks("bakfile_doublediff_plans_as_full_then_newest_diff") else {
+        return;
+    };
+    let dd = folder_of(&pick(&dir, &["x3", "x4", "x5"]));
+    let (names, p) = plan_names(dd.path(), None, None);
+    assert_eq!(names, ["x3", "x5"]);
+    assert!(p.ok);
+}
+
+#[test]
+fn bakfile_broken_chains_are_reported_by_name() {
+    let Some(dir) = baks("bakfile_broken_chains_are_reported_by_name") else {
+        return;
+    };
+    // Log 05 missing: 06 cannot follow the differential.
+    let gap = folder_of(&pick(&dir, &["03", "04", "06"]));
+    let (names, p) = plan_names(gap.path(), None, None);
+    assert_eq!(names, ["03", "04"]);
+    assert!(!p.ok && p.problems.iter().any(|x| x.contains("log chain broken") && x.contains("06_")), "{:?}", p.problems);
+    // No full: nothing to start from.
+    let nofull = folder_of(&pick(&dir, &["04", "05"]));
+    let (_, p) = plan_names(nofull.path(), None, None);
+    assert!(!p.ok && p.problems[0].contains("no complete full backup"));
+    // A differential of another full.
+    let foreign = folder_of(&pick(&dir, &["07"]));
+    std::os::unix::fs::symlink(read(&dir, "04").0, foreign.path().join("foreign.bak")).ok();
+    let (_, p) = plan_names(foreign.path(), Some("ft1"), None);
+    assert!(p.skipped.iter().any(|s| s.source.contains("foreign.bak") && s.reason.contains("base that is not here")), "{:?}", p.skipped);
+}
+
+/// Walks a file's block offsets through the public walker.
+fn block_offsets(bytes: &[u8]) -> Vec<u64> {
+    let mut src = bytes;
+    let mut w = bakfile::mtf::Walker::new(&mut src, 0);
+    let mut out = Vec::new();
+    while let Ok(Some(b)) = w.next_block() {
+        out.push(b.offset);
+    }
+    out
+}
+
+fn must_not_pass(bytes: &[u8], what: &str) {
+    let started = std::time::Instant::now();
+    let inspected = bakfile::inspect_bytes(bytes);
+    let checked = bakfile::check_bytes(bytes);
+    assert!(started.elapsed().as_secs() < 10, "{what}: too slow");
+    if let Ok(f) = inspected {
+        let r = checked.expect("check after inspect");
+        assert!(!r.ok, "{what}: damaged input passed");
+        assert!(!f.is_sound() || !r.damage.is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn bakfile_damaged_inputs_give_a_verdict_never_a_panic() {
+    let Some(dir) = baks("bakfile_damaged_inputs_give_a_verdict_never_a_panic") else {
+        return;
+    };
+    for prefix in ["03", "05", "06", "18", "19"] {
+        let (_, bytes) = read(&dir, prefix);
+        let blocks = if bytes.starts_with(b"TAPE") { block_offsets(&bytes) } else { vec![] };
+        // A flipped byte in every block header.
+        for &b in &blocks {
+            for at in [0u64, 8, 30, 50] {
+                let mut d = bytes.clone();
+                d[(b + at) as usize] ^= 0x01;
+                must_not_pass(&d, &format!("{prefix}: flip in block header at {}", b + at));
+            }
+        }
+        // A zero-filled 512-byte block at every block offset.
+        for &b in &blocks {
+            let mut d = bytes.clone();
+            d[b as usize..b as usize + 512].fill(0);
+            must_not_pass(&d, &format!("{prefix}: zeroed block at {b}"));
+        }
+        // Truncated at many offsets before the end of the last set.
+        let eset = if bytes.starts_with(b"TAPE") {
+            let f = bakfile::inspect_bytes(&bytes).expect("inspect");
+            let last = blocks.iter().rev().find(|&&o| &bytes[o as usize..o as usize + 4] == b"ESET").copied();
+            assert!(f.is_sound());
+            last.unwrap_or(bytes.len() as u64) as usize
+        } else {
+            // The compressed sets end with the ESET record 1536 bytes before the end.
+            bytes.len() - 1536
+        };
+        let step = (eset / 150).max(1);
+        for cut in (0..eset).step_by(step).chain([1, 3, 51, 52, 53, 1023, 1024, 1025, eset - 1]) {
+            must_not_pass(&bytes[..cut], &format!("{prefix}: cut at {cut}"));
+        }
+    }
+    // Garbage behind a real prefix, and empty input.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for prefix in [&b"TAPE"[..], b"MSSQLBAK", b"MSSQLBAK\x02\x00\x00\x00\x03\x00\x00\x00"] {
+        for len in [0usize, 10, 52, 100, 600, 4096, 70_000] {
+            let mut d = prefix.to_vec();
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                d.push(seed as u8);
+            }
+            must_not_pass(&d, &format!("garbage after {:?}, {len} bytes", String::from_utf8_lossy(prefix)));
+        }
+    }
+    assert!(bakfile::inspect_bytes(&[]).is_err());
+    let empty = tempfile::NamedTempFile::new().expect("temp");
+    let e = bakfile::inspect(empty.path()).expect_err("0-byte file");
+    assert!(e.message().contains("0 bytes"), "{e}");
+}
