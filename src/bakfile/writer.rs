@@ -184,9 +184,14 @@ impl<W: Write> Out<W> {
 
     /// SPAD up to the next 512-byte boundary: ends the block.
     fn spad(&mut self) -> Result<()> {
+        self.spad_to(0)
+    }
+
+    /// SPAD up to `at` (or the next 512-byte boundary when `at` is already passed).
+    fn spad_to(&mut self, at: u64) -> Result<()> {
         self.align4()?;
         let after = self.pos + 22;
-        let end = after.div_ceil(BLOCK) * BLOCK;
+        let end = if at >= after { at } else { after.div_ceil(BLOCK) * BLOCK };
         self.stream_header(Tag::SPAD, 0, end - after)?;
         self.zeros(end - after)
     }
@@ -357,10 +362,7 @@ where
     raid[24..26].copy_from_slice(&desc.family_sequence.max(1).to_le_bytes());
     raid[30..32].copy_from_slice(&1u16.to_le_bytes());
     o.stream(Tag::RAID, 0, &raid)?;
-    o.spad()?;
-    while o.pos < 1024 {
-        o.zeros(1024 - o.pos)?;
-    }
+    o.spad_to(1024)?;
     o.sfmb()?;
 
     // SSET: the set's name, user, position and software version.
