@@ -472,3 +472,68 @@ fn bakfile_cli_exit_codes() {
     let o = run(&["restore", "db", "plan", "--from-folder", dir.to_str().expect("utf8"), "--at", "bogus"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Stable-toolchain stand-in for cargo-fuzz: mutates the real files at random
+/// (flipped bytes, cut ends, spliced garbage, overwritten size fields) and runs
+/// inspect and check on each. Ignored by default; run with
+/// `PACSBAK_FUZZ_ITERS=200000 cargo test --release --test it bakfile_fuzz_smoke -- --ignored`.
+#[test]
+#[ignore]
+fn bakfile_fuzz_smoke() {
+    let Some(dir) = baks("bakfile_fuzz_smoke") else {
+        return;
+    };
+    let iters: u64 = std::env::var("PACSBAK_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let files: Vec<Vec<u8>> = ["03", "04", "05", "06", "18", "19"].iter().map(|p| read(&dir, p).1).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let started = std::time::Instant::now();
+    let mut damaged = 0u64;
+    for i in 0..iters {
+        let base = &files[(rnd() % files.len() as u64) as usize];
+        let mut d = base.clone();
+        for _ in 0..(1 + rnd() % 8) {
+            let len = d.len() as u64;
+            match rnd() % 5 {
+                0 | 1 => {
+                    let at = (rnd() % len) as usize;
+                    d[at] ^= (rnd() % 255 + 1) as u8;
+                }
+                2 => {
+                    // Overwrite a likely size field near a block or record start.
+                    let at = ((rnd() % len) & !511) as usize + (rnd() % 64) as usize;
+                    let v = rnd().to_le_bytes();
+                    let n = (1 + rnd() % 8) as usize;
+                    if at + n <= d.len() {
+                        d[at..at + n].copy_from_slice(&v[..n]);
+                    }
+                }
+                3 => {
+                    let cut = (rnd() % len) as usize;
+                    d.truncate(cut.max(1));
+                }
+                _ => {
+                    let at = (rnd() % d.len() as u64) as usize;
+                    let n = (rnd() % 2048) as usize;
+                    let junk: Vec<u8> = (0..n).map(|_| rnd() as u8).collect();
+                    d.splice(at..at, junk);
+                }
+            }
+        }
+        let t = std::time::Instant::now();
+        let ok = bakfile::check_bytes(&d).map(|r| r.ok).unwrap_or(false);
+        assert!(t.elapsed().as_secs() < 5, "iteration {i}: too slow");
+        if !ok {
+            damaged += 1;
+        }
+    }
+    println!(
+        "fuzz smoke: {iters} iterations in {:.1} s, {damaged} judged damaged",
+        started.elapsed().as_secs_f64()
+    );
+}
