@@ -11,7 +11,10 @@ use pacsbak::bakfile::{self, BackupType, SetDescription};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let gib: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let dir = args.get(2).map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let dir = args
+        .get(2)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let path = dir.join("pacsbak-bench.bak");
     let pages = gib * (1 << 30) / 8192;
 
@@ -34,7 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let started = Instant::now();
     let file = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(&path)?);
-    let written = bakfile::write_backup(file, &desc, ExactIter(iter, pages as usize), &[0u8; 65536])?;
+    let written =
+        bakfile::write_backup(file, &desc, ExactIter(iter, pages as usize), &[0u8; 65536])?;
     let write_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -51,8 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gb = written as f64 / 1e9;
     println!("| measure | file | time | rate |");
     println!("|---|---|---|---|");
-    println!("| write (writer, page checksums + CSUM) | {gb:.2} GB | {write_s:.2} s | {:.2} GB/s |", gb / write_s);
-    println!("| inspect (headers only) | {gb:.2} GB | {:.1} ms | - |", inspect_s * 1e3);
+    println!(
+        "| write (writer, page checksums + CSUM) | {gb:.2} GB | {write_s:.2} s | {:.2} GB/s |",
+        gb / write_s
+    );
+    println!(
+        "| inspect (headers only) | {gb:.2} GB | {:.1} ms | - |",
+        inspect_s * 1e3
+    );
     println!(
         "| check ({} pages, {} CSUMs) | {gb:.2} GB | {check_s:.2} s | {:.2} GB/s |",
         r.pages_verified,

@@ -98,8 +98,7 @@ impl Error {
     /// Shorthand for an I/O error on a local path.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         let path = path.as_ref();
-        Error::new(ErrorKind::Io, format!("{}: {source}", path.display()))
-            .with_source(source)
+        Error::new(ErrorKind::Io, format!("{}: {source}", path.display())).with_source(source)
     }
 }
 

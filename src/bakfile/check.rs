@@ -89,7 +89,13 @@ pub fn check_source(src: &mut dyn ReadAt, file: BackupFile) -> CheckReport {
         .file
         .sets
         .iter()
-        .map(|s| (s.header.position, s.header.has_backup_checksums, s.streams.clone()))
+        .map(|s| {
+            (
+                s.header.position,
+                s.header.has_backup_checksums,
+                s.streams.clone(),
+            )
+        })
         .collect();
     for (position, with_checksum, streams) in sets {
         let mut counts = std::collections::HashMap::new();
@@ -131,16 +137,28 @@ fn check_stream(
 ) {
     r.streams_checked += 1;
     if s.length < 2 {
-        r.damage.push(named(format!("stream of {} bytes, shorter than its 2-byte pad", s.length), name, s.header_offset));
+        r.damage.push(named(
+            format!("stream of {} bytes, shorter than its 2-byte pad", s.length),
+            name,
+            s.header_offset,
+        ));
         return;
     }
     let mut pad = [0u8; 2];
     if read_full(src, s.data_offset, &mut pad).unwrap_or(0) < 2 {
-        r.damage.push(named("file ends at the start of the stream", name, s.data_offset));
+        r.damage.push(named(
+            "file ends at the start of the stream",
+            name,
+            s.data_offset,
+        ));
         return;
     }
     if pad != [0, 0] {
-        r.damage.push(named("the stream's 2-byte pad is not zero", name, s.data_offset));
+        r.damage.push(named(
+            "the stream's 2-byte pad is not zero",
+            name,
+            s.data_offset,
+        ));
     }
     let payload = s.length - 2;
     if payload % SECTOR as u64 != 0 {
@@ -160,14 +178,18 @@ fn check_stream(
         let n = match read_full(src, start + done, &mut buf[..]) {
             Ok(n) => n,
             Err(e) => {
-                r.damage.push(named(format!("read failed: {e}"), name, start + done));
+                r.damage
+                    .push(named(format!("read failed: {e}"), name, start + done));
                 return;
             }
         };
         r.bytes_read += n as u64;
         if n < want {
             r.damage.push(named(
-                format!("file ends {} bytes into a {payload}-byte stream: truncated", done + n as u64),
+                format!(
+                    "file ends {} bytes into a {payload}-byte stream: truncated",
+                    done + n as u64
+                ),
                 name,
                 start + done + n as u64,
             ));
@@ -189,7 +211,8 @@ fn check_stream(
                     continue;
                 }
                 let stored = le::u32(page, 0x3C);
-                let computed = page_checksum_from_xors(&xors[i * per_page..(i + 1) * per_page], stored);
+                let computed =
+                    page_checksum_from_xors(&xors[i * per_page..(i + 1) * per_page], stored);
                 if computed == stored {
                     r.pages_verified += 1;
                 } else {

@@ -126,21 +126,28 @@ impl<R: ReadAt> Container<R> {
             if n == 0 {
                 return Ok(false);
             }
-            if let Some(block) = (n == BLOCK_HEADER_LEN).then(|| BlockHeader::parse(&hdr)).flatten() {
+            if let Some(block) = (n == BLOCK_HEADER_LEN)
+                .then(|| BlockHeader::parse(&hdr))
+                .flatten()
+            {
                 let len = u64::from(block.first_event).max(512);
                 self.push(Kind::Raw, h, len, len)?;
                 self.next = h + len;
                 return Ok(true);
             }
             if (n as u64) < RECORD_HEADER.min(self.file_len - h) || n < 4 {
-                return Err(invalid(format!("compressed container ends inside a record header at file offset {h}")));
+                return Err(invalid(format!(
+                    "compressed container ends inside a record header at file offset {h}"
+                )));
             }
             let size = u64::from(u16::from_le_bytes([hdr[2], hdr[3]]));
             match hdr[0] {
                 0x21 => {
                     let out = u64::from(hdr[1]) * 512;
                     if out == 0 {
-                        return Err(invalid(format!("compressed record at file offset {h} decodes to 0 bytes")));
+                        return Err(invalid(format!(
+                            "compressed record at file offset {h} decodes to 0 bytes"
+                        )));
                     }
                     let data = h + RECORD_HEADER;
                     if data + size > self.file_len {
@@ -154,11 +161,9 @@ impl<R: ReadAt> Container<R> {
                 }
                 0x24 => self.next = h + PAD_HEADER + size,
                 0x2C => self.next = (h / 512 + 1) * 512,
-                other => {
-                    return Err(invalid(format!(
-                        "unknown record type 0x{other:02x} in compressed container at file offset {h}"
-                    )))
-                }
+                other => return Err(invalid(format!(
+                    "unknown record type 0x{other:02x} in compressed container at file offset {h}"
+                ))),
             }
         }
     }
@@ -182,14 +187,20 @@ impl<R: ReadAt> Container<R> {
             let mut stored = vec![0u8; r.stored as usize];
             let n = read_full(&mut self.inner, r.file_offset, &mut stored)?;
             if n < stored.len() {
-                return Err(invalid(format!("compressed record at file offset {} is cut short", r.file_offset)));
+                return Err(invalid(format!(
+                    "compressed record at file offset {} is cut short",
+                    r.file_offset
+                )));
             }
             let mut buf = self.cache.take().map(|(_, b)| b).unwrap_or_default();
             match r.kind {
                 Kind::Raw => buf = stored,
                 Kind::Xpress => {
                     xpress::decompress(&stored, &mut buf, r.len as usize).map_err(|e| {
-                        invalid(format!("compressed chunk at file offset {} does not decode: {e}", r.file_offset))
+                        invalid(format!(
+                            "compressed chunk at file offset {} does not decode: {e}",
+                            r.file_offset
+                        ))
                     })?;
                     self.chunks_decoded += 1;
                 }

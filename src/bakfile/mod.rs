@@ -20,19 +20,19 @@ pub mod source;
 pub mod writer;
 pub mod xpress;
 
-
 pub use check::{check, CheckReport};
-pub use plan::{plan, BackupDescription, PlanRequest, PlanStep, RestorePlan};
 pub use header::{BackupHeader, BackupType, FileListEntry, Lsn};
 pub use mtf::MtfDate;
+pub use plan::{plan, BackupDescription, PlanRequest, PlanStep, RestorePlan};
 
-pub use writer::{write_backup, DataFile, SetDescription};
 pub use reader::{inspect, BackupFile, BackupSet, ContainerKind, Damage, MediaInfo};
-
+pub use writer::{write_backup, DataFile, SetDescription};
 
 /// Inspects a backup held in memory (tests, fuzzing, data already fetched).
 pub fn inspect_bytes(bytes: &[u8]) -> crate::error::Result<BackupFile> {
-    with_bytes(bytes, |src, kind| reader::read_sets(src, "<memory>".into(), bytes.len() as u64, kind))
+    with_bytes(bytes, |src, kind| {
+        reader::read_sets(src, "<memory>".into(), bytes.len() as u64, kind)
+    })
 }
 
 /// Checks a backup held in memory, as [`check()`] does a file.

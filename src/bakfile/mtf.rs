@@ -26,7 +26,8 @@ pub const MAX_STREAMS_PER_BLOCK: usize = 65_536;
 pub(crate) mod le {
     /// u16 at `at`, or 0 past the end.
     pub fn u16(b: &[u8], at: usize) -> u16 {
-        b.get(at..at + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+        b.get(at..at + 2)
+            .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
     }
     /// u32 at `at`, or 0 past the end.
     pub fn u32(b: &[u8], at: usize) -> u32 {
@@ -415,7 +416,10 @@ impl<'a, R: ReadAt + ?Sized> Walker<'a, R> {
         let first = u64::from(header.first_event);
         if first < BLOCK_HEADER_LEN as u64 {
             return Err(format_error(
-                format!("{} block: first stream offset {first} is inside the header", header.kind),
+                format!(
+                    "{} block: first stream offset {first} is inside the header",
+                    header.kind
+                ),
                 off,
             ));
         }
@@ -458,9 +462,15 @@ impl<'a, R: ReadAt + ?Sized> Walker<'a, R> {
                 }
                 let tag = Tag([sh[0], sh[1], sh[2], sh[3]]);
                 let what = if tag.is_plausible() {
-                    format!("stream header checksum mismatch on {tag} stream in {} block", block.header.kind)
+                    format!(
+                        "stream header checksum mismatch on {tag} stream in {} block",
+                        block.header.kind
+                    )
                 } else {
-                    format!("no stream header here in {} block (found {tag})", block.header.kind)
+                    format!(
+                        "no stream header here in {} block (found {tag})",
+                        block.header.kind
+                    )
                 };
                 return Err(format_error(what, p));
             };
@@ -469,7 +479,12 @@ impl<'a, R: ReadAt + ?Sized> Walker<'a, R> {
                 .checked_add(stream.length)
                 .and_then(|e| e.checked_add(3))
                 .map(|e| e & !3)
-                .ok_or_else(|| format_error(format!("{} stream length {} overflows", stream.id, stream.length), p))?;
+                .ok_or_else(|| {
+                    format_error(
+                        format!("{} stream length {} overflows", stream.id, stream.length),
+                        p,
+                    )
+                })?;
             if let Some(len) = self.src.size_hint() {
                 if data.saturating_add(stream.length) > len {
                     return Err(format_error(
@@ -485,7 +500,10 @@ impl<'a, R: ReadAt + ?Sized> Walker<'a, R> {
             }
             if block.streams.len() >= MAX_STREAMS_PER_BLOCK {
                 return Err(format_error(
-                    format!("more than {MAX_STREAMS_PER_BLOCK} streams in one {} block", block.header.kind),
+                    format!(
+                        "more than {MAX_STREAMS_PER_BLOCK} streams in one {} block",
+                        block.header.kind
+                    ),
                     p,
                 ));
             }

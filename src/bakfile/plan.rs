@@ -73,7 +73,11 @@ impl BackupDescription {
                 family_count: f.media.family_count.max(1),
                 family_sequence: f.media.family_sequence.max(1),
                 media_set_id: f.media.media_set_id.clone(),
-                unusable: if s.complete { damaged.clone() } else { Some("incomplete: ends before ESET".into()) },
+                unusable: if s.complete {
+                    damaged.clone()
+                } else {
+                    Some("incomplete: ends before ESET".into())
+                },
             })
             .collect()
     }
@@ -171,7 +175,10 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
         skipped: Vec::new(),
         ok: false,
     };
-    let mut databases: Vec<String> = descriptions.iter().map(|d| d.database_name.clone()).collect();
+    let mut databases: Vec<String> = descriptions
+        .iter()
+        .map(|d| d.database_name.clone())
+        .collect();
     databases.sort();
     databases.dedup();
     let database = match &req.database {
@@ -232,7 +239,10 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
             None => {
                 let mut stripes = BTreeMap::new();
                 stripes.insert(d.family_sequence, d.source.clone());
-                groups.push(SetGroup { first: d.clone(), stripes });
+                groups.push(SetGroup {
+                    first: d.clone(),
+                    stripes,
+                });
             }
         }
     }
@@ -267,14 +277,19 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
         .map(|g| g.first.checkpoint_lsn)
         .collect();
     let mut foreign: Vec<String> = Vec::new();
-    for g in complete.iter().filter(|g| g.first.kind() == BackupType::Differential) {
+    for g in complete
+        .iter()
+        .filter(|g| g.first.kind() == BackupType::Differential)
+    {
         if !fulls.contains(&g.first.database_backup_lsn) {
             foreign.push(g.name());
             plan.skipped.push(Skipped {
                 source: g.name(),
                 reason: format!(
                     "differential on a base that is not here: its full backup has CheckpointLSN {}",
-                    g.first.database_backup_lsn.map_or("?".into(), |l| l.to_string())
+                    g.first
+                        .database_backup_lsn
+                        .map_or("?".into(), |l| l.to_string())
                 ),
             });
         }
@@ -357,7 +372,11 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
                 g.name(),
                 f.map_or("?".into(), |l| l.to_string())
             );
-            if !plan.problems.iter().any(|p| p.starts_with("log chain broken")) {
+            if !plan
+                .problems
+                .iter()
+                .any(|p| p.starts_with("log chain broken"))
+            {
                 plan.problems.push(problem);
             }
             "after a gap in the log chain".to_string()
@@ -382,7 +401,11 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     let n_logs = log_steps.len();
     let mut out: Vec<PlanStep> = steps.iter().map(|g| g.step(None)).collect();
     for (i, g) in log_steps.iter().enumerate() {
-        let stop = if i + 1 == n_logs && reached_at { req.at } else { None };
+        let stop = if i + 1 == n_logs && reached_at {
+            req.at
+        } else {
+            None
+        };
         out.push(g.step(stop));
     }
     plan.steps = out;
@@ -393,7 +416,9 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     for g in unused {
         let reason = match g.first.kind() {
             BackupType::Full => "older full backup: a newer one is used".to_string(),
-            BackupType::Differential if g.first.database_backup_lsn == full.first.checkpoint_lsn => {
+            BackupType::Differential
+                if g.first.database_backup_lsn == full.first.checkpoint_lsn =>
+            {
                 "older differential: the newest one on the same base is used".to_string()
             }
             BackupType::Differential if fulls.contains(&g.first.database_backup_lsn) => {
@@ -424,12 +449,17 @@ fn skip_rest(plan: &mut RestorePlan, groups: &[SetGroup], used: &[String]) {
 
 /// Describes every backup file directly in `dir` (not recursing); files that are
 /// not backups, or not readable, come back as skipped with the reason.
-pub fn describe_folder(dir: &std::path::Path) -> crate::error::Result<(Vec<BackupDescription>, Vec<Skipped>)> {
+pub fn describe_folder(
+    dir: &std::path::Path,
+) -> crate::error::Result<(Vec<BackupDescription>, Vec<Skipped>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| crate::Error::io(dir, e))?;
     let mut paths = Vec::new();
     for e in entries {
         let e = e.map_err(|e| crate::Error::io(dir, e))?;
-        if std::fs::metadata(e.path()).map(|m| m.is_file()).unwrap_or(false) {
+        if std::fs::metadata(e.path())
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+        {
             paths.push(e.path());
         }
     }
@@ -454,6 +484,10 @@ pub fn describe_folder(dir: &std::path::Path) -> crate::error::Result<(Vec<Backu
 }
 
 fn is_backup_name(p: &std::path::Path) -> bool {
-    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     matches!(ext.as_str(), "bak" | "trn" | "dif" | "diff" | "log")
 }

@@ -206,7 +206,12 @@ struct SetBuilder {
 }
 
 /// Walks an MTF stream and collects its sets; never fails, damage is recorded.
-pub fn read_sets(src: &mut dyn ReadAt, path: String, size: u64, container: ContainerKind) -> BackupFile {
+pub fn read_sets(
+    src: &mut dyn ReadAt,
+    path: String,
+    size: u64,
+    container: ContainerKind,
+) -> BackupFile {
     let mut out = BackupFile {
         path,
         size,
@@ -244,7 +249,8 @@ pub fn read_sets(src: &mut dyn ReadAt, path: String, size: u64, container: Conta
             }
             Tag::VOLB => {
                 if let Some(b) = cur.as_mut() {
-                    b.set.header.machine_name = StrRef::at(&block.fixed, 64).read(&block.fixed, utf16);
+                    b.set.header.machine_name =
+                        StrRef::at(&block.fixed, 64).read(&block.fixed, utf16);
                 }
             }
             Tag::MSCI => {
@@ -281,15 +287,20 @@ pub fn read_sets(src: &mut dyn ReadAt, path: String, size: u64, container: Conta
         out.sets.push(b.set);
     }
     if !seen_tape && out.damage.is_empty() {
-        out.damage.push(Damage::at("no TAPE block: not an MTF backup", Some(0)));
+        out.damage
+            .push(Damage::at("no TAPE block: not an MTF backup", Some(0)));
     }
     if out.sets.is_empty() && out.damage.is_empty() {
-        out.damage.push(Damage::at("no backup set (SSET) in the file", None));
+        out.damage
+            .push(Damage::at("no backup set (SSET) in the file", None));
     }
     for s in &out.sets {
         if s.kind.is_none() {
             out.damage.push(Damage::at(
-                format!("backup set {} has no readable SCIN record", s.header.position),
+                format!(
+                    "backup set {} has no readable SCIN record",
+                    s.header.position
+                ),
                 None,
             ));
         }
@@ -367,22 +378,37 @@ fn sset(block: &Block, container: ContainerKind, utf16: bool) -> BackupSet {
     }
 }
 
-fn read_catalog(block: &Block, src: &mut dyn ReadAt, set: &mut BackupSet) -> std::result::Result<(), Damage> {
+fn read_catalog(
+    block: &Block,
+    src: &mut dyn ReadAt,
+    set: &mut BackupSet,
+) -> std::result::Result<(), Damage> {
     let Some(s) = block.streams.iter().find(|s| s.header.id == Tag::MQCI) else {
-        return Err(Damage::at("MSCI block without an MQCI stream", Some(block.offset)));
+        return Err(Damage::at(
+            "MSCI block without an MQCI stream",
+            Some(block.offset),
+        ));
     };
     if s.header.length > MAX_MQCI {
         return Err(Damage::at(
-            format!("MQCI stream claims {} bytes (more than {MAX_MQCI})", s.header.length),
+            format!(
+                "MQCI stream claims {} bytes (more than {MAX_MQCI})",
+                s.header.length
+            ),
             Some(s.offset),
         ));
     }
     let mut data = vec![0u8; s.header.length as usize];
-    let n = read_full(src, s.data_offset, &mut data).map_err(|e| Damage::at(format!("MQCI unreadable: {e}"), Some(s.offset)))?;
+    let n = read_full(src, s.data_offset, &mut data)
+        .map_err(|e| Damage::at(format!("MQCI unreadable: {e}"), Some(s.offset)))?;
     if n < data.len() {
-        return Err(Damage::at("file ends inside the MQCI stream", Some(s.data_offset + n as u64)));
+        return Err(Damage::at(
+            "file ends inside the MQCI stream",
+            Some(s.data_offset + n as u64),
+        ));
     }
-    let cat = parse_mqci(&data).map_err(|e| Damage::at(e.message, Some(s.data_offset + e.offset as u64)))?;
+    let cat = parse_mqci(&data)
+        .map_err(|e| Damage::at(e.message, Some(s.data_offset + e.offset as u64)))?;
     if let Some(sc) = cat.scin {
         let h = &mut set.header;
         let kind = sc.backup_type.unwrap_or(BackupType::Other(b'?'));
@@ -412,7 +438,11 @@ fn read_catalog(block: &Block, src: &mut dyn ReadAt, set: &mut BackupSet) -> std
     Ok(())
 }
 
-fn collect_streams(block: &Block, src: &mut dyn ReadAt, set: &mut BackupSet) -> std::result::Result<(), Damage> {
+fn collect_streams(
+    block: &Block,
+    src: &mut dyn ReadAt,
+    set: &mut BackupSet,
+) -> std::result::Result<(), Damage> {
     for s in &block.streams {
         match s.header.id {
             Tag::MQDA | Tag::MQTL if s.header.length > 0 => set.streams.push(DataStream {
@@ -438,7 +468,10 @@ fn collect_streams(block: &Block, src: &mut dyn ReadAt, set: &mut BackupSet) -> 
                         last.csum = Some(u32::from_le_bytes(v))
                     }
                     _ => {
-                        return Err(Damage::at("CSUM stream with no data stream before it", Some(s.offset)));
+                        return Err(Damage::at(
+                            "CSUM stream with no data stream before it",
+                            Some(s.offset),
+                        ));
                     }
                 }
             }

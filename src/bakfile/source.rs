@@ -18,7 +18,11 @@ pub trait ReadAt {
 }
 
 /// Reads until `buf` is full or the data ends; returns how much was read.
-pub fn read_full<R: ReadAt + ?Sized>(src: &mut R, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_full<R: ReadAt + ?Sized>(
+    src: &mut R,
+    offset: u64,
+    buf: &mut [u8],
+) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         let n = src.read_at(offset + done as u64, &mut buf[done..])?;
@@ -42,7 +46,11 @@ impl FileSource {
     /// Wraps an open file.
     pub fn new(file: File) -> io::Result<Self> {
         let len = file.metadata()?.len();
-        Ok(Self { file, len, pos: u64::MAX })
+        Ok(Self {
+            file,
+            len,
+            pos: u64::MAX,
+        })
     }
 }
 

@@ -118,9 +118,9 @@ struct Out<W: Write> {
 
 impl<W: Write> Out<W> {
     fn put(&mut self, b: &[u8]) -> Result<()> {
-        self.w
-            .write_all(b)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e))?;
+        self.w.write_all(b).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e)
+        })?;
         self.pos += b.len() as u64;
         Ok(())
     }
@@ -191,7 +191,11 @@ impl<W: Write> Out<W> {
     fn spad_to(&mut self, at: u64) -> Result<()> {
         self.align4()?;
         let after = self.pos + 22;
-        let end = if at >= after { at } else { after.div_ceil(BLOCK) * BLOCK };
+        let end = if at >= after {
+            at
+        } else {
+            after.div_ceil(BLOCK) * BLOCK
+        };
         self.stream_header(Tag::SPAD, 0, end - after)?;
         self.zeros(end - after)
     }
@@ -245,7 +249,12 @@ impl Fixed {
 }
 
 /// A record of MQCI: tag, size, fixed fields, strings with offsets from its start.
-fn record(tag: &[u8; 4], fixed_len: usize, fields: &[(usize, &[u8])], strings: &[(usize, &str)]) -> Vec<u8> {
+fn record(
+    tag: &[u8; 4],
+    fixed_len: usize,
+    fields: &[(usize, &[u8])],
+    strings: &[(usize, &str)],
+) -> Vec<u8> {
     let mut r = vec![0u8; fixed_len];
     r[0..4].copy_from_slice(tag);
     for (at, v) in fields {
@@ -314,14 +323,26 @@ fn mqci(d: &SetDescription) -> Vec<u8> {
         }
     }
     for (id, name) in &groups {
-        out.extend(record(b"SFGI", 0x30, &[(0x0C, &id.to_le_bytes())], &[(0x10, name)]));
+        out.extend(record(
+            b"SFGI",
+            0x30,
+            &[(0x0C, &id.to_le_bytes())],
+            &[(0x10, name)],
+        ));
     }
     for f in &d.files {
-        let group = if f.file_type == 'L' { 0 } else { f.file_group_id.max(1) };
+        let group = if f.file_type == 'L' {
+            0
+        } else {
+            f.file_group_id.max(1)
+        };
         out.extend(record(
             b"SFIN",
             0x40,
-            &[(0x14, &f.file_id.to_le_bytes()), (0x24, &group.to_le_bytes())],
+            &[
+                (0x14, &f.file_id.to_le_bytes()),
+                (0x24, &group.to_le_bytes()),
+            ],
             &[(0x30, &f.logical_name), (0x34, &f.physical_name)],
         ));
     }
@@ -339,13 +360,26 @@ where
     I::IntoIter: ExactSizeIterator,
     P: AsRef<[u8]>,
 {
-    let mut o = Out { w: out, pos: 0, control: 0 };
+    let mut o = Out {
+        w: out,
+        pos: 0,
+        control: 0,
+    };
     let pages = pages.into_iter();
     let npages = pages.len() as u64;
 
     // TAPE: media header with the RAID stream (media set id, family count/sequence).
     let mut f = Fixed::new(52, 96);
-    f.set(52, &u32::from_le_bytes([desc.media_set_id[0], desc.media_set_id[1], desc.media_set_id[2], desc.media_set_id[3]]).to_le_bytes());
+    f.set(
+        52,
+        &u32::from_le_bytes([
+            desc.media_set_id[0],
+            desc.media_set_id[1],
+            desc.media_set_id[2],
+            desc.media_set_id[3],
+        ])
+        .to_le_bytes(),
+    );
     f.set(60, &1u16.to_le_bytes());
     f.set(64, &3u16.to_le_bytes());
     f.string(80, "Microsoft SQL Server");
@@ -367,7 +401,11 @@ where
 
     // SSET: the set's name, user, position and software version.
     let mut f = Fixed::new(52, 100);
-    let attrs: u32 = if desc.backup_type == BackupType::Differential { 0x8 } else { 0x4 };
+    let attrs: u32 = if desc.backup_type == BackupType::Differential {
+        0x8
+    } else {
+        0x4
+    };
     f.set(52, &attrs.to_le_bytes());
     f.set(60, &0x1200u16.to_le_bytes());
     f.set(62, &desc.position.to_le_bytes());
@@ -393,7 +431,11 @@ where
     o.stream(Tag::MQCI, 0, &catalog)?;
     o.spad()?;
 
-    let csum_attr = if desc.with_checksum { StreamHeader::HAS_CSUM } else { 0 };
+    let csum_attr = if desc.with_checksum {
+        StreamHeader::HAS_CSUM
+    } else {
+        0
+    };
     if desc.backup_type != BackupType::Log {
         o.block(Tag::MSDA, 0, &[0u8; 8])?;
         o.apad()?;
@@ -405,10 +447,16 @@ where
         for p in pages {
             let p = p.as_ref();
             if p.len() != PAGE {
-                return Err(Error::new(ErrorKind::Internal, format!("page of {} bytes (pages are 8192)", p.len())));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("page of {} bytes (pages are 8192)", p.len()),
+                ));
             }
             if written == npages {
-                return Err(Error::new(ErrorKind::Internal, "more pages than the iterator announced"));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "more pages than the iterator announced",
+                ));
             }
             page.copy_from_slice(p);
             if desc.fill_page_checksums {
@@ -421,7 +469,10 @@ where
             written += 1;
         }
         if written != npages {
-            return Err(Error::new(ErrorKind::Internal, "fewer pages than the iterator announced"));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "fewer pages than the iterator announced",
+            ));
         }
         if desc.with_checksum {
             o.stream(Tag::CSUM, 0, &csum.value().to_le_bytes())?;
@@ -459,7 +510,8 @@ where
     o.block(Tag::ESET, 0, &[0u8; 36])?;
     o.spad()?;
     o.sfmb()?;
-    o.w.flush().map_err(|e| Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e))?;
+    o.w.flush()
+        .map_err(|e| Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e))?;
     Ok(o.pos)
 }
 
@@ -496,7 +548,11 @@ impl SetDescription {
             database_backup_lsn: h.database_backup_lsn,
             backup_start_date: h.backup_start_date.unwrap_or_default(),
             database_creation_date: h.database_creation_date.unwrap_or_default(),
-            software_version: (h.software_version_major, h.software_version_minor, h.software_version_build),
+            software_version: (
+                h.software_version_major,
+                h.software_version_minor,
+                h.software_version_build,
+            ),
             database_version: h.database_version,
             compatibility_level: h.compatibility_level,
             sort_order: h.sort_order,

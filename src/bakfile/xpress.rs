@@ -136,7 +136,11 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, expected: usize) -> Result<()
             } else {
                 ((bits >> (32 - offset_bits)) as usize) + (1usize << offset_bits)
             };
-            bits = if offset_bits == 0 { bits } else { bits << offset_bits };
+            bits = if offset_bits == 0 {
+                bits
+            } else {
+                bits << offset_bits
+            };
             extra -= offset_bits as i32;
             if extra < 0 {
                 bits |= r16(pos) << (-extra) as u32;
@@ -163,7 +167,10 @@ pub fn decompress(input: &[u8], out: &mut Vec<u8>, expected: usize) -> Result<()
         }
     }
     if out.len() != expected {
-        return Err(err(format!("decoded {} bytes, expected {expected}", out.len())));
+        return Err(err(format!(
+            "decoded {} bytes, expected {expected}",
+            out.len()
+        )));
     }
     Ok(())
 }

@@ -85,7 +85,12 @@ pub fn run(args: &InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn fail(path: &std::path::Path, e: crate::Error, damaged: &mut bool, unreadable: &mut bool) -> Entry {
+fn fail(
+    path: &std::path::Path,
+    e: crate::Error,
+    damaged: &mut bool,
+    unreadable: &mut bool,
+) -> Entry {
     if e.kind() == crate::ErrorKind::Format {
         *damaged = true;
     } else {
@@ -98,12 +103,18 @@ fn fail(path: &std::path::Path, e: crate::Error, damaged: &mut bool, unreadable:
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |x| x.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |x| x.to_string())
 }
 
 fn print_file(out: &mut impl Write, f: &BackupFile, damage: &[Damage]) -> std::io::Result<()> {
     writeln!(out, "{}", f.path)?;
-    writeln!(out, "  container:        {} ({} bytes)", f.container.name(), f.size)?;
+    writeln!(
+        out,
+        "  container:        {} ({} bytes)",
+        f.container.name(),
+        f.size
+    )?;
     if f.media.media_password {
         writeln!(out, "  media password:   YES: RESTORE needs WITH MEDIAPASSWORD (the data itself is not encrypted)")?;
     }
@@ -116,10 +127,18 @@ fn print_file(out: &mut impl Write, f: &BackupFile, damage: &[Damage]) -> std::i
     }
     for s in &f.sets {
         let h = &s.header;
-        writeln!(out, "  backup set {}:     {} of [{}] from {}", h.position, h.backup_type_description, h.database_name, h.server_name)?;
+        writeln!(
+            out,
+            "  backup set {}:     {} of [{}] from {}",
+            h.position, h.backup_type_description, h.database_name, h.server_name
+        )?;
         writeln!(out, "    BackupStartDate  {}", opt(&h.backup_start_date))?;
         writeln!(out, "    BackupName       {}", h.backup_name)?;
-        writeln!(out, "    UserName         {}    MachineName {}", h.user_name, h.machine_name)?;
+        writeln!(
+            out,
+            "    UserName         {}    MachineName {}",
+            h.user_name, h.machine_name
+        )?;
         writeln!(out, "    FirstLSN         {}", opt(&h.first_lsn))?;
         writeln!(out, "    LastLSN          {}", opt(&h.last_lsn))?;
         writeln!(out, "    CheckpointLSN    {}", opt(&h.checkpoint_lsn))?;
@@ -135,7 +154,11 @@ fn print_file(out: &mut impl Write, f: &BackupFile, damage: &[Damage]) -> std::i
             if s.complete { "yes" } else { "NO" }
         )?;
         for file in &s.files {
-            writeln!(out, "    file {} {:<24} {}", file.file_type, file.logical_name, file.physical_name)?;
+            writeln!(
+                out,
+                "    file {} {:<24} {}",
+                file.file_type, file.logical_name, file.physical_name
+            )?;
         }
     }
     for d in damage {
@@ -154,7 +177,9 @@ pub fn describe(d: &Damage) -> String {
         s.push_str(&format!("; page {p}"));
     }
     match (d.offset, d.file_offset) {
-        (Some(o), Some(fo)) => s.push_str(&format!("; offset {o} in the decompressed stream (record at file offset {fo})")),
+        (Some(o), Some(fo)) => s.push_str(&format!(
+            "; offset {o} in the decompressed stream (record at file offset {fo})"
+        )),
         (Some(o), None) => s.push_str(&format!("; file offset {o}")),
         _ => {}
     }
@@ -167,7 +192,15 @@ fn print_check(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
         "  check:            {} streams, {} CSUM verified, {} page checksums verified, {} pages without checksum, {} bytes read",
         r.streams_checked, r.csums_verified, r.pages_verified, r.pages_without_checksum, r.bytes_read
     )?;
-    writeln!(out, "  verdict:          {}", if r.ok { "OK: restorable as far as its checksums show" } else { "DAMAGED" })?;
+    writeln!(
+        out,
+        "  verdict:          {}",
+        if r.ok {
+            "OK: restorable as far as its checksums show"
+        } else {
+            "DAMAGED"
+        }
+    )?;
     writeln!(out, "  not covered by any checksum:")?;
     for b in &r.blind_spots {
         writeln!(out, "    - {b}")?;

@@ -102,7 +102,10 @@ fn run_plan(args: &PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         for (i, s) in p.steps.iter().enumerate() {
             let last = i + 1 == p.steps.len();
             let recovery = if last { "RECOVERY" } else { "NORECOVERY" };
-            let stop = s.stop_at.map(|a| format!(", STOPAT = '{a}'")).unwrap_or_default();
+            let stop = s
+                .stop_at
+                .map(|a| format!(", STOPAT = '{a}'"))
+                .unwrap_or_default();
             writeln!(
                 out,
                 "  {}. {:<12} {}  (taken {}, LSN {} .. {})  WITH {}{}",
@@ -122,7 +125,19 @@ fn run_plan(args: &PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         for pr in &p.problems {
             writeln!(out, "  PROBLEM: {pr}")?;
         }
-        writeln!(out, "  verdict: {}", if p.ok { "OK" } else { "BROKEN: the restore cannot reach its target" })?;
+        writeln!(
+            out,
+            "  verdict: {}",
+            if p.ok {
+                "OK"
+            } else {
+                "BROKEN: the restore cannot reach its target"
+            }
+        )?;
     }
-    Ok(if p.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if p.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

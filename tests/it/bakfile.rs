@@ -39,14 +39,34 @@ fn check_fields(file: &BackupFile, e: &Value) {
         ("last_lsn", lsn(h.last_lsn)),
         ("checkpoint_lsn", lsn(h.checkpoint_lsn)),
         ("database_backup_lsn", lsn(h.database_backup_lsn)),
-        ("backup_start_date", h.backup_start_date.map(|d| d.to_string()).into()),
-        ("database_creation_date", h.database_creation_date.map(|d| d.to_string()).into()),
+        (
+            "backup_start_date",
+            h.backup_start_date.map(|d| d.to_string()).into(),
+        ),
+        (
+            "database_creation_date",
+            h.database_creation_date.map(|d| d.to_string()).into(),
+        ),
         ("unicode_locale_id", h.unicode_locale_id.into()),
         ("backup_set_name", h.backup_name.clone().into()),
         ("user_name", h.user_name.clone().into()),
         ("machine_name", h.machine_name.clone().into()),
-        ("files", s.files.iter().map(|f| f.logical_name.clone()).collect::<Vec<_>>().into()),
-        ("physical_names", s.files.iter().map(|f| f.physical_name.clone()).collect::<Vec<_>>().into()),
+        (
+            "files",
+            s.files
+                .iter()
+                .map(|f| f.logical_name.clone())
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        (
+            "physical_names",
+            s.files
+                .iter()
+                .map(|f| f.physical_name.clone())
+                .collect::<Vec<_>>()
+                .into(),
+        ),
     ];
     let keys: Vec<&str> = got.iter().map(|(k, _)| *k).collect();
     for k in e.as_object().expect("object").keys() {
@@ -111,13 +131,18 @@ fn bakfile_every_checksum_of_the_real_files_verifies() {
     for (prefix, csums, pages) in counts {
         let (p, _) = read(&dir, prefix);
         let r = bakfile::check(&p).expect("check");
-        assert_eq!((r.csums_verified, r.pages_verified), (csums, pages), "{prefix}");
+        assert_eq!(
+            (r.csums_verified, r.pages_verified),
+            (csums, pages),
+            "{prefix}"
+        );
     }
 }
 
 #[test]
 fn bakfile_a_flipped_byte_in_any_page_or_log_stream_is_found_and_named() {
-    let Some(dir) = baks("bakfile_a_flipped_byte_in_any_page_or_log_stream_is_found_and_named") else {
+    let Some(dir) = baks("bakfile_a_flipped_byte_in_any_page_or_log_stream_is_found_and_named")
+    else {
         return;
     };
     let mut flips = 0;
@@ -137,14 +162,23 @@ fn bakfile_a_flipped_byte_in_any_page_or_log_stream_is_found_and_named() {
                     .damage
                     .iter()
                     .any(|d| d.stream.as_deref().is_some_and(|n| n.starts_with(&s.kind)));
-                assert!(named, "{prefix}: flip at {at} not named by stream: {:?}", r.damage);
+                assert!(
+                    named,
+                    "{prefix}: flip at {at} not named by stream: {:?}",
+                    r.damage
+                );
                 let page_start = at.saturating_sub(payload) / 8192 * 8192 + payload;
                 let page = &bytes[page_start as usize..];
                 if s.kind == "MQDA" && at >= payload && bakfile::checksum::is_page(page) {
-                    let flags = u16::from_le_bytes([bytes[page_start as usize + 4], bytes[page_start as usize + 5]]);
+                    let flags = u16::from_le_bytes([
+                        bytes[page_start as usize + 4],
+                        bytes[page_start as usize + 5],
+                    ]);
                     if flags & 0x200 != 0 {
                         assert!(
-                            r.damage.iter().any(|d| d.page_id.is_some() && d.offset == Some(page_start)),
+                            r.damage
+                                .iter()
+                                .any(|d| d.page_id.is_some() && d.offset == Some(page_start)),
                             "{prefix}: page at {page_start} not named: {:?}",
                             r.damage
                         );
@@ -166,7 +200,11 @@ fn bakfile_media_password_is_detected() {
     };
     for path in all_files(&dir) {
         let f = bakfile::inspect(&path).expect("inspect");
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         assert_eq!(f.media.media_password, name.starts_with("08"), "{name}");
     }
 }
@@ -184,7 +222,11 @@ fn folder_of(files: &[PathBuf]) -> tempfile::TempDir {
     t
 }
 
-fn plan_names(dir: &Path, database: Option<&str>, at: Option<&str>) -> (Vec<String>, bakfile::RestorePlan) {
+fn plan_names(
+    dir: &Path,
+    database: Option<&str>,
+    at: Option<&str>,
+) -> (Vec<String>, bakfile::RestorePlan) {
     let (descs, _) = bakfile::plan::describe_folder(dir).expect("describe");
     let req = bakfile::PlanRequest {
         database: database.map(str::to_string),
@@ -195,7 +237,13 @@ fn plan_names(dir: &Path, database: Option<&str>, at: Option<&str>) -> (Vec<Stri
         .steps
         .iter()
         .flat_map(|s| s.files.iter())
-        .map(|f| Path::new(f).file_name().unwrap_or_default().to_string_lossy()[..2].to_string())
+        .map(|f| {
+            Path::new(f)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()[..2]
+                .to_string()
+        })
         .collect();
     (names, p)
 }
@@ -213,17 +261,26 @@ fn bakfile_ft1_plans_as_full_diff_log_and_skips_the_empty_log() {
     let (names, p) = plan_names(ft1.path(), None, None);
     assert_eq!(names, ["03", "04", "05"]);
     assert!(p.ok, "{:?}", p.problems);
-    assert!(p.skipped.iter().any(|s| s.source.contains("06_") && s.reason.contains("no log records")));
+    assert!(p
+        .skipped
+        .iter()
+        .any(|s| s.source.contains("06_") && s.reason.contains("no log records")));
     // The whole folder, one database chosen: the same plan, the others named.
     let (names, p) = plan_names(&dir, Some("ft1"), None);
     assert_eq!(names, ["03", "04", "05"]);
-    assert!(p.skipped.iter().any(|s| s.reason.contains("another database: Northwind")));
+    assert!(p
+        .skipped
+        .iter()
+        .any(|s| s.reason.contains("another database: Northwind")));
     let (_, p) = plan_names(&dir, None, None);
     assert!(!p.ok && p.problems[0].contains("several databases"));
     // Point in time inside the log: STOPAT on it.
     let (names, p) = plan_names(ft1.path(), None, Some("2017-05-18 04:18:25"));
     assert_eq!(names, ["03", "04", "05"]);
-    assert_eq!(p.steps[2].stop_at.map(|d| d.to_string()).as_deref(), Some("2017-05-18 04:18:25"));
+    assert_eq!(
+        p.steps[2].stop_at.map(|d| d.to_string()).as_deref(),
+        Some("2017-05-18 04:18:25")
+    );
     // Before the differential: full and log only.
     let (names, _) = plan_names(ft1.path(), None, Some("2017-05-18 04:18:00"));
     assert_eq!(names, ["03", "05"]);
@@ -249,7 +306,14 @@ fn bakfile_broken_chains_are_reported_by_name() {
     let gap = folder_of(&pick(&dir, &["03", "04", "06"]));
     let (names, p) = plan_names(gap.path(), None, None);
     assert_eq!(names, ["03", "04"]);
-    assert!(!p.ok && p.problems.iter().any(|x| x.contains("log chain broken") && x.contains("06_")), "{:?}", p.problems);
+    assert!(
+        !p.ok
+            && p.problems
+                .iter()
+                .any(|x| x.contains("log chain broken") && x.contains("06_")),
+        "{:?}",
+        p.problems
+    );
     // No full: nothing to start from.
     let nofull = folder_of(&pick(&dir, &["04", "05"]));
     let (_, p) = plan_names(nofull.path(), None, None);
@@ -291,7 +355,11 @@ fn bakfile_damaged_inputs_give_a_verdict_never_a_panic() {
     };
     for prefix in ["03", "05", "06", "18", "19"] {
         let (_, bytes) = read(&dir, prefix);
-        let blocks = if bytes.starts_with(b"TAPE") { block_offsets(&bytes) } else { vec![] };
+        let blocks = if bytes.starts_with(b"TAPE") {
+            block_offsets(&bytes)
+        } else {
+            vec![]
+        };
         // A flipped byte in every block header.
         for &b in &blocks {
             for at in [0u64, 8, 30, 50] {
@@ -309,7 +377,11 @@ fn bakfile_damaged_inputs_give_a_verdict_never_a_panic() {
         // Truncated at many offsets before the end of the last set.
         let eset = if bytes.starts_with(b"TAPE") {
             let f = bakfile::inspect_bytes(&bytes).expect("inspect");
-            let last = blocks.iter().rev().find(|&&o| &bytes[o as usize..o as usize + 4] == b"ESET").copied();
+            let last = blocks
+                .iter()
+                .rev()
+                .find(|&&o| &bytes[o as usize..o as usize + 4] == b"ESET")
+                .copied();
             assert!(f.is_sound());
             last.unwrap_or(bytes.len() as u64) as usize
         } else {
@@ -317,13 +389,20 @@ fn bakfile_damaged_inputs_give_a_verdict_never_a_panic() {
             bytes.len() - 1536
         };
         let step = (eset / 150).max(1);
-        for cut in (0..eset).step_by(step).chain([1, 3, 51, 52, 53, 1023, 1024, 1025, eset - 1]) {
+        for cut in (0..eset)
+            .step_by(step)
+            .chain([1, 3, 51, 52, 53, 1023, 1024, 1025, eset - 1])
+        {
             must_not_pass(&bytes[..cut], &format!("{prefix}: cut at {cut}"));
         }
     }
     // Garbage behind a real prefix, and empty input.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for prefix in [&b"TAPE"[..], b"MSSQLBAK", b"MSSQLBAK\x02\x00\x00\x00\x03\x00\x00\x00"] {
+    for prefix in [
+        &b"TAPE"[..],
+        b"MSSQLBAK",
+        b"MSSQLBAK\x02\x00\x00\x00\x03\x00\x00\x00",
+    ] {
         for len in [0usize, 10, 52, 100, 600, 4096, 70_000] {
             let mut d = prefix.to_vec();
             for _ in 0..len {
@@ -332,7 +411,13 @@ fn bakfile_damaged_inputs_give_a_verdict_never_a_panic() {
                 seed ^= seed << 17;
                 d.push(seed as u8);
             }
-            must_not_pass(&d, &format!("garbage after {:?}, {len} bytes", String::from_utf8_lossy(prefix)));
+            must_not_pass(
+                &d,
+                &format!(
+                    "garbage after {:?}, {len} bytes",
+                    String::from_utf8_lossy(prefix)
+                ),
+            );
         }
     }
     assert!(bakfile::inspect_bytes(&[]).is_err());
@@ -351,7 +436,9 @@ fn rewrite(bytes: &[u8]) -> (bakfile::BackupFile, Vec<u8>) {
         set.streams
             .iter()
             .filter(|s| s.kind == kind)
-            .flat_map(|s| bytes[(s.data_offset + 2) as usize..(s.data_offset + s.length) as usize].to_vec())
+            .flat_map(|s| {
+                bytes[(s.data_offset + 2) as usize..(s.data_offset + s.length) as usize].to_vec()
+            })
             .collect()
     };
     let data = payload("MQDA");
@@ -367,7 +454,9 @@ fn bakfile_written_sets_read_back_identically_and_pass_check() {
     let Some(dir) = baks("bakfile_written_sets_read_back_identically_and_pass_check") else {
         return;
     };
-    for prefix in ["01", "03", "04", "05", "06", "07", "08", "16", "17", "x3", "x4", "x5"] {
+    for prefix in [
+        "01", "03", "04", "05", "06", "07", "08", "16", "17", "x3", "x4", "x5",
+    ] {
         let (_, bytes) = read(&dir, prefix);
         let (orig, written) = rewrite(&bytes);
         let back = bakfile::inspect_bytes(&written).expect("inspect written");
@@ -377,7 +466,11 @@ fn bakfile_written_sets_read_back_identically_and_pass_check() {
         let r = bakfile::check_bytes(&written).expect("check");
         let o = bakfile::check_bytes(&bytes).expect("check");
         assert!(r.ok, "{prefix}: {:?}", r.damage);
-        assert_eq!((r.csums_verified, r.pages_verified), (o.csums_verified, o.pages_verified), "{prefix}");
+        assert_eq!(
+            (r.csums_verified, r.pages_verified),
+            (o.csums_verified, o.pages_verified),
+            "{prefix}"
+        );
     }
 }
 
@@ -408,13 +501,26 @@ fn bakfile_writer_fills_page_checksums_and_flips_are_found() {
     assert!(r.ok, "{:?}", r.damage);
     assert_eq!((r.csums_verified, r.pages_verified), (2, 64));
     let h = &r.file.sets[0].header;
-    assert_eq!((h.database_name.as_str(), h.backup_type, h.has_backup_checksums), ("PACS", 1, true));
+    assert_eq!(
+        (
+            h.database_name.as_str(),
+            h.backup_type,
+            h.has_backup_checksums
+        ),
+        ("PACS", 1, true)
+    );
     let streams = r.file.sets[0].streams.clone();
     let page_at = streams[0].data_offset + 2 + 10 * 8192 + 500;
     let mut bad = out.clone();
     bad[page_at as usize] ^= 1;
     let r = bakfile::check_bytes(&bad).expect("check");
-    assert!(r.damage.iter().any(|d| d.page_id.as_deref() == Some("1:10")), "{:?}", r.damage);
+    assert!(
+        r.damage
+            .iter()
+            .any(|d| d.page_id.as_deref() == Some("1:10")),
+        "{:?}",
+        r.damage
+    );
 }
 
 #[test]
@@ -422,12 +528,18 @@ fn bakfile_chains_of_written_files_plan_as_the_real_ones() {
     let Some(dir) = baks("bakfile_chains_of_written_files_plan_as_the_real_ones") else {
         return;
     };
-    for (set, want) in [(&["03", "04", "05", "06"][..], &["03", "04", "05"][..]), (&["x3", "x4", "x5"], &["x3", "x5"])] {
+    for (set, want) in [
+        (&["03", "04", "05", "06"][..], &["03", "04", "05"][..]),
+        (&["x3", "x4", "x5"], &["x3", "x5"]),
+    ] {
         let t = tempfile::tempdir().expect("tempdir");
         for prefix in set {
             let (p, bytes) = read(&dir, prefix);
             let (_, written) = rewrite(&bytes);
-            let name = format!("{}.written.bak", p.file_name().unwrap_or_default().to_string_lossy());
+            let name = format!(
+                "{}.written.bak",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
             std::fs::write(t.path().join(name), written).expect("write");
         }
         let (names, p) = plan_names(t.path(), None, None);
@@ -450,7 +562,12 @@ fn bakfile_cli_exit_codes() {
     };
     let (f03, bytes) = read(&dir, "03");
     let o = run(&["inspect", "--check", f03.to_str().expect("utf8")]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let o = run(&["inspect", "--json", f03.to_str().expect("utf8")]);
     let v: Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v[0]["sets"][0]["header"]["DatabaseName"], "ft1");
@@ -463,13 +580,38 @@ fn bakfile_cli_exit_codes() {
     let o = run(&["inspect", "--check", bad.to_str().expect("utf8")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("DAMAGED"));
-    let o = run(&["inspect", t.path().join("missing.bak").to_str().expect("utf8")]);
+    let o = run(&[
+        "inspect",
+        t.path().join("missing.bak").to_str().expect("utf8"),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    let o = run(&["restore", "db", "plan", "--from-folder", dir.to_str().expect("utf8"), "--database", "doublediff"]);
+    let o = run(&[
+        "restore",
+        "db",
+        "plan",
+        "--from-folder",
+        dir.to_str().expect("utf8"),
+        "--database",
+        "doublediff",
+    ]);
     assert_eq!(o.status.code(), Some(0));
-    let o = run(&["restore", "db", "plan", "--from-folder", dir.to_str().expect("utf8")]);
+    let o = run(&[
+        "restore",
+        "db",
+        "plan",
+        "--from-folder",
+        dir.to_str().expect("utf8"),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    let o = run(&["restore", "db", "plan", "--from-folder", dir.to_str().expect("utf8"), "--at", "bogus"]);
+    let o = run(&[
+        "restore",
+        "db",
+        "plan",
+        "--from-folder",
+        dir.to_str().expect("utf8"),
+        "--at",
+        "bogus",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -483,8 +625,14 @@ fn bakfile_fuzz_smoke() {
     let Some(dir) = baks("bakfile_fuzz_smoke") else {
         return;
     };
-    let iters: u64 = std::env::var("PACSBAK_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let files: Vec<Vec<u8>> = ["03", "04", "05", "06", "18", "19"].iter().map(|p| read(&dir, p).1).collect();
+    let iters: u64 = std::env::var("PACSBAK_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let files: Vec<Vec<u8>> = ["03", "04", "05", "06", "18", "19"]
+        .iter()
+        .map(|p| read(&dir, p).1)
+        .collect();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut rnd = move || {
         seed ^= seed << 13;

@@ -3,5 +3,5 @@
 //! Tests that need something this machine may lack (the real backups in
 //! `../shared/baks/`, a real SQL Server) print `skipped: <why>` and return.
 
-mod common;
 mod bakfile;
+mod common;
