@@ -161,9 +161,11 @@ impl<R: ReadAt> Container<R> {
                 }
                 0x24 => self.next = h + PAD_HEADER + size,
                 0x2C => self.next = (h / 512 + 1) * 512,
-                other => return Err(invalid(format!(
+                other => {
+                    return Err(invalid(format!(
                     "unknown record type 0x{other:02x} in compressed container at file offset {h}"
-                ))),
+                )))
+                }
             }
         }
     }
