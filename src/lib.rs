@@ -5,6 +5,7 @@
 //! Modules are split by domain: configuration, the offsite repository, storage
 //! targets, SQL Server backup files, the SQL Server simulator and the command line.
 
+pub mod bakfile;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 mod backup;
 mod context;
 mod diff;
+mod inspect;
 mod repo;
+mod restore;
 mod restore_files;
 mod simulator;
 mod snapshots;
@@ -53,25 +55,14 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// Show what changed between two snapshots.
     Diff(diff::DiffArgs),
-    /// Restore from the repository.
-    Restore(RestoreArgs),
+    /// Restore files from the repository, or plan a database restore.
+    Restore(restore::RestoreArgs),
     /// Check the repository (and read data back).
     Verify(verify::VerifyArgs),
+    /// Show what SQL Server backup files hold (HEADERONLY, FILELISTONLY); --check verifies them.
+    Inspect(inspect::InspectArgs),
     /// Run the SQL Server simulator (TDS) for tests and training.
     Simulator(simulator::SimulatorArgs),
-}
-
-/// `restore ...`.
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    #[command(subcommand)]
-    command: RestoreCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum RestoreCommand {
-    /// Restore files of a snapshot into a folder.
-    Files(restore_files::RestoreFilesArgs),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
@@ -97,10 +88,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(a) => backup::run(g, a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Diff(a) => diff::run(g, a),
-        Command::Restore(a) => match a.command {
-            RestoreCommand::Files(a) => restore_files::run(g, a),
-        },
+        Command::Restore(a) => restore::run(g, a),
         Command::Verify(a) => verify::run(g, a),
+        Command::Inspect(a) => inspect::run(&a, g.json),
         Command::Simulator(a) => simulator::run(a),
     }
 }
