@@ -307,6 +307,19 @@ impl MtfDate {
         Some(time::PrimitiveDateTime::new(date, t))
     }
 
+    /// Parses a point in time as given on the command line or in a drill file
+    /// (`2026-11-25 03:00[:00]`, `T` accepted), in server local time.
+    pub fn parse_text(s: &str) -> Option<Self> {
+        let s = s.trim().replace('T', " ");
+        let fmt =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let fmt_min = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+        time::PrimitiveDateTime::parse(&s, fmt)
+            .or_else(|_| time::PrimitiveDateTime::parse(&s, fmt_min))
+            .ok()
+            .map(Self::from_datetime)
+    }
+
     /// From a calendar date-time (years past 16383 are clamped).
     pub fn from_datetime(dt: time::PrimitiveDateTime) -> Self {
         Self {

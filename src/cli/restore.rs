@@ -69,14 +69,8 @@ pub fn run(global: &super::GlobalArgs, args: RestoreArgs) -> anyhow::Result<Exit
 }
 
 /// Parses `--at`.
-pub fn parse_at(s: &str) -> anyhow::Result<MtfDate> {
-    let s = s.trim().replace('T', " ");
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    let fmt_min = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
-    let dt = time::PrimitiveDateTime::parse(&s, fmt)
-        .or_else(|_| time::PrimitiveDateTime::parse(&s, fmt_min))
-        .with_context(|| format!("--at {s:?}: expected YYYY-MM-DD HH:MM[:SS]"))?;
-    Ok(MtfDate::from_datetime(dt))
+fn parse_at(s: &str) -> anyhow::Result<MtfDate> {
+    MtfDate::parse_text(s).with_context(|| format!("--at {s:?}: expected YYYY-MM-DD HH:MM[:SS]"))
 }
 
 fn run_plan(args: &PlanArgs, json: bool) -> anyhow::Result<ExitCode> {

@@ -230,7 +230,7 @@ fn plan_names(
     let (descs, _) = bakfile::plan::describe_folder(dir).expect("describe");
     let req = bakfile::PlanRequest {
         database: database.map(str::to_string),
-        at: at.map(|a| pacsbak::cli::restore::parse_at(a).expect("at")),
+        at: at.map(|a| pacsbak::bakfile::MtfDate::parse_text(a).expect("at")),
     };
     let p = bakfile::plan(&descs, &req);
     let names = p
