@@ -80,7 +80,7 @@ fn random_trees_and_large_files_round_trip_byte_identical() {
         let src = t.path(&format!("src{seed}"));
         random_tree(&src, seed * 7919, 3 * 1024 * 1024);
         let report = rt
-            .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+            .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
             .unwrap();
         assert!(
             report.summary.errors.is_empty(),
@@ -116,7 +116,7 @@ fn random_trees_and_large_files_round_trip_byte_identical() {
         let f = t.path(&format!("big{i}.bak"));
         std::fs::write(&f, pseudo_random(*size, i as u64 + 11)).unwrap();
         let report = rt
-            .block_on(repo.backup(&[f.clone()], &BackupOptions::default()))
+            .block_on(repo.backup(std::slice::from_ref(&f), &BackupOptions::default()))
             .unwrap();
         let snap = rt
             .block_on(repo.find_snapshot(&report.snapshot_id.to_hex()))
@@ -164,7 +164,7 @@ fn permissions_times_and_links_survive() {
         .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
         .unwrap();
     let rep = rt
-        .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+        .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
         .unwrap();
     let snap = rt
         .block_on(repo.find_snapshot(&rep.snapshot_id.to_hex()))
@@ -192,7 +192,7 @@ fn restore_refuses_to_overwrite_unless_told() {
         .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
         .unwrap();
     let rep = rt
-        .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+        .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
         .unwrap();
     let snap = rt
         .block_on(repo.find_snapshot(&rep.snapshot_id.short()))
@@ -232,7 +232,7 @@ fn hostile_manifest_paths_cannot_write_outside_the_target() {
         .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
         .unwrap();
     let rep = rt
-        .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+        .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
         .unwrap();
     let good = rt
         .block_on(repo.find_snapshot(&rep.snapshot_id.to_hex()))
@@ -280,7 +280,7 @@ fn damaged_truncated_and_missing_packs_are_found_and_named() {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("PACS_full.bak"), pseudo_random(3 * 1024 * 1024, 5)).unwrap();
         let rep = rt
-            .block_on(repo.backup(&[src.clone()], &BackupOptions::default()))
+            .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
             .unwrap();
         let clean = rt
             .block_on(repo.verify(&VerifyOptions {
@@ -501,7 +501,7 @@ fn workstation_copies_are_stored_once_and_diff_is_the_update_record() {
         .unwrap();
     std::fs::remove_file(&removed).unwrap();
     let after = rt
-        .block_on(repo.backup(&[up.clone()], &BackupOptions::default()))
+        .block_on(repo.backup(std::slice::from_ref(&up), &BackupOptions::default()))
         .unwrap();
     let out = t.ok(&[
         "--json",
