@@ -444,3 +444,5 @@ async fn unlock(storage: &dyn Storage, passphrase: &str) -> Result<(MasterKey, I
     )
     .with("target", storage.name()))
 }
+#[cfg(test)]
+mod vectors;

@@ -5,6 +5,7 @@
 
 mod bakfile;
 mod common;
+mod config_files;
 mod repository;
 mod simulator;
 mod simulator_columns;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The one test command (README.md, and .ci/run calls it): installs what the tests
+# need on a fresh Debian machine, then runs formatting, lint, all tests and the
+# Windows cross-build. Set PACSBAK_SKIP_WINDOWS=1 to skip the cross-build locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_needed=()
+command -v tsql >/dev/null 2>&1 || apt_needed+=(freetds-bin)
+if [ -z "${PACSBAK_SKIP_WINDOWS:-}" ]; then
+  command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || apt_needed+=(gcc-mingw-w64-x86-64)
+fi
+if [ ${#apt_needed[@]} -gt 0 ]; then
+  echo "installing: ${apt_needed[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
+fi
+python3 -c 'import pytds' 2>/dev/null || python3 -m pip install -q python-tds
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
+
+if [ -z "${PACSBAK_SKIP_WINDOWS:-}" ]; then
+  rustup target list --installed | grep -q '^x86_64-pc-windows-gnu$' || rustup target add x86_64-pc-windows-gnu
+  cargo build --bins --target x86_64-pc-windows-gnu
+  echo "windows build: target/x86_64-pc-windows-gnu/debug/pacsbak.exe"
+fi
