@@ -10,13 +10,24 @@ fn project() -> PathBuf {
 
 #[test]
 fn shipped_example_configuration_loads() {
-    let cfg = ConfigDir::load(&project()).expect("the shipped pacsbak.toml and storage-targets/ load");
+    let cfg =
+        ConfigDir::load(&project()).expect("the shipped pacsbak.toml and storage-targets/ load");
     assert!(cfg.main.repository.password_file.is_some());
     let nas = cfg.target(None).expect("default target");
     assert_eq!(nas.name, "nas");
     assert_eq!(nas.service, ServiceKind::Fs);
-    assert_eq!(nas.root.as_deref(), Some(std::path::Path::new(r"\\nas-b\pacs-backup\repository")));
+    assert_eq!(
+        nas.root.as_deref(),
+        Some(std::path::Path::new(r"\\nas-b\pacs-backup\repository"))
+    );
     let local = cfg.target(Some("local")).unwrap();
-    assert_eq!(local.root.as_deref(), Some(std::path::Path::new("/var/backups/pacsbak")));
-    assert!(cfg.target(Some("nope")).unwrap_err().to_string().contains("local, nas"));
+    assert_eq!(
+        local.root.as_deref(),
+        Some(std::path::Path::new("/var/backups/pacsbak"))
+    );
+    assert!(cfg
+        .target(Some("nope"))
+        .unwrap_err()
+        .to_string()
+        .contains("local, nas"));
 }
