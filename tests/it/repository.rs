@@ -748,3 +748,37 @@ fn config_errors_name_file_line_and_key_and_secrets_stay_out_of_toml() {
     let (_, _, err) = t.run(&["snapshots"]);
     assert!(err.contains("pacsbak.toml not found"), "{err}");
 }
+
+/// A snapshot taken on Windows (drive-letter source, Chinese names) restores on
+/// Linux with its names intact, and backing the restored tree up again gives the
+/// same manifest paths (Linux and back).
+#[test]
+fn windows_snapshot_names_survive_a_restore_on_linux_and_back() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let repo = rt.block_on(Repository::init(local(&t.repo()), PASSPHRASE)).unwrap();
+    // Take a real snapshot, then rewrite it as the Windows host would have written it.
+    let src = t.path("Server");
+    std::fs::create_dir_all(src.join("影像 模块")).unwrap();
+    std::fs::write(src.join("影像 模块").join("报告模板.xml"), b"<t/>").unwrap();
+    std::fs::write(src.join("PACS Server.exe"), b"MZ").unwrap();
+    let rep = rt.block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default())).unwrap();
+    let mut snap = rt.block_on(repo.find_snapshot(&rep.snapshot_id.to_hex())).unwrap().snapshot;
+    snap.sources[0].path = r"D:\PACS\Server".to_string();
+    snap.hostname = "PACS-APP01".into();
+    for e in &mut snap.entries {
+        e.mode = Some(0o666);
+    }
+    let win_paths: Vec<String> = snap.entries.iter().map(|e| e.path.clone()).collect();
+    let id = rt.block_on(repo.save_snapshot(&snap)).unwrap();
+    let win = rt.block_on(repo.find_snapshot(&id.to_hex())).unwrap();
+    let out = t.path("linux-restore");
+    let r = rt.block_on(repo.restore(&win, &out, &RestoreOptions::default())).unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(std::fs::read(out.join("Server/影像 模块/报告模板.xml")).unwrap(), b"<t/>");
+    let again = rt.block_on(repo.backup(&[out.join("Server")], &BackupOptions::default())).unwrap();
+    let back = rt.block_on(repo.find_snapshot(&again.snapshot_id.to_hex())).unwrap();
+    let back_paths: Vec<String> = back.snapshot.entries.iter().map(|e| e.path.clone()).collect();
+    assert_eq!(win_paths, back_paths);
+    assert_eq!(again.summary.new_chunks, 0, "same content must dedup");
+}
