@@ -7,6 +7,7 @@ mod bakfile;
 mod common;
 mod repository;
 mod simulator;
+mod simulator_bakfile;
 mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;
