@@ -293,6 +293,27 @@ async fn striped_and_appended_sets_are_mtf_families_and_positions() {
     assert!(plan.ok, "{:?}", plan.problems);
     assert_eq!(plan.steps[0].files.len(), 2);
 
+    // COMPRESSION is recorded (msdb, HEADERONLY) but the bytes are uncompressed MTF.
+    let z = d.join("z.bak");
+    exec(
+        &mut c,
+        &format!(
+            "BACKUP DATABASE [PACS] TO DISK = N'{}' WITH COMPRESSION, INIT",
+            z.display()
+        ),
+    )
+    .await;
+    assert_eq!(&std::fs::read(&z).unwrap()[..4], b"TAPE");
+    let fz = bakfile::inspect(&z).unwrap();
+    assert!(!fz.sets[0].header.compressed);
+    let h = rows(
+        &mut c,
+        &format!("RESTORE HEADERONLY FROM DISK = N'{}'", z.display()),
+    )
+    .await;
+    assert_eq!(h[0].get::<bool, _>("Compressed"), Some(true));
+    assert!(bakfile::check(&z).unwrap().ok);
+
     // NOINIT appends a second set to the same file: position 2, still one TAPE.
     let multi = d.join("multi.bak");
     for _ in 0..2 {
@@ -478,6 +499,18 @@ async fn headeronly_filelistonly_verifyonly_answer_for_real_backups() {
                 )
                 .await,
                 [3187, 3013],
+                "{path}"
+            );
+        }
+        if n == 0 {
+            // Its pages are SQL Server's, not the simulator's: no RESTORE from it.
+            assert_eq!(
+                sql_error_numbers(
+                    &mut c,
+                    &format!("RESTORE DATABASE [Real] FROM DISK = N'{path}'")
+                )
+                .await,
+                [3203, 3013],
                 "{path}"
             );
         }
