@@ -26,7 +26,7 @@ pub use mtf::MtfDate;
 pub use plan::{plan, BackupDescription, PlanRequest, PlanStep, RestorePlan};
 
 pub use reader::{inspect, BackupFile, BackupSet, ContainerKind, Damage, MediaInfo};
-pub use writer::{write_backup, DataFile, SetDescription};
+pub use writer::{append_backup, write_backup, DataFile, SetDescription};
 
 /// Inspects a backup held in memory (tests, fuzzing, data already fetched).
 pub fn inspect_bytes(bytes: &[u8]) -> crate::error::Result<BackupFile> {

@@ -360,15 +360,69 @@ where
     I::IntoIter: ExactSizeIterator,
     P: AsRef<[u8]>,
 {
+    write_set(out, desc, pages, log, None)
+}
+
+/// Writes one more backup set for a file that already holds `at` bytes of backup
+/// (`BACKUP ... WITH NOINIT`): no media header (the file's TAPE block stays the only
+/// one), block addresses counted from `at`. `at` must be the end of the file, which
+/// the writer always leaves on a 512-byte boundary after an SFMB. Returns the bytes
+/// written (not counting the `at` already there).
+pub fn append_backup<W, I, P>(
+    out: W,
+    desc: &SetDescription,
+    pages: I,
+    log: &[u8],
+    at: u64,
+) -> Result<u64>
+where
+    W: Write,
+    I: IntoIterator<Item = P>,
+    I::IntoIter: ExactSizeIterator,
+    P: AsRef<[u8]>,
+{
+    if at % BLOCK != 0 {
+        return Err(Error::new(
+            ErrorKind::Format,
+            format!("cannot append a backup set at offset {at}: not on a 512-byte boundary"),
+        ));
+    }
+    write_set(out, desc, pages, log, Some(at)).map(|end| end - at)
+}
+
+fn write_set<W, I, P>(
+    out: W,
+    desc: &SetDescription,
+    pages: I,
+    log: &[u8],
+    append_at: Option<u64>,
+) -> Result<u64>
+where
+    W: Write,
+    I: IntoIterator<Item = P>,
+    I::IntoIter: ExactSizeIterator,
+    P: AsRef<[u8]>,
+{
     let mut o = Out {
         w: out,
-        pos: 0,
+        pos: append_at.unwrap_or(0),
         control: 0,
     };
     let pages = pages.into_iter();
     let npages = pages.len() as u64;
 
-    // TAPE: media header with the RAID stream (media set id, family count/sequence).
+    if append_at.is_none() {
+        media_header(&mut o, desc)?;
+    }
+    set_blocks(&mut o, desc, pages, npages, log)?;
+    o.w.flush()
+        .map_err(|e| Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e))?;
+    Ok(o.pos)
+}
+
+/// TAPE: media header with the RAID stream (media set id, family count/sequence),
+/// then the SFMB that ends it.
+fn media_header<W: Write>(o: &mut Out<W>, desc: &SetDescription) -> Result<()> {
     let mut f = Fixed::new(52, 96);
     f.set(
         52,
@@ -397,8 +451,20 @@ where
     raid[30..32].copy_from_slice(&1u16.to_le_bytes());
     o.stream(Tag::RAID, 0, &raid)?;
     o.spad_to(1024)?;
-    o.sfmb()?;
+    o.sfmb()
+}
 
+fn set_blocks<W, P>(
+    o: &mut Out<W>,
+    desc: &SetDescription,
+    pages: impl Iterator<Item = P>,
+    npages: u64,
+    log: &[u8],
+) -> Result<()>
+where
+    W: Write,
+    P: AsRef<[u8]>,
+{
     // SSET: the set's name, user, position and software version.
     let mut f = Fixed::new(52, 100);
     let attrs: u32 = if desc.backup_type == BackupType::Differential {
@@ -509,10 +575,7 @@ where
     o.sfmb()?;
     o.block(Tag::ESET, 0, &[0u8; 36])?;
     o.spad()?;
-    o.sfmb()?;
-    o.w.flush()
-        .map_err(|e| Error::new(ErrorKind::Io, format!("writing backup: {e}")).with_source(e))?;
-    Ok(o.pos)
+    o.sfmb()
 }
 
 impl SetDescription {

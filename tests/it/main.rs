@@ -8,6 +8,7 @@ mod common;
 mod config_files;
 mod repository;
 mod simulator;
+mod simulator_bakfile;
 mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;

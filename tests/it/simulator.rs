@@ -400,7 +400,7 @@ async fn faults_and_agent_cleanup() {
             )
         )
         .await,
-        3189
+        3183
     );
     // Drop the connection mid-backup: the client sees an I/O error, the server lives on.
     c.simple_query("SIMCTL FAULT drop_connection AT 50")

@@ -124,7 +124,7 @@ async fn fault_unreachable_path_3201_then_3013() {
 }
 
 #[tokio::test]
-async fn fault_damage_after_write_fails_verifyonly_3189() {
+async fn fault_damage_after_write_fails_verifyonly_3183() {
     let sim = start(false).await;
     let mut c = connect(sim.addr).await;
     let bad = sim.dir.path().join("damaged.bak");
@@ -148,7 +148,7 @@ async fn fault_damage_after_write_fails_verifyonly_3189() {
     )
     .await;
     let numbers: Vec<u32> = errs.iter().map(|e| e.0).collect();
-    assert_eq!(numbers, [3189, 3013], "{errs:?}");
+    assert_eq!(numbers, [3183, 3013], "{errs:?}");
     assert_eq!(errs[1].1, "VERIFY DATABASE is terminating abnormally.");
     assert_usable(&mut c).await;
     // Restoring it fails the same way and creates nothing.
@@ -163,7 +163,7 @@ async fn fault_damage_after_write_fails_verifyonly_3189() {
             )
         )
         .await,
-        [3189, 3013]
+        [3183, 3013]
     );
     assert!(rows(
         &mut c,

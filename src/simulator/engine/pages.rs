@@ -158,21 +158,10 @@ impl Page {
     }
 }
 
-/// SQL Server's page checksum (the u32 at 0x3C taken as zero).
+/// SQL Server's page checksum (the u32 at 0x3C taken as zero): the bakfile checker's
+/// own function, so DBCC CHECKDB, VERIFYONLY and `pacsbak inspect --check` agree.
 pub fn page_checksum(p: &[u8]) -> u32 {
-    let mut sum = 0u32;
-    for (i, sector) in p.chunks(512).enumerate().take(16) {
-        let mut x = 0u32;
-        for (j, w) in sector.chunks(4).enumerate() {
-            let mut v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            if i == 0 && j == 0x3C / 4 {
-                v = 0;
-            }
-            x ^= v;
-        }
-        sum ^= x.rotate_left((15 - i as u32) % 32);
-    }
-    sum
+    crate::bakfile::checksum::page_checksum(p)
 }
 
 /// Splits a numeric LSN into {VLF, block, slot}.

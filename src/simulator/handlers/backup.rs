@@ -10,7 +10,7 @@ use std::time::Instant;
 use rusqlite::params;
 
 use super::{cannot_open, fail, media_error};
-use crate::simulator::backup_media::{write_set, FileEntry, SetHeader, SetPayload};
+use crate::simulator::backup_media::{damage, write_set, FileEntry, SetHeader, SetPayload};
 use crate::simulator::engine::pages::PAGE_SIZE;
 use crate::simulator::engine::{new_guid, RequestInfo};
 use crate::simulator::session::{Abort, Ctx, Outcome};
@@ -238,9 +238,9 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         header.position = h.position;
         header.backup_size += h.backup_size;
         header.compressed_size += h.compressed_size;
-        let damage = std::mem::take(&mut ctx.shared.lock().state.faults.damage_after_write);
-        if damage {
-            damage_file(Path::new(disk));
+        let damaged = std::mem::take(&mut ctx.shared.lock().state.faults.damage_after_write);
+        if damaged {
+            damage(Path::new(disk));
         }
     }
     let secs = started.elapsed().as_secs_f64().max(0.001);
@@ -319,16 +319,6 @@ fn set_progress(
         } else {
             0
         };
-    }
-}
-
-fn damage_file(path: &Path) {
-    if let Ok(mut b) = std::fs::read(path) {
-        let at = b.len() * 2 / 3;
-        for x in b.iter_mut().skip(at).take(64) {
-            *x ^= 0x5A;
-        }
-        let _ = std::fs::write(path, b);
     }
 }
 

@@ -221,6 +221,10 @@ impl SqlType {
                 let scaled = (*i as i128) * 10i128.pow(s as u32);
                 encode_numeric(p, scaled, out)
             }
+            (SqlType::Numeric(p, s), Value::Str(t)) if t.parse::<i128>().is_ok() => {
+                let v = t.parse::<i128>().unwrap_or(0);
+                encode_numeric(p, v.saturating_mul(10i128.pow(s as u32)), out)
+            }
             (SqlType::Numeric(p, s), Value::Float(f)) => {
                 let scaled = (f * 10f64.powi(s as i32)).round() as i128;
                 encode_numeric(p, scaled, out)
@@ -463,13 +467,18 @@ impl Value {
                 | SqlType::Bit,
                 Value::Float(f),
             ) => Value::Int(*f as i64),
+            // Past i64 (LSNs of real servers) a numeric stays text for encode_value.
+            (SqlType::Numeric(..), Value::Str(s)) => match s.trim().parse() {
+                Ok(i) => Value::Int(i),
+                Err(_) if s.trim().parse::<i128>().is_ok() => Value::Str(s.trim().to_string()),
+                Err(_) => Value::Null,
+            },
             (
                 SqlType::TinyInt
                 | SqlType::SmallInt
                 | SqlType::Int
                 | SqlType::BigInt
-                | SqlType::Bit
-                | SqlType::Numeric(..),
+                | SqlType::Bit,
                 Value::Str(s),
             ) => s.trim().parse().map(Value::Int).unwrap_or(Value::Null),
             (

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use super::Opts;
-use crate::simulator::backup_media::{read_headers, verify, MediaError, SetHeader};
+use crate::bakfile::{Lsn, MtfDate};
+use crate::simulator::backup_media::{read_headers, verify, MediaError, SetInfo};
 use crate::simulator::handlers::{fail, media_error};
 use crate::simulator::session::{Ctx, Outcome};
 use crate::simulator::sql::{fmt_unix, SqlError, StmtError};
@@ -15,12 +16,27 @@ fn dt(secs: i64) -> Value {
     Value::Str(fmt_unix(secs))
 }
 
-fn opt_guid(s: &str) -> Value {
+fn mtf_dt(d: Option<MtfDate>) -> Value {
+    d.and_then(|d| d.to_datetime())
+        .map(Value::DateTime)
+        .unwrap_or(Value::Null)
+}
+
+/// numeric(25,0): LSNs of real servers pass i64 (12862000000019800061), so as text.
+fn lsn(l: Option<Lsn>) -> Value {
+    l.map(|l| Value::Str(l.to_string())).unwrap_or(Value::Null)
+}
+
+fn opt_str(s: &str) -> Value {
     if s.is_empty() {
         Value::Null
     } else {
         Value::Str(s.to_string())
     }
+}
+
+fn opt_guid(s: &str) -> Value {
+    opt_str(s)
 }
 
 pub(super) fn headeronly(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtError> {
@@ -91,81 +107,83 @@ pub(super) fn headeronly(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtErr
     .into_iter()
     .map(|(n, t)| Column::new(n, t))
     .collect();
+    // The values the MTF records hold come from the bakfile reader; the rest from
+    // the simulator's own description inside its files, NULL for a real backup.
     let rows: Vec<Vec<Value>> = sets
         .iter()
-        .map(|h| {
-            let flags =
-                512 | if h.has_checksums { 16 } else { 0 } | if h.copy_only { 1024 } else { 0 };
-            let desc = match h.backup_type {
-                2 => "Transaction Log",
-                5 => "Database Differential",
-                _ => "Database",
+        .map(|set| {
+            let r = &set.header;
+            let sim = set.sim.as_ref();
+            let s_str = |f: fn(&crate::simulator::backup_media::SetHeader) -> &str| {
+                sim.map(|h| opt_str(f(h))).unwrap_or(Value::Null)
             };
+            let s_int = |f: fn(&crate::simulator::backup_media::SetHeader) -> i64| {
+                sim.map(|h| Value::Int(f(h))).unwrap_or(Value::Null)
+            };
+            let compressed = r.compressed || sim.is_some_and(|h| h.compressed);
+            let size = Value::Int(set.file_size as i64);
             vec![
-                if h.name.is_empty() {
-                    Value::Null
-                } else {
-                    Value::Str(h.name.clone())
-                },
-                if h.description.is_empty() {
-                    Value::Null
-                } else {
-                    Value::Str(h.description.clone())
-                },
-                Value::Int(h.backup_type),
+                opt_str(&r.backup_name),
+                opt_str(&r.backup_description),
+                Value::Int(i64::from(r.backup_type)),
                 Value::Null,
-                Value::Int(h.compressed as i64),
-                Value::Int(h.position),
-                Value::Int(2),
-                Value::Str(h.user_name.clone()),
-                Value::Str(h.server_name.clone()),
-                Value::Str(h.database_name.clone()),
-                Value::Int(904),
-                dt(h.creation_date),
-                Value::Int(h.backup_size),
-                Value::Int(h.first_lsn),
-                Value::Int(h.last_lsn),
-                Value::Int(h.checkpoint_lsn),
-                Value::Int(h.database_backup_lsn),
-                dt(h.start),
-                dt(h.finish),
-                Value::Int(52),
-                Value::Int(0),
-                Value::Int(1033),
-                Value::Int(196609),
-                Value::Int(150),
-                Value::Int(4608),
-                Value::Int(15),
-                Value::Int(0),
-                Value::Int(4355),
-                Value::Str(h.machine_name.clone()),
-                Value::Int(flags),
-                Value::Str(h.database_guid.clone()),
-                Value::Str(h.fork_guid.clone()),
-                Value::Str("SQL_Latin1_General_CP1_CI_AS".into()),
-                Value::Str(h.family_guid.clone()),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(h.has_checksums as i64),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(h.copy_only as i64),
-                Value::Str(h.fork_guid.clone()),
-                Value::Null,
-                Value::Str(h.recovery_model.clone()),
-                if h.diff_base_lsn == 0 {
+                Value::Int(i64::from(compressed)),
+                Value::Int(i64::from(r.position)),
+                Value::Int(i64::from(r.device_type)),
+                Value::Str(r.user_name.clone()),
+                Value::Str(r.server_name.clone()),
+                Value::Str(r.database_name.clone()),
+                Value::Int(i64::from(r.database_version)),
+                mtf_dt(r.database_creation_date),
+                // Uncompressed size of a compressed real backup: not in what is read.
+                if r.compressed {
                     Value::Null
                 } else {
-                    Value::Int(h.diff_base_lsn)
+                    size.clone()
                 },
-                opt_guid(&h.diff_base_guid),
-                Value::Str(desc.into()),
-                Value::Str(h.backup_set_guid.clone()),
-                Value::Int(h.compressed_size),
+                lsn(r.first_lsn),
+                lsn(r.last_lsn),
+                lsn(r.checkpoint_lsn),
+                lsn(r.database_backup_lsn),
+                mtf_dt(r.backup_start_date),
+                sim.map(|h| dt(h.finish)).unwrap_or(Value::Null),
+                Value::Int(i64::from(r.sort_order)),
+                Value::Int(0),
+                Value::Int(i64::from(r.unicode_locale_id)),
+                Value::Int(i64::from(r.unicode_comparison_style)),
+                Value::Int(i64::from(r.compatibility_level)),
+                Value::Int(i64::from(r.software_vendor_id)),
+                Value::Int(i64::from(r.software_version_major)),
+                Value::Int(i64::from(r.software_version_minor)),
+                Value::Int(i64::from(r.software_version_build)),
+                Value::Str(r.machine_name.clone()),
+                Value::Int(i64::from(r.flags)),
+                s_str(|h| &h.database_guid),
+                s_str(|h| &h.fork_guid),
+                sim.map(|_| Value::Str("SQL_Latin1_General_CP1_CI_AS".into()))
+                    .unwrap_or(Value::Null),
+                s_str(|h| &h.family_guid),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(i64::from(r.has_backup_checksums)),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+                r.is_copy_only
+                    .map(|c| Value::Int(i64::from(c)))
+                    .unwrap_or_else(|| s_int(|h| i64::from(h.copy_only))),
+                s_str(|h| &h.fork_guid),
+                Value::Null,
+                s_str(|h| &h.recovery_model),
+                sim.and_then(|h| (h.diff_base_lsn != 0).then_some(Value::Int(h.diff_base_lsn)))
+                    .unwrap_or(Value::Null),
+                s_str(|h| &h.diff_base_guid),
+                Value::Str(r.backup_type_description.clone()),
+                s_str(|h| &h.backup_set_guid),
+                size,
                 Value::Int(0),
                 Value::Null,
                 Value::Null,
@@ -180,11 +198,14 @@ pub(super) fn headeronly(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtErr
     })
 }
 
-fn find_set(ctx: &mut Ctx<'_>, o: &Opts, what: &str) -> Result<SetHeader, Outcome> {
+fn find_set(ctx: &mut Ctx<'_>, o: &Opts, what: &str) -> Result<SetInfo, Outcome> {
     let path = o.disks.first().cloned().unwrap_or_default();
     match read_headers(Path::new(&path)) {
         Err(e) => Err(fail(ctx, &[media_error(&e, &path)], what)),
-        Ok(sets) => match sets.into_iter().find(|s| s.position == o.file) {
+        Ok(sets) => match sets
+            .into_iter()
+            .find(|s| i64::from(s.header.position) == o.file)
+        {
             Some(s) => Ok(s),
             None => Err(fail(
                 ctx,
@@ -228,38 +249,45 @@ pub(super) fn filelistonly(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtE
     .into_iter()
     .map(|(n, t)| Column::new(n, t))
     .collect();
+    let sim = h.sim.as_ref();
     let rows: Vec<Vec<Value>> = h
         .files
         .iter()
         .map(|f| {
-            let data = f.kind == "D";
+            let data = f.file_type != 'L';
+            let size = sim
+                .and_then(|s| s.files.iter().find(|x| x.file_id == i64::from(f.file_id)))
+                .map(|x| Value::Int(x.size))
+                .unwrap_or(Value::Null);
             vec![
-                Value::Str(f.logical.clone()),
-                Value::Str(f.physical.clone()),
-                Value::Str(f.kind.clone()),
-                if data {
-                    Value::Str("PRIMARY".into())
-                } else {
-                    Value::Null
-                },
-                Value::Int(f.size),
+                Value::Str(f.logical_name.clone()),
+                Value::Str(f.physical_name.clone()),
+                Value::Str(f.file_type.to_string()),
+                f.file_group_name
+                    .clone()
+                    .map(Value::Str)
+                    .unwrap_or(Value::Null),
+                size,
                 Value::Int(35_184_372_080_640),
-                Value::Int(f.file_id),
+                Value::Int(i64::from(f.file_id)),
                 Value::Int(0),
                 Value::Int(0),
-                Value::Str(h.database_guid.clone()),
+                sim.map(|s| opt_guid(&s.database_guid))
+                    .unwrap_or(Value::Null),
                 Value::Int(0),
                 Value::Int(0),
-                Value::Int(if data { h.backup_size } else { 0 }),
+                sim.map(|s| Value::Int(if data { s.backup_size } else { 0 }))
+                    .unwrap_or(Value::Null),
                 Value::Int(512),
-                Value::Int(if data { 1 } else { 0 }),
+                Value::Int(i64::from(f.file_group_id)),
                 Value::Null,
-                if data && h.diff_base_lsn != 0 {
-                    Value::Int(h.diff_base_lsn)
-                } else {
-                    Value::Int(0)
+                match sim {
+                    Some(s) if data && s.diff_base_lsn != 0 => Value::Int(s.diff_base_lsn),
+                    Some(_) => Value::Int(0),
+                    None => Value::Null,
                 },
-                opt_guid(&h.diff_base_guid),
+                sim.map(|s| opt_guid(&s.diff_base_guid))
+                    .unwrap_or(Value::Null),
                 Value::Int(0),
                 Value::Int(1),
                 Value::Null,
@@ -277,7 +305,7 @@ pub(super) fn filelistonly(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtE
 pub(super) fn verifyonly(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtError> {
     for path in &o.disks {
         match verify(Path::new(path), o.file) {
-            Ok(h) if o.checksum && !h.has_checksums => {
+            Ok(h) if o.checksum && !h.header.has_backup_checksums => {
                 return Ok(fail(ctx, &[SqlError::new(3187, "RESTORE WITH CHECKSUM cannot be specified because the backup set does not contain checksum information.")], "VERIFY DATABASE"))
             }
             Ok(_) => {}
