@@ -108,7 +108,9 @@ def main():
     # Restore and verify of day 0.
     zst = os.path.join(WORK, "day0.bak.zst")
     sh(f"zstd -3 -T2 -q -f {day0} -o {zst}")
-    t_unzstd = timed(f"zstd -d -q -c {zst} > /dev/null")
+    unz = os.path.join(WORK, "day0.unzstd")
+    t_unzstd = timed(f"zstd -d -q -f {zst} -o {unz}")
+    os.remove(unz)
     out = os.path.join(WORK, "restore-out")
     snaps = json.loads(subprocess.run([PB, "--config", state["cfg"], "--json", "snapshots"], env=ENV, check=True,
                                       capture_output=True).stdout)
@@ -118,7 +120,7 @@ def main():
     rout = os.path.join(WORK, "restic-out")
     t_rrestore = timed(["restic", "-r", rr, "restore", "-q", "latest", "--target", rout],
                        setup=lambda: shutil.rmtree(rout, ignore_errors=True))
-    rows.append(("restore day 0 (wall, median)", f"{t_restore:.2f} s", f"zstd -d {t_unzstd:.2f} s; restic {t_rrestore:.2f} s",
+    rows.append(("restore day 0 (wall, median)", f"{t_restore:.2f} s", f"zstd -d (to a file) {t_unzstd:.2f} s; restic {t_rrestore:.2f} s",
                  f"{t_restore / t_unzstd:.2f}x zstd -d (target <= 1.5x); restic {t_rrestore / t_unzstd:.2f}x"))
     t_verify = timed([PB, "--config", state["cfg"], "verify", "--read-data"])
     rows.append(("verify --read-data (day 0 + day 1 repo)", f"{t_verify:.2f} s", f"restore {t_restore:.2f} s",
