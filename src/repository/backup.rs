@@ -31,6 +31,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Index checkpoints are written after this many packs.
 const PACKS_PER_INDEX_CHECKPOINT: usize = 8;
+/// Packs being stored at once.
+const UPLOADERS: usize = 2;
 
 /// What a backup should record besides the data.
 #[derive(Debug, Clone)]
@@ -188,25 +190,36 @@ fn run_pipeline(
         .clamp(1, 8);
     let (group_tx, group_rx) = bounded::<GroupBuilder>(workers * 2);
     let (sealed_tx, sealed_rx) = bounded::<SealedGroup>(workers * 2);
-    let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(2);
+    let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(UPLOADERS);
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers * 2);
+    let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers * 2);
     let key = repo.key.clone();
     let level = repo.config.zstd_level;
     let pack_size = repo.config.pack_size as usize;
 
+    let unindexed = Unindexed::default();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = group_rx.clone();
             let tx = sealed_tx.clone();
             let key = key.clone();
             let spare = spare_tx.clone();
-            scope.spawn(move || seal_worker(&key, level, rx, tx, spare));
+            let spent = spent_rx.clone();
+            scope.spawn(move || seal_worker(&key, level, rx, tx, spare, spent));
         }
         drop(group_rx);
         drop(sealed_tx);
         drop(spare_tx);
-        let packer = scope.spawn(move || packer(&key, pack_size, sealed_rx, pack_tx));
-        let uploader = scope.spawn(move || uploader(repo, handle, pack_rx));
+        drop(spent_rx);
+        let packer = scope.spawn(move || packer(&key, pack_size, sealed_rx, pack_tx, spent_tx));
+        let uploaders: Vec<_> = (0..UPLOADERS)
+            .map(|_| {
+                let rx = pack_rx.clone();
+                let unindexed = &unindexed;
+                scope.spawn(move || uploader(repo, handle, rx, unindexed))
+            })
+            .collect();
+        drop(pack_rx);
 
         let mut sink = ChunkSink {
             key: &repo.key,
@@ -226,12 +239,31 @@ fn run_pipeline(
         let packed = packer
             .join()
             .map_err(|_| Error::new(ErrorKind::Internal, "packer thread panicked"))?;
-        let uploaded = uploader
-            .join()
-            .map_err(|_| Error::new(ErrorKind::Internal, "uploader thread panicked"))?;
+        let mut added_bytes = 0u64;
+        let mut upload_error = None;
+        for u in uploaders {
+            match u.join() {
+                Ok(Ok(n)) => added_bytes += n,
+                Ok(Err(e)) => upload_error = upload_error.or(Some(e)),
+                Err(_) => {
+                    upload_error = upload_error.or(Some(Error::new(
+                        ErrorKind::Internal,
+                        "uploader thread panicked",
+                    )))
+                }
+            }
+        }
         // The first real failure wins; `Stopped` only means a later stage failed.
-        let added_bytes = uploaded?;
+        if let Some(e) = upload_error {
+            return Err(e);
+        }
         packed?;
+        let rest = std::mem::take(
+            &mut *unindexed
+                .lock()
+                .map_err(|_| Error::new(ErrorKind::Internal, "uploader state poisoned"))?,
+        );
+        added_bytes += handle.block_on(repo.write_index(&rest))?;
         let (roots, entries, mut summary) = match (walked, flushed) {
             (Ok(v), Ok(())) => v,
             _ => {
@@ -254,6 +286,7 @@ fn seal_worker(
     rx: Receiver<GroupBuilder>,
     tx: Sender<SealedGroup>,
     spare: Sender<Vec<u8>>,
+    spent: Receiver<Vec<u8>>,
 ) {
     let mut compressor = match zstd::bulk::Compressor::new(level) {
         Ok(c) => c,
@@ -264,7 +297,8 @@ fn seal_worker(
     };
     for g in rx {
         let (plain, ids) = g.finish();
-        let sealed = seal_group(key, &plain, &mut compressor);
+        let buf = spent.try_recv().unwrap_or_default();
+        let sealed = seal_group(key, &plain, &mut compressor, buf);
         let msg = SealedGroup {
             sealed,
             raw_len: plain.len() as u32,
@@ -283,6 +317,7 @@ fn packer(
     pack_size: usize,
     rx: Receiver<SealedGroup>,
     tx: Sender<(Vec<u8>, Vec<GroupEntry>)>,
+    spent: Sender<Vec<u8>>,
 ) -> Result<()> {
     let mut pack: Vec<u8> = Vec::new();
     let mut groups: Vec<GroupEntry> = Vec::new();
@@ -297,6 +332,7 @@ fn packer(
             chunks: g.ids,
         });
         pack.extend_from_slice(&g.sealed);
+        let _ = spent.try_send(g.sealed);
         if pack.len() >= pack_size {
             finish_pack(key, &mut pack, &groups);
             tx.send((std::mem::take(&mut pack), std::mem::take(&mut groups)))
@@ -311,26 +347,37 @@ fn packer(
     Ok(())
 }
 
-/// Stores packs, then index checkpoints; returns the bytes added.
+/// Index entries of stored packs not yet in an index file, shared by the uploaders.
+type Unindexed = std::sync::Mutex<Vec<IndexedPack>>;
+
+/// Stores packs (several uploaders overlap one pack's write and flush with the
+/// next), then writes an index checkpoint once enough stored packs are unlisted;
+/// returns the bytes added.
 fn uploader(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
+    unindexed: &Unindexed,
 ) -> Result<u64> {
-    let mut unindexed: Vec<IndexedPack> = Vec::new();
     let mut added = 0u64;
     for (pack, groups) in rx {
         let id = Id::hash(&pack);
         let size = pack.len() as u64;
         handle.block_on(repo.storage.write(&paths::pack(&id), Bytes::from(pack)))?;
         added += size;
-        unindexed.push(IndexedPack { id, size, groups });
-        if unindexed.len() >= PACKS_PER_INDEX_CHECKPOINT {
-            added += handle.block_on(repo.write_index(&unindexed))?;
-            unindexed.clear();
-        }
+        let checkpoint = {
+            let mut list = unindexed
+                .lock()
+                .map_err(|_| Error::new(ErrorKind::Internal, "uploader state poisoned"))?;
+            list.push(IndexedPack { id, size, groups });
+            if list.len() >= PACKS_PER_INDEX_CHECKPOINT {
+                std::mem::take(&mut *list)
+            } else {
+                Vec::new()
+            }
+        };
+        added += handle.block_on(repo.write_index(&checkpoint))?;
     }
-    added += handle.block_on(repo.write_index(&unindexed))?;
     Ok(added)
 }
 

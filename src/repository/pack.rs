@@ -101,14 +101,18 @@ impl GroupBuilder {
     }
 }
 
-/// Compresses (when it helps) and seals a group's plaintext, reusing `compressor`.
+/// Compresses (when it helps) and seals a group's plaintext, reusing `compressor`
+/// and the allocation of `buf` (a spent sealed group), so large buffers are not
+/// mapped and faulted in anew for every group.
 pub fn seal_group(
     key: &MasterKey,
     plain: &[u8],
     compressor: &mut zstd::bulk::Compressor<'_>,
+    mut buf: Vec<u8>,
 ) -> Vec<u8> {
     let head = NONCE_LEN + 1;
-    let mut buf = vec![0u8; head + zstd::zstd_safe::compress_bound(plain.len())];
+    buf.clear();
+    buf.resize(head + zstd::zstd_safe::compress_bound(plain.len()), 0);
     match compressor.compress_to_buffer(plain, &mut buf[head..]) {
         Ok(n) if n < plain.len() => {
             buf.truncate(head + n);
@@ -405,7 +409,12 @@ mod tests {
         g.push(key.chunk_id(&a), &a);
         g.push(key.chunk_id(&b), &b);
         let (plain, ids) = g.finish();
-        let sealed = seal_group(&key, &plain, &mut zstd::bulk::Compressor::new(3).unwrap());
+        let sealed = seal_group(
+            &key,
+            &plain,
+            &mut zstd::bulk::Compressor::new(3).unwrap(),
+            Vec::new(),
+        );
         let mut pack = sealed.clone();
         let groups = vec![GroupEntry {
             offset: 0,
