@@ -311,24 +311,67 @@ fn packer(
     Ok(())
 }
 
-/// Stores packs, then index checkpoints; returns the bytes added.
+/// Stores packs (several at once, as the target allows), then index checkpoints
+/// listing only packs whose upload finished; returns the bytes added. On failure the
+/// uploads in flight are awaited, so whatever got stored is adopted next time.
 fn uploader(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
 ) -> Result<u64> {
+    type Upload = tokio::task::JoinHandle<Result<IndexedPack>>;
+    let in_flight_max = repo.storage.upload_concurrency().max(1);
+    let mut in_flight: std::collections::VecDeque<Upload> = std::collections::VecDeque::new();
     let mut unindexed: Vec<IndexedPack> = Vec::new();
     let mut added = 0u64;
+    let mut first_err: Option<Error> = None;
+    let finish = |h: Upload,
+                  unindexed: &mut Vec<IndexedPack>,
+                  added: &mut u64,
+                  first_err: &mut Option<Error>| {
+        match handle.block_on(h) {
+            Ok(Ok(p)) => {
+                *added += p.size;
+                unindexed.push(p);
+            }
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(Error::new(
+                    ErrorKind::Internal,
+                    format!("upload task failed: {e}"),
+                ));
+            }
+        }
+    };
     for (pack, groups) in rx {
         let id = Id::hash(&pack);
         let size = pack.len() as u64;
-        handle.block_on(repo.storage.write(&paths::pack(&id), Bytes::from(pack)))?;
-        added += size;
-        unindexed.push(IndexedPack { id, size, groups });
+        let storage = repo.storage.clone();
+        in_flight.push_back(handle.spawn(async move {
+            storage.write(&paths::pack(&id), Bytes::from(pack)).await?;
+            Ok(IndexedPack { id, size, groups })
+        }));
+        while in_flight.len() >= in_flight_max {
+            if let Some(h) = in_flight.pop_front() {
+                finish(h, &mut unindexed, &mut added, &mut first_err);
+            }
+        }
+        if first_err.is_some() {
+            break;
+        }
         if unindexed.len() >= PACKS_PER_INDEX_CHECKPOINT {
             added += handle.block_on(repo.write_index(&unindexed))?;
             unindexed.clear();
         }
+    }
+    while let Some(h) = in_flight.pop_front() {
+        finish(h, &mut unindexed, &mut added, &mut first_err);
+    }
+    if let Some(e) = first_err {
+        // Packs stored so far stay; the next backup adopts them.
+        return Err(e);
     }
     added += handle.block_on(repo.write_index(&unindexed))?;
     Ok(added)

@@ -11,3 +11,4 @@ mod simulator;
 mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;
+mod targets;
