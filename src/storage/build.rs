@@ -18,10 +18,12 @@ const LARGEST_OBJECT: u64 = 24 * 1024 * 1024;
 
 static CRYPTO: Once = Once::new();
 
-/// TLS for HTTPS targets uses rustls with the ring provider, installed once.
+/// TLS for HTTPS targets uses rustls with the ring provider, and OpenDAL's HTTP
+/// services need their reqwest transport installed: both once per process.
 fn install_crypto_provider() {
     CRYPTO.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        opendal_http_transport_reqwest::install_default();
     });
 }
 

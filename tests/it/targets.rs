@@ -446,6 +446,8 @@ fn start_sshd(dir: &Path) -> Option<(Server, u16, PathBuf, String)> {
         return None;
     };
     std::fs::create_dir_all(dir).unwrap();
+    // sshd started as root wants its privilege-separation folder.
+    let _ = std::fs::create_dir_all("/run/sshd");
     for k in ["host", "client"] {
         let st = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
