@@ -92,38 +92,7 @@ pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
             let op = Operator::new(b).map_err(open_err)?;
             (multipart(name, op, t), c.secrets())
         }
-        ServiceKind::Sftp => {
-            if cfg!(windows) {
-                return Err(conf(
-                    "sftp targets do not work on Windows: OpenDAL's sftp service drives the system ssh binary through a Unix control socket. Use an s3, webdav or fs (mounted share) target from this host, or run pacsbak copy from a Linux host",
-                ));
-            }
-            let key = t
-                .key_file
-                .as_ref()
-                .ok_or_else(|| conf("sftp target without key_file"))?;
-            if !key.is_file() {
-                return Err(conf(&format!(
-                    "sftp key_file {} does not exist",
-                    key.display()
-                )));
-            }
-            let mut b = opendal::services::Sftp::default()
-                .endpoint(t.endpoint.as_deref().unwrap_or_default())
-                .root(&root)
-                .key(&key.to_string_lossy())
-                .known_hosts_strategy(t.known_hosts.as_deref().unwrap_or("strict"));
-            if let Some(u) = &t.user {
-                b = b.user(u);
-            }
-            let op = Operator::new(b).map_err(open_err)?;
-            let s = OpendalStorage::new(name, timeouts(op, t)).with_mode(WriteMode {
-                staged: true,
-                upload_concurrency: conns,
-                ..WriteMode::default()
-            });
-            (s, Vec::new())
-        }
+        ServiceKind::Sftp => (sftp(t, conns)?, Vec::new()),
         ServiceKind::Webdav => {
             let c = t.credentials()?;
             let mut b = opendal::services::Webdav::default()
@@ -176,4 +145,50 @@ fn multipart(name: &str, op: Operator, t: &TargetConfig) -> OpendalStorage {
         staged: false,
         upload_concurrency: t.limits.connections,
     })
+}
+
+#[cfg(unix)]
+fn sftp(t: &TargetConfig, conns: usize) -> Result<OpendalStorage> {
+    let name = t.name.as_str();
+    let conf = |msg: String| Error::new(ErrorKind::Config, msg).with("target", name);
+    let key = t
+        .key_file
+        .as_ref()
+        .ok_or_else(|| conf("sftp target without key_file".into()))?;
+    if !key.is_file() {
+        return Err(conf(format!(
+            "sftp key_file {} does not exist",
+            key.display()
+        )));
+    }
+    let root = t
+        .root
+        .as_ref()
+        .map(|r| r.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_else(|| "/".to_string());
+    let mut b = opendal::services::Sftp::default()
+        .endpoint(t.endpoint.as_deref().unwrap_or_default())
+        .root(&root)
+        .key(&key.to_string_lossy())
+        .known_hosts_strategy(t.known_hosts.as_deref().unwrap_or("strict"));
+    if let Some(u) = &t.user {
+        b = b.user(u);
+    }
+    let op = Operator::new(b).map_err(|e| super::opendal_storage::map_err(name, "open", "", e))?;
+    Ok(
+        OpendalStorage::new(name, timeouts(op, t)).with_mode(WriteMode {
+            staged: true,
+            upload_concurrency: conns,
+            ..WriteMode::default()
+        }),
+    )
+}
+
+#[cfg(not(unix))]
+fn sftp(t: &TargetConfig, _conns: usize) -> Result<OpendalStorage> {
+    Err(Error::new(
+        ErrorKind::Config,
+        "sftp targets do not work on Windows: OpenDAL's sftp service drives the system ssh binary through a Unix control socket. Use an s3, webdav or fs (mounted share) target from this host, or run pacsbak copy to the sftp target from a Linux host",
+    )
+    .with("target", &t.name))
 }
