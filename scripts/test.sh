@@ -9,6 +9,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_needed=()
 command -v tsql >/dev/null 2>&1 || apt_needed+=(freetds-bin)
+# Offsite target tests: a private sshd (openssh-server), WebDAV via rclone.
+[ -x /usr/sbin/sshd ] || apt_needed+=(openssh-server)
+command -v rclone >/dev/null 2>&1 || apt_needed+=(rclone)
 if [ -z "${PACSBAK_SKIP_WINDOWS:-}" ]; then
   command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || apt_needed+=(gcc-mingw-w64-x86-64)
 fi
@@ -18,6 +21,10 @@ if [ ${#apt_needed[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
 fi
 python3 -c 'import pytds' 2>/dev/null || python3 -m pip install -q python-tds
+# sshd started as root needs its privilege-separation folder.
+[ -d /run/sshd ] || as_root mkdir -p /run/sshd 2>/dev/null || true
+# S3 tests run against moto_server on a loopback port.
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -66,6 +66,12 @@ impl Error {
         self
     }
 
+    /// Replaces the message (used to scrub secrets out of service error text).
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// Attaches the lower-level cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod backup;
 mod context;
+mod copy;
 mod diff;
 mod inspect;
 mod repo;
@@ -18,6 +19,7 @@ mod restore;
 mod restore_files;
 mod simulator;
 mod snapshots;
+mod target;
 mod verify;
 
 /// pacsbak: SQL Server and PACS program backups, offsite, verified.
@@ -61,6 +63,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Show what SQL Server backup files hold (HEADERONLY, FILELISTONLY); --check verifies them.
     Inspect(inspect::InspectArgs),
+    /// Check storage targets.
+    Target(target::TargetArgs),
+    /// Copy snapshots to other targets (only missing packs travel).
+    Copy(copy::CopyArgs),
     /// Run the SQL Server simulator (TDS) for tests and training.
     Simulator(simulator::SimulatorArgs),
 }
@@ -83,6 +89,8 @@ pub fn init_tracing(global: &GlobalArgs) {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
+    // Read the local UTC offset while the process still has one thread.
+    crate::storage::init_local_offset();
     match cli.command {
         Command::Repo(a) => repo::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -91,6 +99,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(a) => restore::run(g, a),
         Command::Verify(a) => verify::run(g, a),
         Command::Inspect(a) => inspect::run(&a, g.json),
+        Command::Target(a) => target::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
         Command::Simulator(a) => simulator::run(a),
     }
 }

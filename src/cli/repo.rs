@@ -24,6 +24,10 @@ enum RepoCommand {
         /// Storage target (optional when there is only one).
         #[arg(long)]
         target: Option<String>,
+        /// Share the keys and parameters of the repository on this target, so
+        /// `pacsbak copy` can move packs to the new one without re-encrypting.
+        #[arg(long)]
+        copy_keys_from: Option<String>,
         /// Tuning for benchmarks: average chunk size in KiB (min = avg/4, max = avg*4).
         #[arg(long, hide = true)]
         avg_chunk_kib: Option<u32>,
@@ -76,7 +80,20 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         match args.command {
-            RepoCommand::Init { target, avg_chunk_kib, zstd_level, group_kib } => {
+            RepoCommand::Init { target, copy_keys_from: Some(from), .. } => {
+                let (storage, pass) = target_and_passphrase(global, target.as_deref())?;
+                let name = storage.name().to_string();
+                let src = open_repository(global, Some(&from)).await?;
+                let repo = Repository::init_copy_of(storage, &pass, &src)
+                    .await
+                    .with_context(|| format!("cannot create a repository on target {name:?}"))?;
+                if global.json {
+                    print_json(&serde_json::json!({"target": name, "repository": repo.config().id.to_hex(), "keys_from": from}))?;
+                } else {
+                    println!("created repository {} on target {name}, sharing the keys of {from}", repo.config().id.short());
+                }
+            }
+            RepoCommand::Init { target, copy_keys_from: None, avg_chunk_kib, zstd_level, group_kib } => {
                 let (storage, pass) = target_and_passphrase(global, target.as_deref())?;
                 let name = storage.name().to_string();
                 let mut config = RepoConfig::new_default();

@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-pub use secrets::{read_secret_file, repository_passphrase, Passphrase};
-pub use target::{ServiceKind, TargetConfig};
+pub use secrets::{read_secret_file, read_secret_map, repository_passphrase, Passphrase};
+pub use target::{
+    parse_rate, parse_size, Addressing, CredentialRefs, Credentials, Limits, ServiceKind,
+    TargetConfig,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 

@@ -74,3 +74,36 @@ fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
     // Windows ACLs are checked by the operator (docs/operations.md).
     Ok(())
 }
+
+/// Reads a `key=value` secrets file (blank lines and `#` comments ignored), refusing
+/// one that group or others can read. Values never appear in errors.
+pub fn read_secret_map(
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, Zeroizing<String>>> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
+            .with("file", path.display())
+    })?;
+    check_private(path, &meta)?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
+            .with("file", path.display())
+    })?);
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("secrets file line {} is not key=value", i + 1),
+            )
+            .with("file", path.display())
+            .with("line", i + 1));
+        };
+        out.insert(k.trim().to_string(), Zeroizing::new(v.trim().to_string()));
+    }
+    Ok(out)
+}

@@ -31,8 +31,6 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Index checkpoints are written after this many packs.
 const PACKS_PER_INDEX_CHECKPOINT: usize = 8;
-/// Packs being stored at once.
-const UPLOADERS: usize = 2;
 
 /// What a backup should record besides the data.
 #[derive(Debug, Clone)]
@@ -190,14 +188,13 @@ fn run_pipeline(
         .clamp(1, 8);
     let (group_tx, group_rx) = bounded::<GroupBuilder>(workers * 2);
     let (sealed_tx, sealed_rx) = bounded::<SealedGroup>(workers * 2);
-    let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(UPLOADERS);
+    let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(2);
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers * 2);
     let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers * 2);
     let key = repo.key.clone();
     let level = repo.config.zstd_level;
     let pack_size = repo.config.pack_size as usize;
 
-    let unindexed = Unindexed::default();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = group_rx.clone();
@@ -212,14 +209,7 @@ fn run_pipeline(
         drop(spare_tx);
         drop(spent_rx);
         let packer = scope.spawn(move || packer(&key, pack_size, sealed_rx, pack_tx, spent_tx));
-        let uploaders: Vec<_> = (0..UPLOADERS)
-            .map(|_| {
-                let rx = pack_rx.clone();
-                let unindexed = &unindexed;
-                scope.spawn(move || uploader(repo, handle, rx, unindexed))
-            })
-            .collect();
-        drop(pack_rx);
+        let uploader = scope.spawn(move || uploader(repo, handle, pack_rx));
 
         let mut sink = ChunkSink {
             key: &repo.key,
@@ -239,31 +229,12 @@ fn run_pipeline(
         let packed = packer
             .join()
             .map_err(|_| Error::new(ErrorKind::Internal, "packer thread panicked"))?;
-        let mut added_bytes = 0u64;
-        let mut upload_error = None;
-        for u in uploaders {
-            match u.join() {
-                Ok(Ok(n)) => added_bytes += n,
-                Ok(Err(e)) => upload_error = upload_error.or(Some(e)),
-                Err(_) => {
-                    upload_error = upload_error.or(Some(Error::new(
-                        ErrorKind::Internal,
-                        "uploader thread panicked",
-                    )))
-                }
-            }
-        }
+        let uploaded = uploader
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Internal, "uploader thread panicked"))?;
         // The first real failure wins; `Stopped` only means a later stage failed.
-        if let Some(e) = upload_error {
-            return Err(e);
-        }
+        let added_bytes = uploaded?;
         packed?;
-        let rest = std::mem::take(
-            &mut *unindexed
-                .lock()
-                .map_err(|_| Error::new(ErrorKind::Internal, "uploader state poisoned"))?,
-        );
-        added_bytes += handle.block_on(repo.write_index(&rest))?;
         let (roots, entries, mut summary) = match (walked, flushed) {
             (Ok(v), Ok(())) => v,
             _ => {
@@ -347,37 +318,69 @@ fn packer(
     Ok(())
 }
 
-/// Index entries of stored packs not yet in an index file, shared by the uploaders.
-type Unindexed = std::sync::Mutex<Vec<IndexedPack>>;
-
-/// Stores packs (several uploaders overlap one pack's write and flush with the
-/// next), then writes an index checkpoint once enough stored packs are unlisted;
-/// returns the bytes added.
+/// Stores packs (several at once, as the target allows), then index checkpoints
+/// listing only packs whose upload finished; returns the bytes added. On failure the
+/// uploads in flight are awaited, so whatever got stored is adopted next time.
 fn uploader(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
-    unindexed: &Unindexed,
 ) -> Result<u64> {
+    type Upload = tokio::task::JoinHandle<Result<IndexedPack>>;
+    let in_flight_max = repo.storage.upload_concurrency().max(1);
+    let mut in_flight: std::collections::VecDeque<Upload> = std::collections::VecDeque::new();
+    let mut unindexed: Vec<IndexedPack> = Vec::new();
     let mut added = 0u64;
+    let mut first_err: Option<Error> = None;
+    let finish = |h: Upload,
+                  unindexed: &mut Vec<IndexedPack>,
+                  added: &mut u64,
+                  first_err: &mut Option<Error>| {
+        match handle.block_on(h) {
+            Ok(Ok(p)) => {
+                *added += p.size;
+                unindexed.push(p);
+            }
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(Error::new(
+                    ErrorKind::Internal,
+                    format!("upload task failed: {e}"),
+                ));
+            }
+        }
+    };
     for (pack, groups) in rx {
         let id = Id::hash(&pack);
         let size = pack.len() as u64;
-        handle.block_on(repo.storage.write(&paths::pack(&id), Bytes::from(pack)))?;
-        added += size;
-        let checkpoint = {
-            let mut list = unindexed
-                .lock()
-                .map_err(|_| Error::new(ErrorKind::Internal, "uploader state poisoned"))?;
-            list.push(IndexedPack { id, size, groups });
-            if list.len() >= PACKS_PER_INDEX_CHECKPOINT {
-                std::mem::take(&mut *list)
-            } else {
-                Vec::new()
+        let storage = repo.storage.clone();
+        in_flight.push_back(handle.spawn(async move {
+            storage.write(&paths::pack(&id), Bytes::from(pack)).await?;
+            Ok(IndexedPack { id, size, groups })
+        }));
+        while in_flight.len() >= in_flight_max {
+            if let Some(h) = in_flight.pop_front() {
+                finish(h, &mut unindexed, &mut added, &mut first_err);
             }
-        };
-        added += handle.block_on(repo.write_index(&checkpoint))?;
+        }
+        if first_err.is_some() {
+            break;
+        }
+        if unindexed.len() >= PACKS_PER_INDEX_CHECKPOINT {
+            added += handle.block_on(repo.write_index(&unindexed))?;
+            unindexed.clear();
+        }
     }
+    while let Some(h) = in_flight.pop_front() {
+        finish(h, &mut unindexed, &mut added, &mut first_err);
+    }
+    if let Some(e) = first_err {
+        // Packs stored so far stay; the next backup adopts them.
+        return Err(e);
+    }
+    added += handle.block_on(repo.write_index(&unindexed))?;
     Ok(added)
 }
 

@@ -7,6 +7,7 @@
 
 mod backup;
 mod chunker;
+mod copy;
 mod crypto;
 mod diff;
 mod fetch;
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 pub use backup::{BackupOptions, BackupReport};
+pub use copy::CopyReport;
 pub use diff::{diff_snapshots, Change, ChangeKind, SnapshotDiff};
 pub use format::{ChunkerParams, RepoConfig};
 pub use id::Id;
@@ -92,6 +94,15 @@ impl Repository {
         passphrase: &str,
         config: RepoConfig,
     ) -> Result<Repository> {
+        Self::init_inner(storage, passphrase, config, None).await
+    }
+
+    async fn init_inner(
+        storage: Arc<dyn Storage>,
+        passphrase: &str,
+        config: RepoConfig,
+        shared_key: Option<&MasterKey>,
+    ) -> Result<Repository> {
         config.validate()?;
         check_passphrase(passphrase)?;
         if storage.size(paths::CONFIG).await?.is_some()
@@ -103,7 +114,10 @@ impl Repository {
             )
             .with("target", storage.name()));
         }
-        let key = MasterKey::generate();
+        let key = match shared_key {
+            Some(k) => k.clone(),
+            None => MasterKey::generate(),
+        };
         let slot = KeyFile::create(&key, passphrase, "initial")?;
         let slot_json = serde_json::to_vec_pretty(&slot)
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;

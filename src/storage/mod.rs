@@ -4,16 +4,27 @@
 //! writes is size-bounded), whole or ranged reads, listing and deletion, with paths
 //! relative to the target's root and `/` as separator. [`OpendalStorage`] implements
 //! it for every OpenDAL service (local folder or NAS share, and the in-memory service
-//! tests use); wrappers can implement the same trait around it.
+//! tests use, S3, OSS, SFTP, WebDAV); wrappers implement the same trait around it
+//! and compose: append-only guard → retries → bandwidth and connection limits →
+//! OpenDAL (with per-call timeouts sized to the configured bandwidth).
 
+mod build;
+pub mod check;
 mod opendal_storage;
+mod retry;
+mod throttle;
 
 use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use opendal_storage::OpendalStorage;
+pub use build::open_target;
+pub use opendal_storage::{OpendalStorage, WriteMode};
+pub use retry::{AppendOnlyStorage, RetryStorage};
+pub use throttle::{
+    init_local_offset, BandwidthSchedule, BandwidthWindow, RateLimiter, ThrottledStorage,
+};
 
 use crate::error::Result;
 
@@ -31,6 +42,10 @@ pub struct ObjectInfo {
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The target's name, for messages.
     fn name(&self) -> &str;
+    /// How many objects the backup pipeline should upload at once.
+    fn upload_concurrency(&self) -> usize {
+        1
+    }
     /// Reads a whole object.
     async fn read(&self, path: &str) -> Result<Bytes>;
     /// Reads part of an object.

@@ -1,0 +1,224 @@
+//! `copy --from A --to B`: the second (and third) copy of the 3-2-1 rule.
+//!
+//! B is created with `repo init --copy-keys-from A` and so shares A's master key and
+//! chunker parameters (docs/decisions/0003-copy-shares-keys.md): packs travel as
+//! they are, never decrypted, and only packs holding chunks B lacks are sent. Order
+//! is the backup's: packs, then an index listing them, then each manifest last, so an
+//! interrupted copy leaves B consistent and the next copy resumes from what is stored.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tracing::{info, info_span, Instrument};
+
+use super::fetch::GroupReader;
+use super::format::paths;
+use super::id::Id;
+use super::pack::IndexedPack;
+use super::Repository;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Index checkpoints during a copy are written after this many packs.
+const PACKS_PER_CHECKPOINT: usize = 8;
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CopyReport {
+    /// Source target.
+    pub from: String,
+    /// Destination target.
+    pub to: String,
+    /// Snapshots copied now.
+    pub copied: Vec<Id>,
+    /// Snapshots the destination already had.
+    pub already_present: usize,
+    /// Packs sent.
+    pub packs_sent: usize,
+    /// Bytes sent (packs, index and manifests).
+    pub bytes_sent: u64,
+}
+
+impl Repository {
+    /// Creates a repository on `storage` that shares `from`'s master key and
+    /// parameters, opened by `passphrase`, so `copy` can move packs unchanged.
+    pub async fn init_copy_of(
+        storage: Arc<dyn crate::storage::Storage>,
+        passphrase: &str,
+        from: &Repository,
+    ) -> Result<Repository> {
+        Self::init_inner(storage, passphrase, from.config.clone(), Some(&from.key)).await
+    }
+
+    /// Whether `other` can read this repository's packs as they are.
+    pub fn shares_keys_with(&self, other: &Repository) -> bool {
+        self.config.id == other.config.id
+            && self.key.chunk_id(b"pacsbak key comparison")
+                == other.key.chunk_id(b"pacsbak key comparison")
+    }
+
+    /// Copies every snapshot `dest` lacks, sending only the packs it needs.
+    pub async fn copy_to(&self, dest: &Repository) -> Result<CopyReport> {
+        let span = info_span!("copy", from = self.storage.name(), to = dest.storage.name());
+        self.copy_inner(dest).instrument(span).await
+    }
+
+    async fn copy_inner(&self, dest: &Repository) -> Result<CopyReport> {
+        if !self.shares_keys_with(dest) {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "target {} holds a different repository (other keys): create it with `pacsbak repo init --target {} --copy-keys-from {}` to receive copies",
+                    dest.storage.name(),
+                    dest.storage.name(),
+                    self.storage.name()
+                ),
+            )
+            .with("target", dest.storage.name()));
+        }
+        let mut report = CopyReport {
+            from: self.storage.name().to_string(),
+            to: dest.storage.name().to_string(),
+            ..CopyReport::default()
+        };
+        let have: HashSet<Id> = dest
+            .storage
+            .list(paths::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(|o| paths::id_of(&o.path))
+            .collect();
+        let mut missing = Vec::new();
+        for obj in self.storage.list(paths::SNAPSHOTS).await? {
+            if let Some(id) = paths::id_of(&obj.path) {
+                if have.contains(&id) {
+                    report.already_present += 1;
+                } else {
+                    missing.push(id);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(report);
+        }
+        let src_index = Arc::new(self.load_index().await?);
+        let mut dest_index = dest.load_index().await?;
+        dest.adopt_orphan_packs(&mut dest_index).await?;
+        let src_packs: HashMap<Id, IndexedPack> = self
+            .read_index_files()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        // Which source packs hold chunks the destination lacks.
+        let mut snapshots = Vec::new();
+        for id in &missing {
+            snapshots.push((*id, self.load_snapshot_exact(id).await?));
+        }
+        let reader = GroupReader {
+            repo: self.clone(),
+            index: src_index.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let dest_index = Arc::new(dest_index);
+        let di = dest_index.clone();
+        let needed: BTreeSet<Id> = tokio::task::spawn_blocking(move || -> Result<BTreeSet<Id>> {
+            let mut packs = BTreeSet::new();
+            let mut need = |id: &Id| -> Result<()> {
+                if di.contains(id) {
+                    return Ok(());
+                }
+                let loc = reader.index.lookup(id).ok_or_else(|| {
+                    Error::new(ErrorKind::Integrity, "a chunk a snapshot needs is in no index of the source; run `pacsbak verify` on it")
+                        .with("chunk", id.short())
+                })?;
+                if let Some(p) = reader.index.pack(loc.pack) {
+                    packs.insert(p.id);
+                }
+                Ok(())
+            };
+            for (_, snap) in &snapshots {
+                for e in &snap.entries {
+                    for l in &e.chunk_lists {
+                        need(l)?;
+                    }
+                    for c in reader.file_chunks(e)? {
+                        need(&c)?;
+                    }
+                }
+            }
+            Ok(packs)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("copy planning failed: {e}")))??;
+        // Packs, several at once; an index checkpoint every few packs.
+        let conc = dest.storage.upload_concurrency().max(1);
+        let ids: Vec<Id> = needed.into_iter().collect();
+        let mut unindexed: Vec<IndexedPack> = Vec::new();
+        for batch in ids.chunks(conc) {
+            let mut tasks = Vec::new();
+            for id in batch {
+                let (src, dst, id) = (self.storage.clone(), dest.storage.clone(), *id);
+                tasks.push(tokio::spawn(async move {
+                    let path = paths::pack(&id);
+                    let bytes = src.read(&path).await?;
+                    if Id::hash(&bytes) != id {
+                        return Err(Error::new(
+                            ErrorKind::Integrity,
+                            "source pack does not match its name; not copied",
+                        )
+                        .with("object", &path));
+                    }
+                    let n = bytes.len() as u64;
+                    dst.write(&path, bytes).await?;
+                    Ok::<_, Error>((id, n))
+                }));
+            }
+            let mut first_err = None;
+            for t in tasks {
+                match t.await {
+                    Ok(Ok((id, n))) => {
+                        report.packs_sent += 1;
+                        report.bytes_sent += n;
+                        if let Some(p) = src_packs.get(&id) {
+                            unindexed.push(p.clone());
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(Error::new(
+                            ErrorKind::Internal,
+                            format!("copy task failed: {e}"),
+                        ));
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            if unindexed.len() >= PACKS_PER_CHECKPOINT {
+                report.bytes_sent += dest.write_index(&unindexed).await?;
+                unindexed.clear();
+            }
+        }
+        report.bytes_sent += dest.write_index(&unindexed).await?;
+        // Manifests last, byte for byte (same key, same name).
+        for id in &missing {
+            let path = paths::snapshot(id);
+            let bytes: Bytes = self.storage.read(&path).await?;
+            report.bytes_sent += bytes.len() as u64;
+            dest.storage.write(&path, bytes).await?;
+            report.copied.push(*id);
+        }
+        info!(
+            snapshots = report.copied.len(),
+            packs = report.packs_sent,
+            bytes = report.bytes_sent,
+            "copy finished"
+        );
+        Ok(report)
+    }
+}
