@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod backup;
+mod backup_db;
+mod check;
+mod sandbox;
 mod context;
 mod diff;
 mod inspect;
@@ -63,6 +66,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Run the SQL Server simulator (TDS) for tests and training.
     Simulator(simulator::SimulatorArgs),
+    /// Check an instance against a policy: Agent, recovery models, growth, log, space, RPO.
+    Check(check::CheckArgs),
+    /// Try pacsbak end to end on the bundled simulator, in a folder of its own.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
@@ -92,5 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(g, a),
         Command::Inspect(a) => inspect::run(&a, g.json),
         Command::Simulator(a) => simulator::run(a),
+        Command::Check(a) => check::run(g, a),
+        Command::Sandbox(a) => sandbox::run(g, a),
     }
 }

@@ -8,6 +8,7 @@ pub mod db_backup;
 pub mod folders;
 pub mod manual;
 pub mod restore_db;
+pub mod sandbox;
 
 use std::sync::Arc;
 

@@ -160,6 +160,17 @@ pub struct ProgramFolder {
     pub schedule: Option<Cron>,
 }
 
+/// Where the connection string comes from.
+#[derive(Debug, Clone)]
+pub enum ConnectionSource {
+    /// An environment variable.
+    Env(String),
+    /// A secrets file (first line).
+    File(PathBuf),
+    /// The bundled simulator, state in this folder (the sandbox).
+    Embedded(PathBuf),
+}
+
 /// Which databases a policy covers.
 #[derive(Debug, Clone)]
 pub enum DatabaseSelection {
@@ -181,8 +192,12 @@ pub struct Policy {
     pub file: PathBuf,
     /// Free text.
     pub description: String,
-    /// The instance (the connection string is read when the policy is loaded).
-    pub instance: InstanceSpec,
+    /// The instance's name in reports.
+    pub instance_name: String,
+    /// Where its connection string comes from (read only when connecting).
+    pub connection: ConnectionSource,
+    /// Link encryption.
+    pub encryption: Encryption,
     /// Databases.
     pub databases: DatabaseSelection,
     /// Schedules per backup type.
@@ -328,26 +343,12 @@ impl Policy {
             .with("file", path.display())
             .with("key", "instance"));
         }
-        let endpoint = if let Some(var) = &inst.connection_string_env {
-            match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Endpoint::Ado(zeroize::Zeroizing::new(v)),
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "the connection string of instance {} is read from the environment variable {var}, which is not set",
-                            inst.name
-                        ),
-                    )
-                    .with("file", path.display())
-                    .with("variable", var))
-                }
-            }
+        let connection = if let Some(var) = &inst.connection_string_env {
+            ConnectionSource::Env(var.clone())
         } else if let Some(f) = &inst.connection_string_file {
-            let s = read_secret_file(&resolve(config_dir, f))?;
-            Endpoint::Ado(s)
+            ConnectionSource::File(resolve(config_dir, f))
         } else {
-            Endpoint::Embedded(resolve(
+            ConnectionSource::Embedded(resolve(
                 config_dir,
                 inst.embedded_simulator.as_deref().unwrap_or(Path::new("simulator")),
             ))
@@ -393,11 +394,9 @@ impl Policy {
             name,
             file: path.to_path_buf(),
             description: raw.description,
-            instance: InstanceSpec {
-                name: inst.name.clone(),
-                endpoint,
-                encryption: inst.encryption,
-            },
+            instance_name: inst.name.clone(),
+            connection,
+            encryption: inst.encryption,
             databases,
             schedules,
             server_folder: raw.backup.server_folder.clone(),
@@ -411,6 +410,33 @@ impl Policy {
             rpo_default_minutes: raw.rpo.default_minutes,
             rpo_minutes: raw.rpo.databases,
             folders,
+        })
+    }
+
+    /// The instance to connect to; reads the connection string now.
+    pub fn instance_spec(&self) -> Result<InstanceSpec> {
+        let endpoint = match &self.connection {
+            ConnectionSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Endpoint::Ado(zeroize::Zeroizing::new(v)),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "the connection string of instance {} is read from the environment variable {var}, which is not set",
+                            self.instance_name
+                        ),
+                    )
+                    .with("file", self.file.display())
+                    .with("variable", var))
+                }
+            },
+            ConnectionSource::File(f) => Endpoint::Ado(read_secret_file(f)?),
+            ConnectionSource::Embedded(root) => Endpoint::Embedded(root.clone()),
+        };
+        Ok(InstanceSpec {
+            name: self.instance_name.clone(),
+            endpoint,
+            encryption: self.encryption,
         })
     }
 
@@ -493,6 +519,19 @@ mod tests {
         assert!(e.to_string().contains("t.toml:10"), "{e}");
         let e = load(&format!("{OK}checksum = false\n")).unwrap_err();
         assert!(e.to_string().contains("CHECKSUM"), "{e}");
+    }
+
+    #[test]
+    fn shipped_examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for name in ["pacs", "small-site"] {
+            let p = Policy::find(dir, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!p.schedules.is_empty() && !p.folders.is_empty(), "{name}");
+        }
+        let p = Policy::find(dir, "pacs").unwrap();
+        assert_eq!(p.rpo("pacs"), Some(15));
+        assert_eq!(p.rpo("other"), Some(60));
+        assert!(matches!(p.databases, DatabaseSelection::AllUser { .. }));
     }
 
     #[test]
