@@ -75,8 +75,10 @@ pub enum Command {
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_tracing(global: &GlobalArgs) {
     let default = match global.verbose {
-        0 => "warn",
-        1 => "info",
+        // tiberius warns on every plaintext connection; the policy's `encryption`
+        // already says so, and pacsbak warns itself where it matters.
+        0 => "warn,tiberius=error",
+        1 => "info,tiberius=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -205,8 +205,22 @@ async fn backup_one(
     requested: BackupKind,
 ) -> DbBackupResult {
     let span = info_span!("database", database = %db.name, kind = %requested);
-    let mut res = failed(&db.name, requested, opts.copy_only, Error::new(ErrorKind::Internal, ""));
-    res.error = None;
+    let mut res = DbBackupResult {
+        database: db.name.clone(),
+        requested,
+        kind: requested,
+        copy_only: opts.copy_only,
+        notes: Vec::new(),
+        files: Vec::new(),
+        size: 0,
+        backup_seconds: 0.0,
+        verifyonly_seconds: 0.0,
+        offsite: Vec::new(),
+        meta: BTreeMap::new(),
+        ok: false,
+        error: None,
+        sql_error: None,
+    };
     match backup_steps(policy, instance, targets, opts, db, &mut res)
         .instrument(span)
         .await

@@ -345,4 +345,12 @@ pub fn datetime(row: &Row, col: impl ColIdx) -> Option<time::PrimitiveDateTime> 
                 .flatten()
                 .map(|o| time::PrimitiveDateTime::new(o.date(), o.time()))
         })
+        .or_else(|| text(row, i).and_then(|s| parse_datetime_text(&s)))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff]` (an expression's value sent as text).
+pub fn parse_datetime_text(s: &str) -> Option<time::PrimitiveDateTime> {
+    let s = s.trim().replace('T', " ");
+    let main = s.split('.').next().unwrap_or("");
+    crate::bakfile::MtfDate::parse_text(main).and_then(|d| d.to_datetime())
 }

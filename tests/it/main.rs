@@ -12,3 +12,4 @@ mod simulator_bakfile;
 mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;
+mod sqlserver_jobs;
