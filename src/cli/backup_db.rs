@@ -52,7 +52,10 @@ pub fn print_db_run(r: &DbBackupRun) {
                 o.target,
                 o.snapshot.as_deref().unwrap_or("-"),
                 if o.verified {
-                    format!("stored {:.1}s, read back {:.1}s", o.ingest_seconds, o.verify_seconds)
+                    format!(
+                        "stored {:.1}s, read back {:.1}s",
+                        o.ingest_seconds, o.verify_seconds
+                    )
                 } else {
                     format!("FAILED: {}", o.error.as_deref().unwrap_or("?"))
                 }
@@ -146,14 +149,23 @@ pub fn run_manual(global: &GlobalArgs, policy: &str, reason: &str) -> anyhow::Re
     rt.block_on(async {
         let targets = open_targets(&cfg, &policy).await?;
         let instance = Instance::open(&policy.instance_spec()?).await?;
-        let r = manual::run(&policy, &instance, &targets, reason, terminal_progress(global.json)).await?;
+        let r = manual::run(
+            &policy,
+            &instance,
+            &targets,
+            reason,
+            terminal_progress(global.json),
+        )
+        .await?;
         if global.json {
             print_json(&r)?;
         } else {
             println!("Manual backup: {reason}");
             print_db_run(&r.databases);
             print_folders_run(&r.folders);
-            println!("What can be restored from where (pinned: retention keeps it until unpinned):");
+            println!(
+                "What can be restored from where (pinned: retention keeps it until unpinned):"
+            );
             for l in &r.restorable {
                 println!("  {l}");
             }

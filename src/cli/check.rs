@@ -33,7 +33,10 @@ pub fn run(global: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "  {sev:<8} {:<14} {}{}",
                     f.area,
-                    f.database.as_ref().map(|d| format!("[{d}] ")).unwrap_or_default(),
+                    f.database
+                        .as_ref()
+                        .map(|d| format!("[{d}] "))
+                        .unwrap_or_default(),
                     f.finding
                 );
                 if f.severity >= Severity::Warning {

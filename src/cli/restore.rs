@@ -114,8 +114,8 @@ fn run_plan(global: &super::GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitC
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let (p, from) = match &args.from_folder {
         Some(folder) => {
-            let (descriptions, unreadable) = describe_folder(folder)
-                .with_context(|| format!("reading {}", folder.display()))?;
+            let (descriptions, unreadable) =
+                describe_folder(folder).with_context(|| format!("reading {}", folder.display()))?;
             let req = PlanRequest {
                 database: args.database.clone(),
                 at,
@@ -141,7 +141,11 @@ fn run_plan(global: &super::GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitC
 }
 
 /// Prints a plan; exit 1 when it is broken.
-pub fn print_plan(p: &crate::bakfile::RestorePlan, from: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub fn print_plan(
+    p: &crate::bakfile::RestorePlan,
+    from: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json {
@@ -203,10 +207,7 @@ fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCo
     let (cfg, policy) = super::context::load_policy(global, &a.policy)?;
     let rt = super::context::runtime()?;
     rt.block_on(async {
-        let target = a
-            .target
-            .clone()
-            .or_else(|| policy.targets.first().cloned());
+        let target = a.target.clone().or_else(|| policy.targets.first().cloned());
         let t = cfg.target(target.as_deref())?;
         let pass = crate::config::repository_passphrase(&cfg.main, &cfg.dir)?;
         let repo = crate::repository::Repository::open(t.open()?, &pass).await?;
@@ -223,7 +224,10 @@ fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCo
         if global.json {
             super::context::print_json(&r)?;
         } else {
-            println!("Restored [{}] as [{}] from the repository on {}", a.database, a.as_name, t.name);
+            println!(
+                "Restored [{}] as [{}] from the repository on {}",
+                a.database, a.as_name, t.name
+            );
             for f in &r.staged {
                 println!("  staged  {f}");
             }

@@ -20,15 +20,26 @@ pub struct SandboxArgs {
 /// Runs the sandbox.
 pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let r = rt.block_on(crate::jobs::sandbox::run(&a.dir, terminal_progress(global.json)))?;
+    let r = rt.block_on(crate::jobs::sandbox::run(
+        &a.dir,
+        terminal_progress(global.json),
+    ))?;
     if global.json {
         print_json(&r)?;
-        return Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        return Ok(if r.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     let d = &r.dir;
     println!(
         "pacsbak sandbox in {d} ({})\n",
-        if r.first_run { "new" } else { "continued from its last run" }
+        if r.first_run {
+            "new"
+        } else {
+            "continued from its last run"
+        }
     );
     println!("1. The nightly plan on the simulated PACS database (BACKUP WITH CHECKSUM, RESTORE VERIFYONLY, offsite, read back):");
     for n in &r.nightly {
@@ -54,6 +65,18 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
     println!("  pacsbak --config {d} restore db plan --database PACS");
     println!("  pacsbak --config {d} restore db run --policy sandbox --database PACS --as PACS_drill --move-data {d}/drill --move-log {d}/drill");
     println!("  pacsbak sandbox --dir {d}     (again: continues with the next day)");
-    println!("\n{} in {:.1} s", if r.ok { "Done" } else { "FINISHED WITH FAILURES" }, r.seconds);
-    Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "\n{} in {:.1} s",
+        if r.ok {
+            "Done"
+        } else {
+            "FINISHED WITH FAILURES"
+        },
+        r.seconds
+    );
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -144,7 +144,7 @@ pub async fn run(policy: &Policy, instance: &Instance) -> Result<CheckReport> {
             Some(free) => add(Severity::Ok, "free-space", None, format!("{} MB free on the backup volume", free / 1_048_576), "nothing"),
             None => add(Severity::Info, "free-space", None, format!("free space of {} unknown (not a local volume)", policy.local_folder.display()), "check the share's quota"),
         }
-        f.sort_by(|a, b| b.severity.cmp(&a.severity));
+        f.sort_by_key(|x| std::cmp::Reverse(x.severity));
         let worst = f.first().map(|x| x.severity).unwrap_or(Severity::Ok);
         Ok(CheckReport { policy: policy.name.clone(), instance: instance.name.clone(), findings: f, worst })
     }

@@ -133,7 +133,12 @@ pub fn select_databases(
             all.iter()
                 .find(|d| d.name.eq_ignore_ascii_case(&n))
                 .cloned()
-                .ok_or_else(|| (n.clone(), format!("database {n:?} does not exist on the instance")))
+                .ok_or_else(|| {
+                    (
+                        n.clone(),
+                        format!("database {n:?} does not exist on the instance"),
+                    )
+                })
         })
         .collect()
 }
@@ -160,7 +165,12 @@ pub async fn run(
         for sel in select_databases(policy, &all, opts.database.as_deref()) {
             let r = match sel {
                 Ok(db) => backup_one(policy, instance, targets, opts, &db, requested).await,
-                Err((name, msg)) => failed(&name, requested, opts.copy_only, Error::new(ErrorKind::Config, msg).with("server", &instance.name)),
+                Err((name, msg)) => failed(
+                    &name,
+                    requested,
+                    opts.copy_only,
+                    Error::new(ErrorKind::Config, msg).with("server", &instance.name),
+                ),
             };
             results.push(r);
         }
@@ -265,7 +275,10 @@ async fn backup_steps(
             "recovery model SIMPLE allows no log backups: set it to FULL (ALTER DATABASE ... SET RECOVERY FULL) or drop the log schedule for this database",
         )));
     }
-    if kind != BackupKind::Full && !opts.copy_only && !catalog::has_full_base(&mut sql, &db.name).await? {
+    if kind != BackupKind::Full
+        && !opts.copy_only
+        && !catalog::has_full_base(&mut sql, &db.name).await?
+    {
         res.notes.push(format!(
             "no full backup in msdb to base a {kind} backup on: took a full backup instead"
         ));
@@ -336,8 +349,14 @@ async fn backup_steps(
             .await
         {
             Ok(r) => break (files, r),
-            Err(e) if attempt == 1 && kind == BackupKind::Diff && e.context("sql_error") == Some("3035") => {
-                res.notes.push("SQL Server has no differential base (3035): took a full backup instead".into());
+            Err(e)
+                if attempt == 1
+                    && kind == BackupKind::Diff
+                    && e.context("sql_error") == Some("3035") =>
+            {
+                res.notes.push(
+                    "SQL Server has no differential base (3035): took a full backup instead".into(),
+                );
                 kind = BackupKind::Full;
             }
             Err(e) => return Err(ctx(e)),
@@ -378,13 +397,18 @@ async fn backup_steps(
         let f = bakfile::inspect(l).map_err(|e| ctx(e).with("file", l.display()))?;
         size += f.size;
         let set = f.sets.last().ok_or_else(|| {
-            ctx(Error::new(ErrorKind::Integrity, "the backup file holds no backup set")).with("file", l.display())
+            ctx(Error::new(
+                ErrorKind::Integrity,
+                "the backup file holds no backup set",
+            ))
+            .with("file", l.display())
         })?;
         if i == 0 {
             header_json = serde_json::to_value(&set.header).unwrap_or(Value::Null);
             if let Some(m) = &msdb {
-                compare(m, &set.header, set.kind.map(|k| k.letter()))
-                    .map_err(|m| ctx(Error::new(ErrorKind::Integrity, m)).with("file", l.display()))?;
+                compare(m, &set.header, set.kind.map(|k| k.letter())).map_err(|m| {
+                    ctx(Error::new(ErrorKind::Integrity, m)).with("file", l.display())
+                })?;
             } else {
                 res.notes.push("msdb has no history row for this file (error 3009?): the file's own header is the record".into());
             }
@@ -406,29 +430,64 @@ async fn backup_steps(
     meta.insert("instance".into(), json!(instance.name));
     meta.insert("database".into(), json!(db.name));
     meta.insert("type".into(), json!(kind.as_str()));
-    meta.insert("copy_only".into(), json!(opts.copy_only && kind != BackupKind::Diff));
-    meta.insert("first_lsn".into(), lsn(msdb.as_ref().and_then(|m| m.first_lsn), "FirstLSN"));
-    meta.insert("last_lsn".into(), lsn(msdb.as_ref().and_then(|m| m.last_lsn), "LastLSN"));
-    meta.insert("checkpoint_lsn".into(), lsn(msdb.as_ref().and_then(|m| m.checkpoint_lsn), "CheckpointLSN"));
-    meta.insert("database_backup_lsn".into(), lsn(msdb.as_ref().and_then(|m| m.database_backup_lsn), "DatabaseBackupLSN"));
+    meta.insert(
+        "copy_only".into(),
+        json!(opts.copy_only && kind != BackupKind::Diff),
+    );
+    meta.insert(
+        "first_lsn".into(),
+        lsn(msdb.as_ref().and_then(|m| m.first_lsn), "FirstLSN"),
+    );
+    meta.insert(
+        "last_lsn".into(),
+        lsn(msdb.as_ref().and_then(|m| m.last_lsn), "LastLSN"),
+    );
+    meta.insert(
+        "checkpoint_lsn".into(),
+        lsn(
+            msdb.as_ref().and_then(|m| m.checkpoint_lsn),
+            "CheckpointLSN",
+        ),
+    );
+    meta.insert(
+        "database_backup_lsn".into(),
+        lsn(
+            msdb.as_ref().and_then(|m| m.database_backup_lsn),
+            "DatabaseBackupLSN",
+        ),
+    );
     meta.insert(
         "backup_start".into(),
-        msdb.as_ref().and_then(|m| m.backup_start_date).map(|d| json!(date_text(d))).unwrap_or_else(|| h("BackupStartDate")),
+        msdb.as_ref()
+            .and_then(|m| m.backup_start_date)
+            .map(|d| json!(date_text(d)))
+            .unwrap_or_else(|| h("BackupStartDate")),
     );
     meta.insert(
         "backup_finish".into(),
-        msdb.as_ref().and_then(|m| m.backup_finish_date).map(|d| json!(date_text(d))).unwrap_or(Value::Null),
+        msdb.as_ref()
+            .and_then(|m| m.backup_finish_date)
+            .map(|d| json!(date_text(d)))
+            .unwrap_or(Value::Null),
     );
     meta.insert("size".into(), json!(size));
     meta.insert(
         "has_backup_checksums".into(),
-        json!(msdb.as_ref().map(|m| m.has_backup_checksums).unwrap_or(false) || h("HasBackupChecksums") == json!(true)),
+        json!(
+            msdb.as_ref()
+                .map(|m| m.has_backup_checksums)
+                .unwrap_or(false)
+                || h("HasBackupChecksums") == json!(true)
+        ),
     );
     meta.insert("verifyonly".into(), json!("passed"));
     meta.insert("compression".into(), json!(policy.compression));
     meta.insert("files".into(), Value::Array(per_file));
     meta.insert("header".into(), header_json.clone());
-    meta.insert("msdb".into(), serde_json::to_value(&msdb).unwrap_or(Value::Null));
+    meta.insert(
+        "msdb".into(),
+        serde_json::to_value(&msdb).unwrap_or(Value::Null),
+    );
     meta.insert("policy".into(), json!(policy.name));
     if let Some(r) = &opts.reason {
         meta.insert("reason".into(), json!(r));
@@ -511,10 +570,17 @@ pub async fn offsite(t: &Target, files: &[PathBuf], bopts: &BackupOptions) -> Of
     .await
 }
 
-fn compare(m: &MsdbBackup, h: &bakfile::BackupHeader, letter: Option<char>) -> std::result::Result<(), String> {
+fn compare(
+    m: &MsdbBackup,
+    h: &bakfile::BackupHeader,
+    letter: Option<char>,
+) -> std::result::Result<(), String> {
     let mut diffs = Vec::new();
     if !m.database_name.eq_ignore_ascii_case(&h.database_name) {
-        diffs.push(format!("database: msdb {:?}, file {:?}", m.database_name, h.database_name));
+        diffs.push(format!(
+            "database: msdb {:?}, file {:?}",
+            m.database_name, h.database_name
+        ));
     }
     if let Some(l) = letter {
         if l != m.backup_type {
@@ -525,7 +591,11 @@ fn compare(m: &MsdbBackup, h: &bakfile::BackupHeader, letter: Option<char>) -> s
         ("FirstLSN", m.first_lsn, h.first_lsn),
         ("LastLSN", m.last_lsn, h.last_lsn),
         ("CheckpointLSN", m.checkpoint_lsn, h.checkpoint_lsn),
-        ("DatabaseBackupLSN", m.database_backup_lsn, h.database_backup_lsn),
+        (
+            "DatabaseBackupLSN",
+            m.database_backup_lsn,
+            h.database_backup_lsn,
+        ),
     ] {
         if let (Some(a), Some(b)) = (a, b) {
             if a != b {

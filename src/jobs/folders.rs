@@ -75,15 +75,27 @@ pub async fn run(
                     error: None,
                 };
                 if let Err(e) = std::fs::read_dir(&f.path) {
-                    r.status = if f.role == FolderRole::Workstation { "missed" } else { "failed" }.into();
+                    r.status = if f.role == FolderRole::Workstation {
+                        "missed"
+                    } else {
+                        "failed"
+                    }
+                    .into();
                     r.error = Some(format!("cannot read {}: {e}", f.path.display()));
                     if let Some(t) = targets.first() {
                         if let Ok(snaps) = t.repo.snapshots().await {
                             let tag = format!("folder:{}", f.name);
-                            if let Some(s) = snaps.iter().rev().find(|s| s.snapshot.tags.contains(&tag)) {
+                            if let Some(s) =
+                                snaps.iter().rev().find(|s| s.snapshot.tags.contains(&tag))
+                            {
                                 let when = s.snapshot.time;
-                                r.last_good = when.format(&time::format_description::well_known::Rfc3339).ok();
-                                r.last_good_age_hours = Some((time::OffsetDateTime::now_utc() - when).as_seconds_f64() / 3600.0);
+                                r.last_good = when
+                                    .format(&time::format_description::well_known::Rfc3339)
+                                    .ok();
+                                r.last_good_age_hours = Some(
+                                    (time::OffsetDateTime::now_utc() - when).as_seconds_f64()
+                                        / 3600.0,
+                                );
                             }
                         }
                     }
@@ -93,7 +105,14 @@ pub async fn run(
                 let mut tags = vec![
                     "program-folder".to_string(),
                     format!("folder:{}", f.name),
-                    format!("role:{}", if f.role == FolderRole::Server { "server" } else { "workstation" }),
+                    format!(
+                        "role:{}",
+                        if f.role == FolderRole::Server {
+                            "server"
+                        } else {
+                            "workstation"
+                        }
+                    ),
                     format!("policy:{}", policy.name),
                 ];
                 tags.extend(extra_tags.iter().cloned());
@@ -101,9 +120,15 @@ pub async fn run(
                 meta.insert("folder".into(), json!(f.name));
                 meta.insert("path".into(), json!(f.path.display().to_string()));
                 meta.insert("policy".into(), json!(policy.name));
-                let bopts = BackupOptions { tags, kind: SnapshotKind::Files, meta, pinned };
+                let bopts = BackupOptions {
+                    tags,
+                    kind: SnapshotKind::Files,
+                    meta,
+                    pinned,
+                };
                 for t in targets {
-                    r.offsite.push(offsite(t, std::slice::from_ref(&f.path), &bopts).await);
+                    r.offsite
+                        .push(offsite(t, std::slice::from_ref(&f.path), &bopts).await);
                 }
                 if r.offsite.iter().any(|o| !o.verified) {
                     r.status = "failed".into();
@@ -116,7 +141,11 @@ pub async fn run(
             results.push(r);
         }
         let ok = results.iter().all(|r| r.status != "failed");
-        FoldersRun { policy: policy.name.clone(), results, ok }
+        FoldersRun {
+            policy: policy.name.clone(),
+            results,
+            ok,
+        }
     }
     .instrument(span)
     .await

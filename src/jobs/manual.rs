@@ -53,19 +53,29 @@ pub async fn run(
         let databases = db_backup::run(policy, instance, targets, &opts).await?;
         let mut meta = BTreeMap::new();
         meta.insert("reason".to_string(), json!(reason));
-        let folders = folders::run(policy, targets, true, true, &["manual".to_string()], &meta).await;
+        let folders =
+            folders::run(policy, targets, true, true, &["manual".to_string()], &meta).await;
         let mut restorable = Vec::new();
         for r in &databases.results {
             if r.ok {
                 let snaps: Vec<String> = r
                     .offsite
                     .iter()
-                    .map(|o| format!("{} (snapshot {})", o.target, o.snapshot.as_deref().unwrap_or("?")))
+                    .map(|o| {
+                        format!(
+                            "{} (snapshot {})",
+                            o.target,
+                            o.snapshot.as_deref().unwrap_or("?")
+                        )
+                    })
                     .collect();
                 restorable.push(format!(
                     "database {}: copy-only full of {}, from {}",
                     r.database,
-                    r.meta.get("backup_start").and_then(|v| v.as_str()).unwrap_or("?"),
+                    r.meta
+                        .get("backup_start")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?"),
                     snaps.join(", ")
                 ));
             } else {
@@ -81,9 +91,20 @@ pub async fn run(
                 let snaps: Vec<String> = f
                     .offsite
                     .iter()
-                    .map(|o| format!("{} (snapshot {})", o.target, o.snapshot.as_deref().unwrap_or("?")))
+                    .map(|o| {
+                        format!(
+                            "{} (snapshot {})",
+                            o.target,
+                            o.snapshot.as_deref().unwrap_or("?")
+                        )
+                    })
                     .collect();
-                restorable.push(format!("folder {} ({}): from {}", f.name, f.path, snaps.join(", ")));
+                restorable.push(format!(
+                    "folder {} ({}): from {}",
+                    f.name,
+                    f.path,
+                    snaps.join(", ")
+                ));
             } else {
                 restorable.push(format!(
                     "folder {} ({}): NOT backed up: {}",
@@ -94,7 +115,13 @@ pub async fn run(
             }
         }
         let ok = databases.ok && folders.ok;
-        Ok(ManualRun { reason: reason.to_string(), databases, folders, restorable, ok })
+        Ok(ManualRun {
+            reason: reason.to_string(),
+            databases,
+            folders,
+            restorable,
+            ok,
+        })
     }
     .instrument(span)
     .await

@@ -20,7 +20,9 @@ use crate::sqlserver::{quote, run_long, Instance};
 
 /// Descriptions of every native backup in the repository; sources are
 /// `SNAPSHOT:FILE`.
-pub async fn describe_repository(repo: &Repository) -> Result<(Vec<BackupDescription>, Vec<SnapshotRef>)> {
+pub async fn describe_repository(
+    repo: &Repository,
+) -> Result<(Vec<BackupDescription>, Vec<SnapshotRef>)> {
     let snaps: Vec<SnapshotRef> = repo
         .snapshots()
         .await?
@@ -44,7 +46,11 @@ fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
         Some("log") => 'L',
         _ => '?',
     };
-    let files = m.get("files").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let files = m
+        .get("files")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
     files
         .iter()
         .map(|f| {
@@ -66,7 +72,10 @@ fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
                 backup_start_date: st("backup_start").and_then(|d| MtfDate::parse_text(&d)),
                 family_count: g("family_count"),
                 family_sequence: g("family_sequence"),
-                media_set_id: f.get("media_set_id").and_then(|v| v.as_str()).map(str::to_string),
+                media_set_id: f
+                    .get("media_set_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 unusable: None,
             }
         })
@@ -74,7 +83,11 @@ fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
 }
 
 /// Plans a restore of `database` (to `at`) from the repository's manifests.
-pub async fn plan_from_repository(repo: &Repository, database: &str, at: Option<MtfDate>) -> Result<RestorePlan> {
+pub async fn plan_from_repository(
+    repo: &Repository,
+    database: &str,
+    at: Option<MtfDate>,
+) -> Result<RestorePlan> {
     let span = info_span!("job", job = "restore db plan", database);
     async {
         let (descs, _) = describe_repository(repo).await?;
@@ -85,7 +98,10 @@ pub async fn plan_from_repository(repo: &Repository, database: &str, at: Option<
                 at,
             },
         );
-        if descs.iter().all(|d| !d.database_name.eq_ignore_ascii_case(database)) {
+        if descs
+            .iter()
+            .all(|d| !d.database_name.eq_ignore_ascii_case(database))
+        {
             p.ok = false;
             p.problems.push(format!(
                 "the repository holds no native backup of database {database:?}"
@@ -128,8 +144,14 @@ pub struct RestoreDbRun {
 }
 
 /// Runs the restore.
-pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &RestoreDbOptions) -> Result<RestoreDbRun> {
-    let span = info_span!("job", job = "restore db run", database = %o.database, as_name = %o.as_name);
+pub async fn run(
+    policy: &Policy,
+    instance: &Instance,
+    repo: &Repository,
+    o: &RestoreDbOptions,
+) -> Result<RestoreDbRun> {
+    let span =
+        info_span!("job", job = "restore db run", database = %o.database, as_name = %o.as_name);
     async {
         let (descs, snaps) = describe_repository(repo).await?;
         let p = plan(
@@ -144,29 +166,47 @@ pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &Re
                 ErrorKind::Refused,
                 format!(
                     "the restore chain is broken, nothing was restored: {}",
-                    if p.problems.is_empty() { "no full backup".into() } else { p.problems.join("; ") }
+                    if p.problems.is_empty() {
+                        "no full backup".into()
+                    } else {
+                        p.problems.join("; ")
+                    }
                 ),
             )
             .with("database", &o.database));
         }
         // Stage every file.
-        let sub = format!("{}_{}", safe(&o.as_name), time::OffsetDateTime::now_utc().unix_timestamp());
+        let sub = format!(
+            "{}_{}",
+            safe(&o.as_name),
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        );
         let local_dir: PathBuf = policy.staging.1.join(&sub);
         let server_dir = server_join(&policy.staging.0, &sub);
         std::fs::create_dir_all(&local_dir).map_err(|e| Error::io(&local_dir, e))?;
-        let by_short: BTreeMap<String, &SnapshotRef> = snaps.iter().map(|s| (s.id.short(), s)).collect();
+        let by_short: BTreeMap<String, &SnapshotRef> =
+            snaps.iter().map(|s| (s.id.short(), s)).collect();
         let mut staged = Vec::new();
         let mut server_files: BTreeMap<String, String> = BTreeMap::new();
         for step in &p.steps {
             for src in &step.files {
-                let (short, name) = src.split_once(':').ok_or_else(|| Error::new(ErrorKind::Internal, format!("bad source {src}")))?;
-                let snap = by_short
-                    .get(short)
-                    .ok_or_else(|| Error::new(ErrorKind::Internal, format!("snapshot {short} vanished")))?;
+                let (short, name) = src
+                    .split_once(':')
+                    .ok_or_else(|| Error::new(ErrorKind::Internal, format!("bad source {src}")))?;
+                let snap = by_short.get(short).ok_or_else(|| {
+                    Error::new(ErrorKind::Internal, format!("snapshot {short} vanished"))
+                })?;
                 let stage = info_span!("step", step = "stage", file = name);
-                repo.restore(snap, &local_dir, &RestoreOptions { path: Some(name.to_string()), overwrite: true })
-                    .instrument(stage)
-                    .await?;
+                repo.restore(
+                    snap,
+                    &local_dir,
+                    &RestoreOptions {
+                        path: Some(name.to_string()),
+                        overwrite: true,
+                    },
+                )
+                .instrument(stage)
+                .await?;
                 staged.push(local_dir.join(name).display().to_string());
                 server_files.insert(src.clone(), server_join(&server_dir, name));
             }
@@ -174,15 +214,27 @@ pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &Re
         let disks = |files: &[String]| -> String {
             files
                 .iter()
-                .map(|f| format!("DISK = {}", quote::string(server_files.get(f).map(String::as_str).unwrap_or(f))))
+                .map(|f| {
+                    format!(
+                        "DISK = {}",
+                        quote::string(server_files.get(f).map(String::as_str).unwrap_or(f))
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         // MOVE clauses from the full's file list.
-        let first = p.steps.first().ok_or_else(|| Error::new(ErrorKind::Internal, "empty plan"))?;
+        let first = p
+            .steps
+            .first()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "empty plan"))?;
         let mut sql = instance.connect().await?;
         let fl = sql
-            .rows(&format!("RESTORE FILELISTONLY FROM {} WITH FILE = {}", disks(&first.files), first.position))
+            .rows(&format!(
+                "RESTORE FILELISTONLY FROM {} WITH FILE = {}",
+                disks(&first.files),
+                first.position
+            ))
             .await
             .map_err(|e| e.with("database", &o.as_name))?;
         drop(sql);
@@ -193,12 +245,39 @@ pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &Re
             let ty = text(r, "Type").unwrap_or_else(|| "D".into());
             let target = if ty.eq_ignore_ascii_case("L") {
                 nl += 1;
-                server_join(&o.move_log, &format!("{}_log{}.ldf", safe(&o.as_name), if nl > 1 { nl.to_string() } else { String::new() }))
+                server_join(
+                    &o.move_log,
+                    &format!(
+                        "{}_log{}.ldf",
+                        safe(&o.as_name),
+                        if nl > 1 {
+                            nl.to_string()
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
             } else {
                 nd += 1;
-                server_join(&o.move_data, &format!("{}{}.{}", safe(&o.as_name), if nd > 1 { format!("_{nd}") } else { String::new() }, if nd > 1 { "ndf" } else { "mdf" }))
+                server_join(
+                    &o.move_data,
+                    &format!(
+                        "{}{}.{}",
+                        safe(&o.as_name),
+                        if nd > 1 {
+                            format!("_{nd}")
+                        } else {
+                            String::new()
+                        },
+                        if nd > 1 { "ndf" } else { "mdf" }
+                    ),
+                )
             };
-            moves.push(format!("MOVE {} TO {}", quote::string(&logical), quote::string(&target)));
+            moves.push(format!(
+                "MOVE {} TO {}",
+                quote::string(&logical),
+                quote::string(&target)
+            ));
         }
         let db = quote::ident(&o.as_name);
         let mut statements = Vec::new();
@@ -212,18 +291,33 @@ pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &Re
                         with.push("REPLACE".into());
                     }
                     with.push("NORECOVERY".into());
-                    format!("RESTORE DATABASE {db} FROM {} WITH {}", disks(&s.files), with.join(", "))
+                    format!(
+                        "RESTORE DATABASE {db} FROM {} WITH {}",
+                        disks(&s.files),
+                        with.join(", ")
+                    )
                 }
                 "differential" => {
                     with.push("NORECOVERY".into());
-                    format!("RESTORE DATABASE {db} FROM {} WITH {}", disks(&s.files), with.join(", "))
+                    format!(
+                        "RESTORE DATABASE {db} FROM {} WITH {}",
+                        disks(&s.files),
+                        with.join(", ")
+                    )
                 }
                 _ => {
                     with.push("NORECOVERY".into());
                     if let Some(at) = s.stop_at {
-                        with.push(format!("STOPAT = {}", quote::string(&at.to_string().replace(' ', "T"))));
+                        with.push(format!(
+                            "STOPAT = {}",
+                            quote::string(&at.to_string().replace(' ', "T"))
+                        ));
                     }
-                    format!("RESTORE LOG {db} FROM {} WITH {}", disks(&s.files), with.join(", "))
+                    format!(
+                        "RESTORE LOG {db} FROM {} WITH {}",
+                        disks(&s.files),
+                        with.join(", ")
+                    )
                 }
             };
             let step = info_span!("step", step = "restore", n = i + 1, kind = %s.kind);
@@ -236,7 +330,12 @@ pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &Re
         run_long(instance, &o.as_name, &recover, policy.stall, &mut |_| {}).await?;
         statements.push(recover);
         info!(steps = p.steps.len(), "database restored");
-        Ok(RestoreDbRun { plan: p, staged, statements, ok: true })
+        Ok(RestoreDbRun {
+            plan: p,
+            staged,
+            statements,
+            ok: true,
+        })
     }
     .instrument(span)
     .await
@@ -244,6 +343,12 @@ pub async fn run(policy: &Policy, instance: &Instance, repo: &Repository, o: &Re
 
 fn safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -89,9 +89,15 @@ pub fn prepare(dir: &Path) -> Result<bool> {
     let backups = dir.join("backups");
     std::fs::create_dir_all(&backups).map_err(|e| Error::io(&backups, e))?;
     let server = dir.join("pacs-server");
-    write(&server.join("config/pacs.ini"), "[archive]\nroot=\\\\pacs\\store\nvendor=Sandbox PACS 7.2\n")?;
+    write(
+        &server.join("config/pacs.ini"),
+        "[archive]\nroot=\\\\pacs\\store\nvendor=Sandbox PACS 7.2\n",
+    )?;
     write(&server.join("bin/version.txt"), "7.2.0\n")?;
-    write(&dir.join("workstations/diagnostic-1/viewer.ini"), "[viewer]\nlayout=2x2\n")?;
+    write(
+        &dir.join("workstations/diagnostic-1/viewer.ini"),
+        "[viewer]\nlayout=2x2\n",
+    )?;
     let policy = format!(
         r#"# The sandbox policy: the PACS database of the embedded simulator, the nightly plan
 # of a PACS site, a local-folder repository. See policies/pacs.toml for a real one.
@@ -172,7 +178,10 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
             Err(e) if e.kind() == ErrorKind::Config => Repository::init(storage, &pass).await?,
             Err(e) => return Err(e),
         };
-        let targets = vec![Target { name: t.name.clone(), repo: repo.clone() }];
+        let targets = vec![Target {
+            name: t.name.clone(),
+            repo: repo.clone(),
+        }];
         let instance = Instance::open(&policy.instance_spec()?).await?;
         let mut sql = instance.connect().await?;
         let opts = |kind| DbBackupOptions {
@@ -185,7 +194,8 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         // A day of PACS work, then the nightly plan.
         sql.exec("SIMCTL ADVANCE HOURS = 20, IMAGES = 400").await?;
         if first_run || !has_full {
-            nightly.push(db_backup::run(&policy, &instance, &targets, &opts(BackupKind::Full)).await?);
+            nightly
+                .push(db_backup::run(&policy, &instance, &targets, &opts(BackupKind::Full)).await?);
             sql.exec("SIMCTL ADVANCE HOURS = 4, IMAGES = 200").await?;
         }
         nightly.push(db_backup::run(&policy, &instance, &targets, &opts(BackupKind::Diff)).await?);
@@ -193,7 +203,14 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         nightly.push(db_backup::run(&policy, &instance, &targets, &opts(BackupKind::Log)).await?);
         let folders = folders::run(&policy, &targets, false, false, &[], &Default::default()).await;
         sql.exec("SIMCTL ADVANCE MINUTES = 10, IMAGES = 20").await?;
-        let manual = manual::run(&policy, &instance, &targets, "sandbox: before the PACS 7.3 upgrade", progress.clone()).await?;
+        let manual = manual::run(
+            &policy,
+            &instance,
+            &targets,
+            "sandbox: before the PACS 7.3 upgrade",
+            progress.clone(),
+        )
+        .await?;
         let plan = restore_db::plan_from_repository(&repo, "PACS", None).await?;
         let snapshots = repo.snapshots().await?.len();
         let ok = nightly.iter().all(|n| n.ok) && folders.ok && manual.ok && plan.ok;

@@ -117,7 +117,11 @@ impl Cron {
     }
 
     /// The latest firing at or before `t` within `horizon`.
-    pub fn last_at_or_before(&self, t: PrimitiveDateTime, horizon: Duration) -> Option<PrimitiveDateTime> {
+    pub fn last_at_or_before(
+        &self,
+        t: PrimitiveDateTime,
+        horizon: Duration,
+    ) -> Option<PrimitiveDateTime> {
         let mut c = t.replace_second(0).ok()?.replace_nanosecond(0).ok()?;
         let stop = t - horizon;
         while c >= stop {
@@ -157,7 +161,10 @@ mod tests {
         assert!(full.matches(sun) && !diff.matches(sun) && log.matches(sun));
         assert!(diff.matches(datetime!(2026-11-30 01:00)));
         assert!(!log.matches(datetime!(2026-11-30 01:07)));
-        assert_eq!(log.next_after(datetime!(2026-11-30 01:07)), Some(datetime!(2026-11-30 01:15)));
+        assert_eq!(
+            log.next_after(datetime!(2026-11-30 01:07)),
+            Some(datetime!(2026-11-30 01:15))
+        );
         assert_eq!(
             full.last_at_or_before(datetime!(2026-12-01 12:00), Duration::days(8)),
             Some(sun)
@@ -170,7 +177,9 @@ mod tests {
         assert!(Cron::parse("* * *").unwrap_err().contains("5 fields"));
         assert!(Cron::parse("61 * * * *").unwrap_err().contains("minute"));
         assert!(Cron::parse("0 25 * * *").unwrap_err().contains("hour"));
-        assert!(Cron::parse("0 1 * * FUNDAY").unwrap_err().contains("day-of-week"));
+        assert!(Cron::parse("0 1 * * FUNDAY")
+            .unwrap_err()
+            .contains("day-of-week"));
         assert!(Cron::parse("*/0 * * * *").unwrap_err().contains("step"));
     }
 }

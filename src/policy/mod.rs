@@ -273,7 +273,11 @@ impl Policy {
                     format!(
                         "no policy {spec:?}: not a file, and no {} (known: {})",
                         p.display(),
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 ));
             }
@@ -285,8 +289,11 @@ impl Policy {
     /// Loads and validates one policy file; relative paths are relative to `config_dir`.
     pub fn load(path: &Path, config_dir: &Path) -> Result<Policy> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("cannot read {}: {e}", path.display()))
-                .with("file", path.display())
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot read {}: {e}", path.display()),
+            )
+            .with("file", path.display())
         })?;
         let raw: PolicyFile = crate::config::parse_str(path, &text)?;
         let name = path
@@ -318,7 +325,10 @@ impl Policy {
         if raw.backup.stripes == 0 || raw.backup.stripes > 64 {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("{}: key `backup.stripes`: 1 to 64 files per backup", path.display()),
+                format!(
+                    "{}: key `backup.stripes`: 1 to 64 files per backup",
+                    path.display()
+                ),
             )
             .with("file", path.display())
             .with("key", "backup.stripes"));
@@ -350,16 +360,19 @@ impl Policy {
         } else {
             ConnectionSource::Embedded(resolve(
                 config_dir,
-                inst.embedded_simulator.as_deref().unwrap_or(Path::new("simulator")),
+                inst.embedded_simulator
+                    .as_deref()
+                    .unwrap_or(Path::new("simulator")),
             ))
         };
-        let databases = if raw.databases.include.iter().any(|d| d == "*") || raw.databases.include.is_empty() {
-            DatabaseSelection::AllUser {
-                exclude: raw.databases.exclude.clone(),
-            }
-        } else {
-            DatabaseSelection::Names(raw.databases.include.clone())
-        };
+        let databases =
+            if raw.databases.include.iter().any(|d| d == "*") || raw.databases.include.is_empty() {
+                DatabaseSelection::AllUser {
+                    exclude: raw.databases.exclude.clone(),
+                }
+            } else {
+                DatabaseSelection::Names(raw.databases.include.clone())
+            };
         let mut folders = Vec::new();
         for (i, f) in raw.folders.iter().enumerate() {
             folders.push(ProgramFolder {
@@ -475,7 +488,13 @@ impl Policy {
     ) -> Vec<(String, PathBuf)> {
         let safe: String = database
             .chars()
-            .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         (1..=self.stripes)
             .map(|i| {
@@ -490,7 +509,10 @@ impl Policy {
                 }
                 n.push('.');
                 n.push_str(kind.extension());
-                (server_join(&self.server_folder, &n), self.local_folder.join(&n))
+                (
+                    server_join(&self.server_folder, &n),
+                    self.local_folder.join(&n),
+                )
             })
             .collect()
     }
@@ -541,6 +563,9 @@ mod tests {
         assert_eq!(f[0].0, "E:\\B\\PA_CS_full_20261125_010000.bak");
         let sun = time::macros::datetime!(2026-11-29 01:00);
         assert_eq!(p.due_kind(sun), Some(BackupKind::Full));
-        assert_eq!(p.due_kind(sun + time::Duration::minutes(20)), Some(BackupKind::Log));
+        assert_eq!(
+            p.due_kind(sun + time::Duration::minutes(20)),
+            Some(BackupKind::Log)
+        );
     }
 }

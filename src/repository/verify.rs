@@ -344,7 +344,11 @@ impl Repository {
                 }),
             }
         }
-        info!(ok = report.ok(), packs_read = report.packs_read, "snapshot verified");
+        info!(
+            ok = report.ok(),
+            packs_read = report.packs_read,
+            "snapshot verified"
+        );
         Ok(report)
     }
 

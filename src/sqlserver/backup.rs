@@ -143,10 +143,7 @@ pub fn verifyonly_sql(files: &[String]) -> String {
         .iter()
         .map(|f| format!("DISK = {}", quote::string(f)))
         .collect();
-    format!(
-        "RESTORE VERIFYONLY FROM {} WITH CHECKSUM",
-        disks.join(", ")
-    )
+    format!("RESTORE VERIFYONLY FROM {} WITH CHECKSUM", disks.join(", "))
 }
 
 /// Timing of a long statement.

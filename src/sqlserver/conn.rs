@@ -88,7 +88,9 @@ pub struct Instance {
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance").field("name", &self.name).finish()
+        f.debug_struct("Instance")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -259,7 +261,7 @@ impl Sql {
     }
 }
 
-fn cell<'a>(row: &'a Row, col: impl ColIdx) -> Option<&'a ColumnData<'static>> {
+fn cell(row: &Row, col: impl ColIdx) -> Option<&ColumnData<'static>> {
     let i = col.index(row)?;
     row.cells().nth(i).map(|(_, d)| d)
 }

@@ -756,14 +756,21 @@ fn config_errors_name_file_line_and_key_and_secrets_stay_out_of_toml() {
 fn windows_snapshot_names_survive_a_restore_on_linux_and_back() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt.block_on(Repository::init(local(&t.repo()), PASSPHRASE)).unwrap();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
     // Take a real snapshot, then rewrite it as the Windows host would have written it.
     let src = t.path("Server");
     std::fs::create_dir_all(src.join("影像 模块")).unwrap();
     std::fs::write(src.join("影像 模块").join("报告模板.xml"), b"<t/>").unwrap();
     std::fs::write(src.join("PACS Server.exe"), b"MZ").unwrap();
-    let rep = rt.block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default())).unwrap();
-    let mut snap = rt.block_on(repo.find_snapshot(&rep.snapshot_id.to_hex())).unwrap().snapshot;
+    let rep = rt
+        .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
+        .unwrap();
+    let mut snap = rt
+        .block_on(repo.find_snapshot(&rep.snapshot_id.to_hex()))
+        .unwrap()
+        .snapshot;
     snap.sources[0].path = r"D:\PACS\Server".to_string();
     snap.hostname = "PACS-APP01".into();
     for e in &mut snap.entries {
@@ -773,12 +780,26 @@ fn windows_snapshot_names_survive_a_restore_on_linux_and_back() {
     let id = rt.block_on(repo.save_snapshot(&snap)).unwrap();
     let win = rt.block_on(repo.find_snapshot(&id.to_hex())).unwrap();
     let out = t.path("linux-restore");
-    let r = rt.block_on(repo.restore(&win, &out, &RestoreOptions::default())).unwrap();
+    let r = rt
+        .block_on(repo.restore(&win, &out, &RestoreOptions::default()))
+        .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert_eq!(std::fs::read(out.join("Server/影像 模块/报告模板.xml")).unwrap(), b"<t/>");
-    let again = rt.block_on(repo.backup(&[out.join("Server")], &BackupOptions::default())).unwrap();
-    let back = rt.block_on(repo.find_snapshot(&again.snapshot_id.to_hex())).unwrap();
-    let back_paths: Vec<String> = back.snapshot.entries.iter().map(|e| e.path.clone()).collect();
+    assert_eq!(
+        std::fs::read(out.join("Server/影像 模块/报告模板.xml")).unwrap(),
+        b"<t/>"
+    );
+    let again = rt
+        .block_on(repo.backup(&[out.join("Server")], &BackupOptions::default()))
+        .unwrap();
+    let back = rt
+        .block_on(repo.find_snapshot(&again.snapshot_id.to_hex()))
+        .unwrap();
+    let back_paths: Vec<String> = back
+        .snapshot
+        .entries
+        .iter()
+        .map(|e| e.path.clone())
+        .collect();
     assert_eq!(win_paths, back_paths);
     assert_eq!(again.summary.new_chunks, 0, "same content must dedup");
 }

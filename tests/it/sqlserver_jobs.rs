@@ -47,7 +47,11 @@ async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     let c = cfg.config();
     private_file(&c.join("repo.pass"), PASSPHRASE);
     private_file(&c.join("sql.conn"), ado);
-    std::fs::write(c.join("pacsbak.toml"), "[repository]\npassword_file = \"repo.pass\"\n").unwrap();
+    std::fs::write(
+        c.join("pacsbak.toml"),
+        "[repository]\npassword_file = \"repo.pass\"\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(c.join("policies")).unwrap();
     std::fs::create_dir_all(backup_dir).unwrap();
     std::fs::create_dir_all(cfg.path("programs/server")).unwrap();
@@ -71,7 +75,9 @@ async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     Repository::init(storage, PASSPHRASE).await.unwrap();
     let policy = Policy::find(&c, "t").unwrap();
     let targets = open_targets(&dir, &policy).await.unwrap();
-    let instance = Instance::open(&policy.instance_spec().unwrap()).await.unwrap();
+    let instance = Instance::open(&policy.instance_spec().unwrap())
+        .await
+        .unwrap();
     Env {
         cfg,
         policy,
@@ -126,9 +132,14 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
     let mut c = sim::connect(s.addr).await;
     // (time after the work, row counts then)
     let mut history: Vec<(time::PrimitiveDateTime, [i64; 3])> = Vec::new();
-    let first = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(BackupKind::Full))
-        .await
-        .unwrap();
+    let first = db_backup::run(
+        &env.policy,
+        &env.instance,
+        &env.targets,
+        &opts(BackupKind::Full),
+    )
+    .await
+    .unwrap();
     assert!(first.ok, "{first:#?}");
     let mut prev = now(&mut c).await;
     let (mut fulls, mut diffs, mut logs) = (1, 0, 0);
@@ -157,9 +168,15 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
             BackupKind::Log => logs += 1,
         }
         if step == 20 {
-            let m = manual::run(&env.policy, &env.instance, &env.targets, "mid-week upgrade", None)
-                .await
-                .unwrap();
+            let m = manual::run(
+                &env.policy,
+                &env.instance,
+                &env.targets,
+                "mid-week upgrade",
+                None,
+            )
+            .await
+            .unwrap();
             assert!(m.ok, "{m:#?}");
             assert!(m.databases.results[0].meta["copy_only"] == serde_json::json!(true));
             assert!(m.restorable.iter().any(|l| l.contains("database PACS")));
@@ -167,11 +184,19 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
         }
     }
     // The last step must end on a log so every point before it is covered.
-    let last = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(BackupKind::Log))
-        .await
-        .unwrap();
+    let last = db_backup::run(
+        &env.policy,
+        &env.instance,
+        &env.targets,
+        &opts(BackupKind::Log),
+    )
+    .await
+    .unwrap();
     assert!(last.ok);
-    assert!(fulls >= 2 && diffs >= 5 && logs >= 30, "{fulls} {diffs} {logs}");
+    assert!(
+        fulls >= 2 && diffs >= 5 && logs >= 30,
+        "{fulls} {diffs} {logs}"
+    );
 
     // A random point between two workloads (not before the first).
     let i = rand::thread_rng().gen_range(0..history.len() - 1);
@@ -211,7 +236,14 @@ async fn fault_env() -> (sim::Sim, Env, sim::Conn) {
 
 /// Runs a backup under `fault` and checks it failed clearly with `number`, stored
 /// nothing and removed nothing offsite.
-async fn assert_fault(env: &Env, c: &mut sim::Conn, fault: &str, kind: BackupKind, number: Option<u32>, words: &str) {
+async fn assert_fault(
+    env: &Env,
+    c: &mut sim::Conn,
+    fault: &str,
+    kind: BackupKind,
+    number: Option<u32>,
+    words: &str,
+) {
     let before_snaps = env.repo().snapshots().await.unwrap().len();
     let before_files = repo_files(&env.cfg.repo());
     sim::exec(c, &format!("SIMCTL FAULT {fault}")).await;
@@ -222,36 +254,99 @@ async fn assert_fault(env: &Env, c: &mut sim::Conn, fault: &str, kind: BackupKin
     let d = &r.results[0];
     assert!(!r.ok && !d.ok, "{fault}: {r:#?}");
     let err = d.error.clone().unwrap();
-    assert!(err.contains("server: SIM") && err.contains("database: PACS"), "{fault}: {err}");
-    assert!(err.to_lowercase().contains(&words.to_lowercase()), "{fault}: {err}");
+    assert!(
+        err.contains("server: SIM") && err.contains("database: PACS"),
+        "{fault}: {err}"
+    );
+    assert!(
+        err.to_lowercase().contains(&words.to_lowercase()),
+        "{fault}: {err}"
+    );
     if let Some(n) = number {
         assert_eq!(d.sql_error, Some(n), "{fault}: {err}");
     }
-    assert_eq!(env.repo().snapshots().await.unwrap().len(), before_snaps, "{fault}: a snapshot was stored");
-    assert!(repo_files(&env.cfg.repo()).is_superset(&before_files), "{fault}: something offsite was deleted");
+    assert_eq!(
+        env.repo().snapshots().await.unwrap().len(),
+        before_snaps,
+        "{fault}: a snapshot was stored"
+    );
+    assert!(
+        repo_files(&env.cfg.repo()).is_superset(&before_files),
+        "{fault}: something offsite was deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_injected_fault_fails_clearly_and_stores_nothing() {
     let (s, mut env, mut c) = fault_env().await;
-    let ok = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(BackupKind::Full))
-        .await
-        .unwrap();
+    let ok = db_backup::run(
+        &env.policy,
+        &env.instance,
+        &env.targets,
+        &opts(BackupKind::Full),
+    )
+    .await
+    .unwrap();
     assert!(ok.ok, "{ok:#?}");
-    assert_fault(&env, &mut c, "disk_full AT 50", BackupKind::Full, Some(3202), "not enough space").await;
+    assert_fault(
+        &env,
+        &mut c,
+        "disk_full AT 50",
+        BackupKind::Full,
+        Some(3202),
+        "not enough space",
+    )
+    .await;
     let prefix = s.dir.path().join("backups").display().to_string();
-    assert_fault(&env, &mut c, &format!("unreachable_path N'{prefix}'"), BackupKind::Diff, Some(3201), "network path").await;
-    assert_fault(&env, &mut c, "damage_after_write", BackupKind::Full, Some(3183), "VERIFYONLY").await;
-    assert_fault(&env, &mut c, "damage_after_write", BackupKind::Log, Some(3189), "VERIFYONLY").await;
-    assert_fault(&env, &mut c, "drop_connection AT 40", BackupKind::Full, None, "connection").await;
+    assert_fault(
+        &env,
+        &mut c,
+        &format!("unreachable_path N'{prefix}'"),
+        BackupKind::Diff,
+        Some(3201),
+        "network path",
+    )
+    .await;
+    assert_fault(
+        &env,
+        &mut c,
+        "damage_after_write",
+        BackupKind::Full,
+        Some(3183),
+        "VERIFYONLY",
+    )
+    .await;
+    assert_fault(
+        &env,
+        &mut c,
+        "damage_after_write",
+        BackupKind::Log,
+        Some(3189),
+        "VERIFYONLY",
+    )
+    .await;
+    assert_fault(
+        &env,
+        &mut c,
+        "drop_connection AT 40",
+        BackupKind::Full,
+        None,
+        "connection",
+    )
+    .await;
     // A backup that stops moving is abandoned by the stall detector.
     env.policy.stall = std::time::Duration::from_secs(2);
     sim::exec(&mut c, "SIMCTL FAULT slow_backup 20000").await;
     let before = env.repo().snapshots().await.unwrap().len();
     sim::exec(&mut c, "SIMCTL FAULT pause_backup AT 30").await;
-    let r = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(BackupKind::Full))
-        .await
-        .unwrap();
+    let r = db_backup::run(
+        &env.policy,
+        &env.instance,
+        &env.targets,
+        &opts(BackupKind::Full),
+    )
+    .await
+    .unwrap();
     sim::exec(&mut c, "SIMCTL RESUME").await;
     sim::exec(&mut c, "SIMCTL CLEAR").await;
     let err = r.results[0].error.clone().unwrap_or_default();
@@ -259,39 +354,91 @@ async fn each_injected_fault_fails_clearly_and_stores_nothing() {
     assert_eq!(env.repo().snapshots().await.unwrap().len(), before);
     // Pre-flight: SIMPLE recovery refuses log backups before any BACKUP runs.
     sim::exec(&mut c, "ALTER DATABASE [PACS] SET RECOVERY SIMPLE").await;
-    let r = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(BackupKind::Log))
-        .await
-        .unwrap();
-    assert!(!r.ok && r.results[0].error.as_deref().unwrap_or("").contains("SIMPLE"), "{r:#?}");
+    let r = db_backup::run(
+        &env.policy,
+        &env.instance,
+        &env.targets,
+        &opts(BackupKind::Log),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !r.ok
+            && r.results[0]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("SIMPLE"),
+        "{r:#?}"
+    );
     // And a database that does not exist is named.
     let mut o = opts(BackupKind::Full);
     o.database = Some("Nope]".into());
-    let r = db_backup::run(&env.policy, &env.instance, &env.targets, &o).await.unwrap();
-    assert!(!r.ok && r.results[0].error.as_deref().unwrap_or("").contains("does not exist"));
+    let r = db_backup::run(&env.policy, &env.instance, &env.targets, &o)
+        .await
+        .unwrap();
+    assert!(
+        !r.ok
+            && r.results[0]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("does not exist")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     let (_s, env, _c) = fault_env().await;
-    let r = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(BackupKind::Diff))
-        .await
-        .unwrap();
+    let r = db_backup::run(
+        &env.policy,
+        &env.instance,
+        &env.targets,
+        &opts(BackupKind::Diff),
+    )
+    .await
+    .unwrap();
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.results[0].kind, BackupKind::Full);
     assert!(r.results[0].notes.iter().any(|n| n.contains("took a full")));
     let m = &r.results[0].meta;
-    for k in ["instance", "database", "type", "copy_only", "first_lsn", "last_lsn", "checkpoint_lsn", "database_backup_lsn", "backup_start", "backup_finish", "size", "has_backup_checksums", "header", "files"] {
+    for k in [
+        "instance",
+        "database",
+        "type",
+        "copy_only",
+        "first_lsn",
+        "last_lsn",
+        "checkpoint_lsn",
+        "database_backup_lsn",
+        "backup_start",
+        "backup_finish",
+        "size",
+        "has_backup_checksums",
+        "header",
+        "files",
+    ] {
         assert!(m.contains_key(k), "manifest meta lacks {k}");
     }
     assert_eq!(m["has_backup_checksums"], serde_json::json!(true));
     let snaps = env.repo().snapshots().await.unwrap();
     assert!(snaps[0].snapshot.entries[0].blake3.is_some());
     // Folders: the switched-off workstation is missed, not a failure.
-    let f = pacsbak::jobs::folders::run(&env.policy, &env.targets, false, false, &[], &Default::default()).await;
+    let f = pacsbak::jobs::folders::run(
+        &env.policy,
+        &env.targets,
+        false,
+        false,
+        &[],
+        &Default::default(),
+    )
+    .await;
     assert!(f.ok, "{f:#?}");
     assert_eq!(f.results.iter().filter(|r| r.status == "missed").count(), 1);
     // Check: findings with severities and actions.
-    let ck = pacsbak::jobs::check::run(&env.policy, &env.instance).await.unwrap();
+    let ck = pacsbak::jobs::check::run(&env.policy, &env.instance)
+        .await
+        .unwrap();
     assert!(ck.findings.iter().any(|f| f.area == "rpo"), "{ck:#?}");
     assert!(ck.findings.iter().all(|f| !f.action.is_empty()));
 }
@@ -309,11 +456,18 @@ fn sandbox_runs_in_a_fresh_folder_and_continues() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         text
     };
     let first = run();
-    assert!(first.contains("(new)") && first.contains("verdict: OK"), "{first}");
+    assert!(
+        first.contains("(new)") && first.contains("verdict: OK"),
+        "{first}"
+    );
     assert!(first.contains("MISSED"));
     let second = run();
     assert!(second.contains("continued"), "{second}");
@@ -325,7 +479,11 @@ fn sandbox_runs_in_a_fresh_folder_and_continues() {
         .env_remove("PACSBAK_PASSWORD")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], serde_json::json!(true));
 }
@@ -336,12 +494,17 @@ async fn mssql_backup_verify_and_plan_from_the_repository() {
         println!("skipped: mssql_backup_verify_and_plan_from_the_repository: PACSBAK_TEST_MSSQL is not set (an ADO connection string; PACSBAK_TEST_MSSQL_FOLDER a folder both the server and this host see)");
         return;
     };
-    let folder = std::env::var("PACSBAK_TEST_MSSQL_FOLDER").unwrap_or_else(|_| "/var/opt/mssql/backup".into());
+    let folder = std::env::var("PACSBAK_TEST_MSSQL_FOLDER")
+        .unwrap_or_else(|_| "/var/opt/mssql/backup".into());
     let env = setup(&ado, Path::new(&folder), "full = \"0 0 * * SUN\"").await;
     for kind in [BackupKind::Full, BackupKind::Diff, BackupKind::Log] {
-        let r = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(kind)).await.unwrap();
+        let r = db_backup::run(&env.policy, &env.instance, &env.targets, &opts(kind))
+            .await
+            .unwrap();
         assert!(r.ok, "{kind}: {r:#?}");
     }
-    let plan = restore_db::plan_from_repository(env.repo(), "PACS", None).await.unwrap();
+    let plan = restore_db::plan_from_repository(env.repo(), "PACS", None)
+        .await
+        .unwrap();
     assert!(plan.ok && plan.steps.len() >= 2, "{plan:#?}");
 }
