@@ -65,6 +65,9 @@ fn toml_str(p: &Path) -> String {
 pub fn prepare(dir: &Path) -> Result<bool> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    // Where the suggested `restore db run` puts the drill database's files.
+    let drill = dir.join("drill");
+    std::fs::create_dir_all(&drill).map_err(|e| Error::io(&drill, e))?;
     if dir.join("pacsbak.toml").is_file() {
         return Ok(false);
     }

@@ -118,6 +118,9 @@ impl Instance {
                 config.command_timeout(None);
                 config.handshake_timeout(Some(Duration::from_secs(30)));
                 config.application_name("pacsbak");
+                if spec.encryption == Encryption::Off {
+                    warn!(server = %spec.name, "encryption = \"off\": the login and all data cross the network in plaintext");
+                }
                 if spec.encryption == Encryption::LegacyTls10
                     && cfg!(unix)
                     && std::env::var_os("OPENSSL_CONF").is_none()
