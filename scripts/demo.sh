@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The main job end to end on the embedded default: a local-folder repository under
+# The main job end to end: `pacsbak sandbox` in target/sandbox (the bundled SQL Server
+# simulator, nightly plan, manual backup, restore plan from the repository; a second
+# run continues from the first), then a program-folder round trip: a local-folder repository under
 # target/demo/, the sample PACS program folder in examples/ backed up, verified
 # (reading every byte back) and restored, then compared with the original.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=target/release/pacsbak
+$bin sandbox --dir target/sandbox
 demo=target/demo
 rm -rf "$demo"
 mkdir -p "$demo/config/storage-targets"

@@ -9,7 +9,10 @@ pub mod bakfile;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod jobs;
+pub mod policy;
 pub mod simulator;
+pub mod sqlserver;
 
 pub use error::{Error, ErrorKind};
 pub mod repository;

@@ -1,4 +1,6 @@
-//! `pacsbak backup files`: snapshot folders and files into the repository.
+//! `pacsbak backup files|db|folders|manual`: snapshot folders and files into the
+//! repository; native SQL Server backups, program folders and the manual
+//! pre-upgrade backup of a policy.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,15 +32,54 @@ enum BackupCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Native SQL Server backups of a policy's databases, verified and offsite.
+    Db {
+        /// Policy name (policies/NAME.toml) or file.
+        #[arg(long)]
+        policy: String,
+        /// full, diff or log (default: what the policy's schedules make due now).
+        #[arg(long = "type")]
+        kind: Option<crate::sqlserver::BackupKind>,
+        /// Only this database.
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// The program folders of a policy (server and workstations).
+    Folders {
+        /// Policy name or file.
+        #[arg(long)]
+        policy: String,
+    },
+    /// Before an upgrade: COPY_ONLY fulls of every database and the server program
+    /// folders, offsite, verified, pinned.
+    Manual {
+        /// Policy name or file.
+        #[arg(long)]
+        policy: String,
+        /// Why (recorded in every snapshot).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Runs `backup ...`.
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
-    let BackupCommand::Files {
-        target,
-        tags,
-        paths,
-    } = args.command;
+    let (target, tags, paths) = match args.command {
+        BackupCommand::Files {
+            target,
+            tags,
+            paths,
+        } => (target, tags, paths),
+        BackupCommand::Db {
+            policy,
+            kind,
+            database,
+        } => return super::backup_db::run_db(global, &policy, kind, database),
+        BackupCommand::Folders { policy } => return super::backup_db::run_folders(global, &policy),
+        BackupCommand::Manual { policy, reason } => {
+            return super::backup_db::run_manual(global, &policy, &reason)
+        }
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let repo = open_repository(global, target.as_deref()).await?;

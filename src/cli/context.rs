@@ -74,3 +74,33 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// The configuration folder and the policy named by `--policy`.
+pub fn load_policy(
+    global: &GlobalArgs,
+    policy: &str,
+) -> anyhow::Result<(ConfigDir, crate::policy::Policy)> {
+    let cfg = load_config(global)?;
+    let p = crate::policy::Policy::find(&cfg.dir, policy)?;
+    Ok((cfg, p))
+}
+
+/// A progress display on stderr when it is a terminal (and not with `--json`).
+pub fn terminal_progress(json: bool) -> Option<crate::jobs::Progress> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(std::sync::Arc::new(|what: &str, pct: f64| {
+        let width = 30usize;
+        let filled = ((pct / 100.0) * width as f64).round() as usize;
+        eprint!(
+            "\r  {what:<24} [{}{}] {pct:>3.0}%",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width))
+        );
+        if pct >= 100.0 {
+            eprintln!();
+        }
+    }))
+}

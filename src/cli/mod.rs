@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod backup;
+mod backup_db;
+mod check;
 mod context;
 mod copy;
 mod diff;
@@ -17,6 +19,7 @@ mod inspect;
 mod repo;
 mod restore;
 mod restore_files;
+mod sandbox;
 mod simulator;
 mod snapshots;
 mod target;
@@ -69,13 +72,19 @@ pub enum Command {
     Copy(copy::CopyArgs),
     /// Run the SQL Server simulator (TDS) for tests and training.
     Simulator(simulator::SimulatorArgs),
+    /// Check an instance against a policy: Agent, recovery models, growth, log, space, RPO.
+    Check(check::CheckArgs),
+    /// Try pacsbak end to end on the bundled simulator, in a folder of its own.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_tracing(global: &GlobalArgs) {
     let default = match global.verbose {
-        0 => "warn",
-        1 => "info",
+        // tiberius warns on every plaintext connection; the policy's `encryption`
+        // already says so, and pacsbak warns itself where it matters.
+        0 => "warn,tiberius=error",
+        1 => "info,tiberius=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -102,5 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Target(a) => target::run(g, a),
         Command::Copy(a) => copy::run(g, a),
         Command::Simulator(a) => simulator::run(a),
+        Command::Check(a) => check::run(g, a),
+        Command::Sandbox(a) => sandbox::run(g, a),
     }
 }

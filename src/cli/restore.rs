@@ -40,16 +40,51 @@ pub struct DbArgs {
 /// Database restore steps.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Work out the restore sequence (full, differential, logs) by LSN.
+    /// Work out the restore sequence (full, differential, logs) by LSN, from a
+    /// folder of backup files or (without --from-folder) from the repository alone.
     Plan(PlanArgs),
+    /// Fetch the chain from the repository and run the RESTORE sequence.
+    Run(RunArgs),
+}
+
+/// Arguments of `restore db run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Policy whose instance restores (and whose staging folder it reads).
+    #[arg(long)]
+    pub policy: String,
+    /// Database whose backups to restore.
+    #[arg(long)]
+    pub database: String,
+    /// Point in time, server local time.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Name to restore as (e.g. PACS_drill).
+    #[arg(long = "as")]
+    pub as_name: String,
+    /// Folder for the data files, as SQL Server sees it.
+    #[arg(long)]
+    pub move_data: String,
+    /// Folder for the log files, as SQL Server sees it.
+    #[arg(long)]
+    pub move_log: String,
+    /// Replace an existing database of that name.
+    #[arg(long)]
+    pub replace: bool,
+    /// Storage target to restore from.
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 /// Arguments of `restore db plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Folder of .bak/.trn files.
+    /// Folder of .bak/.trn files; without it, the repository's manifests.
     #[arg(long)]
-    pub from_folder: PathBuf,
+    pub from_folder: Option<PathBuf>,
+    /// Storage target (when planning from the repository).
+    #[arg(long)]
+    pub target: Option<String>,
     /// Database to plan for (required when the folder holds several).
     #[arg(long)]
     pub database: Option<String>,
@@ -63,7 +98,8 @@ pub fn run(global: &super::GlobalArgs, args: RestoreArgs) -> anyhow::Result<Exit
     match args.command {
         RestoreCommand::Files(f) => super::restore_files::run(global, f),
         RestoreCommand::Db(db) => match &db.command {
-            DbCommand::Plan(p) => run_plan(p, global.json),
+            DbCommand::Plan(p) => run_plan(global, p),
+            DbCommand::Run(r) => run_restore(global, r),
         },
     }
 }
@@ -73,16 +109,43 @@ fn parse_at(s: &str) -> anyhow::Result<MtfDate> {
     MtfDate::parse_text(s).with_context(|| format!("--at {s:?}: expected YYYY-MM-DD HH:MM[:SS]"))
 }
 
-fn run_plan(args: &PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
+fn run_plan(global: &super::GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let json = global.json;
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let (descriptions, unreadable) = describe_folder(&args.from_folder)
-        .with_context(|| format!("reading {}", args.from_folder.display()))?;
-    let req = PlanRequest {
-        database: args.database.clone(),
-        at,
+    let (p, from) = match &args.from_folder {
+        Some(folder) => {
+            let (descriptions, unreadable) =
+                describe_folder(folder).with_context(|| format!("reading {}", folder.display()))?;
+            let req = PlanRequest {
+                database: args.database.clone(),
+                at,
+            };
+            let mut p = plan(&descriptions, &req);
+            p.skipped.extend(unreadable);
+            (p, folder.display().to_string())
+        }
+        None => {
+            let db = args
+                .database
+                .clone()
+                .context("--database is required when planning from the repository")?;
+            let rt = super::context::runtime()?;
+            rt.block_on(async {
+                let repo = super::context::open_repository(global, args.target.as_deref()).await?;
+                let p = crate::jobs::restore_db::plan_from_repository(&repo, &db, at).await?;
+                anyhow::Ok((p, format!("the repository on {}", repo.storage().name())))
+            })?
+        }
     };
-    let mut p = plan(&descriptions, &req);
-    p.skipped.extend(unreadable);
+    print_plan(&p, &from, json)
+}
+
+/// Prints a plan; exit 1 when it is broken.
+pub fn print_plan(
+    p: &crate::bakfile::RestorePlan,
+    from: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json {
@@ -93,7 +156,7 @@ fn run_plan(args: &PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
             out,
             "Restore plan for [{}] from {}{}",
             p.database.as_deref().unwrap_or("?"),
-            args.from_folder.display(),
+            from,
             p.at.map(|a| format!(" to {a}")).unwrap_or_default()
         )?;
         for (i, s) in p.steps.iter().enumerate() {
@@ -136,5 +199,42 @@ fn run_plan(args: &PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCode> {
+    let at = a.at.as_deref().map(parse_at).transpose()?;
+    let (cfg, policy) = super::context::load_policy(global, &a.policy)?;
+    let rt = super::context::runtime()?;
+    rt.block_on(async {
+        let target = a.target.clone().or_else(|| policy.targets.first().cloned());
+        let t = cfg.target(target.as_deref())?;
+        let pass = crate::config::repository_passphrase(&cfg.main, &cfg.dir)?;
+        let repo = crate::repository::Repository::open(t.open()?, &pass).await?;
+        let instance = crate::sqlserver::Instance::open(&policy.instance_spec()?).await?;
+        let o = crate::jobs::restore_db::RestoreDbOptions {
+            database: a.database.clone(),
+            at,
+            as_name: a.as_name.clone(),
+            move_data: a.move_data.clone(),
+            move_log: a.move_log.clone(),
+            replace: a.replace,
+        };
+        let r = crate::jobs::restore_db::run(&policy, &instance, &repo, &o).await?;
+        if global.json {
+            super::context::print_json(&r)?;
+        } else {
+            println!(
+                "Restored [{}] as [{}] from the repository on {}",
+                a.database, a.as_name, t.name
+            );
+            for f in &r.staged {
+                println!("  staged  {f}");
+            }
+            for s in &r.statements {
+                println!("  ran     {s}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     })
 }

@@ -13,3 +13,4 @@ mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;
 mod targets;
+mod sqlserver_jobs;

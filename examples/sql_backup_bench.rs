@@ -1,0 +1,94 @@
+//! Benchmark of a native backup end to end on the simulator: a PACS database grown
+//! to SIZE_GIB (default 1) by simulated work, then BACKUP alone, against BACKUP +
+//! RESTORE VERIFYONLY + offsite ingest + offsite read-back (`backup db`). The issue's
+//! bar: the whole within 2x of the BACKUP alone.
+//!
+//! `cargo run --release --example sql_backup_bench [-- SIZE_GIB [DIR]]`
+
+use std::time::Instant;
+
+use pacsbak::config::ConfigDir;
+use pacsbak::jobs::db_backup::{self, DbBackupOptions};
+use pacsbak::jobs::open_targets;
+use pacsbak::policy::Policy;
+use pacsbak::repository::Repository;
+use pacsbak::sqlserver::{run_long, BackupKind, Instance};
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let gib: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let base = args
+        .get(2)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::tempdir_in(base)?;
+    let d = tmp.path();
+    std::fs::create_dir_all(d.join("storage-targets"))?;
+    std::fs::create_dir_all(d.join("policies"))?;
+    std::fs::create_dir_all(d.join("backups"))?;
+    std::fs::write(d.join("pass"), "benchmark passphrase")?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("pass"), std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::write(d.join("pacsbak.toml"), "[repository]\npassword_file = \"pass\"\n")?;
+    std::fs::write(d.join("storage-targets/local.toml"), "service = \"fs\"\nroot = \"repo\"\n")?;
+    std::fs::write(
+        d.join("policies/b.toml"),
+        format!(
+            "[instance]\nname = \"BENCH\"\nembedded_simulator = \"sim\"\nencryption = \"off\"\n[databases]\ninclude = [\"PACS\"]\n[backup]\nserver_folder = '{}'\n[offsite]\ntargets = [\"local\"]\n",
+            d.join("backups").display()
+        ),
+    )?;
+    let cfg = ConfigDir::load(d)?;
+    Repository::init(cfg.target(Some("local"))?.open()?, "benchmark passphrase").await?;
+    let policy = Policy::find(d, "b")?;
+    let targets = open_targets(&cfg, &policy).await?;
+    let instance = Instance::open(&policy.instance_spec()?).await?;
+    let mut sql = instance.connect().await?;
+
+    let want = (gib * (1u64 << 30) as f64) as i64;
+    let t = Instant::now();
+    loop {
+        let rows = sql
+            .rows("SELECT SUM(size) FROM sys.master_files WHERE database_id = DB_ID(N'PACS') AND type_desc = 'ROWS'")
+            .await?;
+        let bytes = rows.first().and_then(|r| pacsbak::sqlserver::conn::int(r, 0usize)).unwrap_or(0) * 8192;
+        if bytes >= want {
+            eprintln!("database at {} MiB after {:.0} s of simulated work", bytes >> 20, t.elapsed().as_secs_f64());
+            break;
+        }
+        sql.exec("SIMCTL ADVANCE MINUTES = 10, IMAGES = 200000").await?;
+    }
+
+    let alone = d.join("backups/alone.bak");
+    let stmt = format!(
+        "BACKUP DATABASE [PACS] TO DISK = N'{}' WITH CHECKSUM, INIT, COPY_ONLY",
+        alone.display()
+    );
+    let b = run_long(&instance, "PACS", &stmt, std::time::Duration::from_secs(600), &mut |_| {}).await?;
+    let size = std::fs::metadata(&alone)?.len();
+    std::fs::remove_file(&alone)?;
+
+    let t = Instant::now();
+    let opts = DbBackupOptions { kind: Some(BackupKind::Full), ..DbBackupOptions::default() };
+    let r = db_backup::run(&policy, &instance, &targets, &opts).await?;
+    let total = t.elapsed().as_secs_f64();
+    let x = &r.results[0];
+    if !r.ok {
+        return Err(format!("backup failed: {:?}", x.error).into());
+    }
+    let o = &x.offsite[0];
+    println!("| step | seconds |");
+    println!("|---|---|");
+    println!("| BACKUP alone ({} MiB file) | {:.2} |", size >> 20, b.seconds);
+    println!("| `backup db`: BACKUP | {:.2} |", x.backup_seconds);
+    println!("| `backup db`: RESTORE VERIFYONLY | {:.2} |", x.verifyonly_seconds);
+    println!("| `backup db`: offsite ingest | {:.2} |", o.ingest_seconds);
+    println!("| `backup db`: offsite read-back | {:.2} |", o.verify_seconds);
+    println!("| `backup db` end to end (all of the above, pre-flight, msdb, header) | {total:.2} |");
+    println!("| ratio end to end / BACKUP alone | {:.2} |", total / b.seconds);
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! `pacsbak sandbox [--dir DIR]`: see src/jobs/sandbox.rs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::backup_db::{print_db_run, print_folders_run};
+use super::context::{print_json, runtime, terminal_progress};
+use super::GlobalArgs;
+
+/// Arguments of `sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// The sandbox folder (created, or continued when it exists).
+    #[arg(long, default_value = "pacsbak-sandbox")]
+    pub dir: PathBuf,
+}
+
+/// Runs the sandbox.
+pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let r = rt.block_on(crate::jobs::sandbox::run(
+        &a.dir,
+        terminal_progress(global.json),
+    ))?;
+    if global.json {
+        print_json(&r)?;
+        return Ok(if r.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let d = &r.dir;
+    println!(
+        "pacsbak sandbox in {d} ({})\n",
+        if r.first_run {
+            "new"
+        } else {
+            "continued from its last run"
+        }
+    );
+    println!("1. The nightly plan on the simulated PACS database (BACKUP WITH CHECKSUM, RESTORE VERIFYONLY, offsite, read back):");
+    for n in &r.nightly {
+        print_db_run(n);
+    }
+    println!("\n2. Program folders (a switched-off workstation is missed, not a failure):");
+    print_folders_run(&r.folders);
+    println!("\n3. Manual pre-upgrade backup (COPY_ONLY, pinned):");
+    for l in &r.manual.restorable {
+        println!("  {l}");
+    }
+    println!("\n4. Restore plan for PACS from the repository alone (as if msdb were gone):");
+    let _ = super::restore::print_plan(&r.plan, "the repository", false)?;
+    println!("\nWhere everything is:");
+    println!("  configuration   {d}  (pacsbak.toml, policies/sandbox.toml, storage-targets/offsite.toml)");
+    println!("  repository      {d}/repository  ({} snapshots, encrypted; passphrase in {d}/repository.pass)", r.snapshots);
+    println!("  backup files    {d}/backups  (as SQL Server wrote them)");
+    println!("  simulator       {d}/simulator  (the embedded SQL Server's state)");
+    println!("\nTry next:");
+    println!("  pacsbak --config {d} snapshots");
+    println!("  pacsbak --config {d} check --policy sandbox");
+    println!("  pacsbak --config {d} backup db --policy sandbox --type log");
+    println!("  pacsbak --config {d} restore db plan --database PACS");
+    println!("  pacsbak --config {d} restore db run --policy sandbox --database PACS --as PACS_drill --move-data {d}/drill --move-log {d}/drill");
+    println!("  pacsbak sandbox --dir {d}     (again: continues with the next day)");
+    println!(
+        "\n{} in {:.1} s",
+        if r.ok {
+            "Done"
+        } else {
+            "FINISHED WITH FAILURES"
+        },
+        r.seconds
+    );
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

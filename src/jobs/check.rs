@@ -1,0 +1,153 @@
+//! `check`: what threatens the policy's backups on the instance, each finding with a
+//! severity and what to do: the Agent, recovery model against the log schedule, a
+//! log waiting for LOG_BACKUP, percent or tiny growth steps, log usage, free space
+//! on the backup volume, and the age of the last backup against the RPO.
+
+use serde::Serialize;
+use tracing::{info_span, Instrument};
+
+use super::db_backup::select_databases;
+use super::free_space;
+use crate::error::Result;
+use crate::policy::Policy;
+use crate::sqlserver::catalog;
+use crate::sqlserver::{BackupKind, Instance};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fine, for the record.
+    Ok,
+    /// Worth knowing.
+    Info,
+    /// Will hurt if left.
+    Warning,
+    /// Backups are failing the policy now.
+    Critical,
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Severity.
+    pub severity: Severity,
+    /// What it is about (`agent`, `recovery-model`, `growth`, `rpo`...).
+    pub area: String,
+    /// The database, when it is about one.
+    pub database: Option<String>,
+    /// What was found.
+    pub finding: String,
+    /// What to do.
+    pub action: String,
+}
+
+/// The check's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Policy.
+    pub policy: String,
+    /// Instance.
+    pub instance: String,
+    /// Findings, worst first.
+    pub findings: Vec<Finding>,
+    /// The worst severity.
+    pub worst: Severity,
+}
+
+/// Runs the check.
+pub async fn run(policy: &Policy, instance: &Instance) -> Result<CheckReport> {
+    let span = info_span!("job", job = "check", policy = %policy.name);
+    async {
+        let mut f = Vec::new();
+        let mut add = |severity, area: &str, database: Option<&str>, finding: String, action: &str| {
+            f.push(Finding {
+                severity,
+                area: area.into(),
+                database: database.map(str::to_string),
+                finding,
+                action: action.into(),
+            })
+        };
+        let mut sql = instance.connect().await?;
+        match catalog::agent_status(&mut sql).await {
+            Ok(Some(s)) if s.eq_ignore_ascii_case("Running") => add(Severity::Ok, "agent", None, "SQL Server Agent is running".into(), "nothing"),
+            Ok(Some(s)) => add(Severity::Warning, "agent", None, format!("SQL Server Agent is {s}: maintenance plans and jobs do not run"), "start the SQL Server Agent service and set it to start automatically"),
+            Ok(None) => add(Severity::Info, "agent", None, "no SQL Server Agent on this instance (Express edition?)".into(), "pacsbak's own schedule must cover every backup"),
+            Err(e) => add(Severity::Info, "agent", None, format!("Agent status unreadable: {e}"), "grant VIEW SERVER STATE to pacsbak's login"),
+        }
+        let dbs = catalog::databases(&mut sql).await?;
+        let files = catalog::master_files(&mut sql).await?;
+        let last = catalog::last_backups(&mut sql).await?;
+        let now = catalog::server_now(&mut sql).await?.unwrap_or_else(|| {
+            let n = time::OffsetDateTime::now_utc();
+            time::PrimitiveDateTime::new(n.date(), n.time())
+        });
+        let has_log_schedule = policy.schedules.contains_key(&BackupKind::Log);
+        let mut largest = 0i64;
+        for sel in select_databases(policy, &dbs, None) {
+            let db = match sel {
+                Ok(d) => d,
+                Err((n, m)) => {
+                    add(Severity::Critical, "database", Some(&n), m, "fix the policy's database list or bring the database back");
+                    continue;
+                }
+            };
+            let name = db.name.as_str();
+            if !db.state.eq_ignore_ascii_case("ONLINE") {
+                add(Severity::Critical, "state", Some(name), format!("database is {}", db.state), "bring it online; it cannot be backed up");
+            }
+            let simple = db.recovery_model.eq_ignore_ascii_case("SIMPLE");
+            if simple && has_log_schedule {
+                add(Severity::Critical, "recovery-model", Some(name), "recovery model SIMPLE, but the policy schedules log backups: they will fail and point-in-time restore is impossible".into(), "ALTER DATABASE ... SET RECOVERY FULL, then take a full backup");
+            } else if !simple && !has_log_schedule {
+                add(Severity::Warning, "recovery-model", Some(name), format!("recovery model {} without log backups in the policy: the log grows until the disk is full", db.recovery_model), "add a log schedule (e.g. every 15 minutes) or switch to SIMPLE if point-in-time restore is not needed");
+            }
+            if db.log_reuse_wait.eq_ignore_ascii_case("LOG_BACKUP") {
+                add(Severity::Warning, "log-reuse", Some(name), "the log waits for a log backup (log_reuse_wait_desc = LOG_BACKUP)".into(), "run `pacsbak backup db --type log` and check the log schedule runs");
+            }
+            let mine: Vec<_> = files.iter().filter(|x| x.database_id == db.id).collect();
+            largest = largest.max(mine.iter().filter(|x| !x.type_desc.eq_ignore_ascii_case("LOG")).map(|x| x.size_pages).sum());
+            for file in &mine {
+                if file.is_percent_growth {
+                    add(Severity::Warning, "growth", Some(name), format!("file {} grows by {} percent: growth steps get huge on a large file", file.name, file.growth), "set a fixed growth (e.g. 256 MB for data, 128 MB for log)");
+                } else if file.growth > 0 && file.growth < 8192 {
+                    add(Severity::Warning, "growth", Some(name), format!("file {} grows by {} MB at a time: many tiny steps fragment it", file.name, file.growth * 8 / 1024), "set a fixed growth of at least 64 MB");
+                }
+            }
+            if let Ok(Some((total, pct))) = catalog::log_usage(&mut sql, name).await {
+                if pct >= 80.0 {
+                    add(Severity::Warning, "log-usage", Some(name), format!("log {pct:.0} percent used of {} MB", total / 1_048_576), "take a log backup; find what keeps the log from being reused");
+                }
+            }
+            let newest = last
+                .iter()
+                .filter(|(d, _, _)| d.eq_ignore_ascii_case(name))
+                .filter_map(|(_, _, t)| *t)
+                .max();
+            match (policy.rpo(name), newest) {
+                (Some(rpo), Some(t)) => {
+                    let age = (now - t).whole_minutes();
+                    if age > rpo as i64 {
+                        add(Severity::Critical, "rpo", Some(name), format!("last backup {age} minutes ago, RPO {rpo} minutes"), "run the due backup now and find why the schedule did not");
+                    } else {
+                        add(Severity::Ok, "rpo", Some(name), format!("last backup {age} minutes ago, within the RPO of {rpo} minutes"), "nothing");
+                    }
+                }
+                (_, None) => add(Severity::Critical, "rpo", Some(name), "no backup in msdb".into(), "run `pacsbak backup db --type full` now"),
+                (None, Some(_)) => add(Severity::Info, "rpo", Some(name), "no RPO set for this database".into(), "set [rpo] in the policy"),
+            }
+        }
+        let need = (largest.max(0) as u64) * 8192;
+        match free_space(&policy.local_folder) {
+            Some(free) if free < need => add(Severity::Critical, "free-space", None, format!("{} MB free on the backup volume, the largest database needs about {} MB", free / 1_048_576, need / 1_048_576), "free space or move the backup folder"),
+            Some(free) => add(Severity::Ok, "free-space", None, format!("{} MB free on the backup volume", free / 1_048_576), "nothing"),
+            None => add(Severity::Info, "free-space", None, format!("free space of {} unknown (not a local volume)", policy.local_folder.display()), "check the share's quota"),
+        }
+        f.sort_by_key(|x| std::cmp::Reverse(x.severity));
+        let worst = f.first().map(|x| x.severity).unwrap_or(Severity::Ok);
+        Ok(CheckReport { policy: policy.name.clone(), instance: instance.name.clone(), findings: f, worst })
+    }
+    .instrument(span)
+    .await
+}

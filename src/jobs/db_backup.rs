@@ -1,0 +1,614 @@
+//! `backup db`: for each database of a policy, pre-flight, BACKUP WITH CHECKSUM,
+//! RESTORE VERIFYONLY WITH CHECKSUM, cross-check of the file's own header against
+//! msdb, then the file into the repository of every target as a `sql-backup`
+//! snapshot, and a read-back of that snapshot's data on each target.
+//!
+//! A backup that fails VERIFYONLY, or whose file and msdb disagree, gets no
+//! snapshot. Nothing is ever deleted, here or offsite. One database failing does not
+//! stop the others; it makes the run fail.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tracing::{info, info_span, warn, Instrument};
+
+use super::{date_text, free_space, stamp, Progress, Target};
+use crate::bakfile::{self, Lsn};
+use crate::error::{Error, ErrorKind, Result};
+use crate::policy::{DatabaseSelection, Policy};
+use crate::repository::{BackupOptions, SnapshotKind};
+use crate::sqlserver::catalog::{self, DatabaseInfo, MsdbBackup};
+use crate::sqlserver::{run_long, verifyonly_sql, BackupKind, BackupStatement, Instance};
+
+/// What to back up.
+#[derive(Clone, Default)]
+pub struct DbBackupOptions {
+    /// The type; `None`: the one the policy's schedules make due now.
+    pub kind: Option<BackupKind>,
+    /// Only this database.
+    pub database: Option<String>,
+    /// COPY_ONLY (manual backups).
+    pub copy_only: bool,
+    /// Pin the snapshots.
+    pub pinned: bool,
+    /// Extra tags.
+    pub tags: Vec<String>,
+    /// Why (manual backups), recorded in the manifest.
+    pub reason: Option<String>,
+    /// Progress callback.
+    pub progress: Option<Progress>,
+}
+
+/// One target's copy of one backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct OffsiteCopy {
+    /// Target name.
+    pub target: String,
+    /// Snapshot id (short), when stored.
+    pub snapshot: Option<String>,
+    /// The snapshot's data was read back and matched.
+    pub verified: bool,
+    /// Seconds to store it.
+    pub ingest_seconds: f64,
+    /// Seconds to read it back.
+    pub verify_seconds: f64,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// The outcome for one database.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbBackupResult {
+    /// Database.
+    pub database: String,
+    /// The type asked for.
+    pub requested: BackupKind,
+    /// The type taken.
+    pub kind: BackupKind,
+    /// COPY_ONLY.
+    pub copy_only: bool,
+    /// Everything worth telling (a full taken instead of a diff...).
+    pub notes: Vec<String>,
+    /// Files as pacsbak sees them.
+    pub files: Vec<String>,
+    /// Bytes in the files.
+    pub size: u64,
+    /// BACKUP seconds.
+    pub backup_seconds: f64,
+    /// VERIFYONLY seconds.
+    pub verifyonly_seconds: f64,
+    /// Copies on the targets.
+    pub offsite: Vec<OffsiteCopy>,
+    /// The manifest metadata recorded.
+    pub meta: BTreeMap<String, Value>,
+    /// Success: backed up, verified, stored and read back on every target.
+    pub ok: bool,
+    /// The failure, with server, database and SQL Server error number.
+    pub error: Option<String>,
+    /// The SQL Server error number, when SQL Server failed it.
+    pub sql_error: Option<u32>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbBackupRun {
+    /// Policy name.
+    pub policy: String,
+    /// Instance name.
+    pub instance: String,
+    /// Per database.
+    pub results: Vec<DbBackupResult>,
+    /// Every database succeeded.
+    pub ok: bool,
+}
+
+/// The databases a policy selects, from sys.databases; names that do not exist are
+/// returned as errors.
+pub fn select_databases(
+    policy: &Policy,
+    all: &[DatabaseInfo],
+    only: Option<&str>,
+) -> Vec<std::result::Result<DatabaseInfo, (String, String)>> {
+    let mut names: Vec<String> = match &policy.databases {
+        DatabaseSelection::Names(n) => n.clone(),
+        DatabaseSelection::AllUser { exclude } => all
+            .iter()
+            .filter(|d| !d.is_system())
+            .filter(|d| !exclude.iter().any(|x| x.eq_ignore_ascii_case(&d.name)))
+            .map(|d| d.name.clone())
+            .collect(),
+    };
+    if let Some(o) = only {
+        names.retain(|n| n.eq_ignore_ascii_case(o));
+        if names.is_empty() {
+            names.push(o.to_string());
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            all.iter()
+                .find(|d| d.name.eq_ignore_ascii_case(&n))
+                .cloned()
+                .ok_or_else(|| {
+                    (
+                        n.clone(),
+                        format!("database {n:?} does not exist on the instance"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Runs `backup db`.
+pub async fn run(
+    policy: &Policy,
+    instance: &Instance,
+    targets: &[Target],
+    opts: &DbBackupOptions,
+) -> Result<DbBackupRun> {
+    let span = info_span!("job", job = "backup db", policy = %policy.name);
+    async {
+        let mut sql = instance.connect().await?;
+        let all = catalog::databases(&mut sql).await?;
+        let now = catalog::server_now(&mut sql).await.ok().flatten();
+        let requested = match opts.kind {
+            Some(k) => k,
+            None => now
+                .and_then(|n| policy.due_kind(n))
+                .unwrap_or(BackupKind::Full),
+        };
+        let mut results = Vec::new();
+        for sel in select_databases(policy, &all, opts.database.as_deref()) {
+            let r = match sel {
+                Ok(db) => backup_one(policy, instance, targets, opts, &db, requested).await,
+                Err((name, msg)) => failed(
+                    &name,
+                    requested,
+                    opts.copy_only,
+                    Error::new(ErrorKind::Config, msg).with("server", &instance.name),
+                ),
+            };
+            results.push(r);
+        }
+        let ok = !results.is_empty() && results.iter().all(|r| r.ok);
+        Ok(DbBackupRun {
+            policy: policy.name.clone(),
+            instance: instance.name.clone(),
+            results,
+            ok,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+fn failed(db: &str, kind: BackupKind, copy_only: bool, e: Error) -> DbBackupResult {
+    warn!(database = db, error = %e, "database backup failed");
+    DbBackupResult {
+        database: db.to_string(),
+        requested: kind,
+        kind,
+        copy_only,
+        notes: Vec::new(),
+        files: Vec::new(),
+        size: 0,
+        backup_seconds: 0.0,
+        verifyonly_seconds: 0.0,
+        offsite: Vec::new(),
+        meta: BTreeMap::new(),
+        ok: false,
+        sql_error: e.context("sql_error").and_then(|s| s.parse().ok()),
+        error: Some(e.to_string()),
+    }
+}
+
+async fn backup_one(
+    policy: &Policy,
+    instance: &Instance,
+    targets: &[Target],
+    opts: &DbBackupOptions,
+    db: &DatabaseInfo,
+    requested: BackupKind,
+) -> DbBackupResult {
+    let span = info_span!("database", database = %db.name, kind = %requested);
+    let mut res = DbBackupResult {
+        database: db.name.clone(),
+        requested,
+        kind: requested,
+        copy_only: opts.copy_only,
+        notes: Vec::new(),
+        files: Vec::new(),
+        size: 0,
+        backup_seconds: 0.0,
+        verifyonly_seconds: 0.0,
+        offsite: Vec::new(),
+        meta: BTreeMap::new(),
+        ok: false,
+        error: None,
+        sql_error: None,
+    };
+    match backup_steps(policy, instance, targets, opts, db, &mut res)
+        .instrument(span)
+        .await
+    {
+        Ok(()) => {
+            res.ok = res.offsite.iter().all(|o| o.verified) && !res.offsite.is_empty();
+            if !res.ok && res.error.is_none() {
+                res.error = Some("the offsite copy failed on at least one target".into());
+            }
+        }
+        Err(e) => {
+            res.ok = false;
+            res.sql_error = e.context("sql_error").and_then(|s| s.parse().ok());
+            res.error = Some(e.to_string());
+            warn!(database = %db.name, error = %e, "database backup failed");
+        }
+    }
+    res
+}
+
+async fn backup_steps(
+    policy: &Policy,
+    instance: &Instance,
+    targets: &[Target],
+    opts: &DbBackupOptions,
+    db: &DatabaseInfo,
+    res: &mut DbBackupResult,
+) -> Result<()> {
+    let ctx = |e: Error| e.with("server", &instance.name).with("database", &db.name);
+    let mut sql = instance.connect().await?;
+    // Pre-flight.
+    if !db.state.eq_ignore_ascii_case("ONLINE") {
+        return Err(ctx(Error::new(
+            ErrorKind::SqlServer,
+            format!("database is {}, not ONLINE: nothing to back up", db.state),
+        )));
+    }
+    let mut kind = res.requested;
+    if kind == BackupKind::Log && db.recovery_model.eq_ignore_ascii_case("SIMPLE") {
+        return Err(ctx(Error::new(
+            ErrorKind::Config,
+            "recovery model SIMPLE allows no log backups: set it to FULL (ALTER DATABASE ... SET RECOVERY FULL) or drop the log schedule for this database",
+        )));
+    }
+    if kind != BackupKind::Full
+        && !opts.copy_only
+        && !catalog::has_full_base(&mut sql, &db.name).await?
+    {
+        res.notes.push(format!(
+            "no full backup in msdb to base a {kind} backup on: took a full backup instead"
+        ));
+        kind = BackupKind::Full;
+    }
+    let files_all = catalog::master_files(&mut sql).await?;
+    let pages: i64 = files_all
+        .iter()
+        .filter(|f| f.database_id == db.id)
+        .filter(|f| (kind == BackupKind::Log) == f.type_desc.eq_ignore_ascii_case("LOG"))
+        .map(|f| f.size_pages)
+        .sum();
+    let estimate = (pages.max(0) as u64) * 8192;
+    std::fs::create_dir_all(&policy.local_folder).ok();
+    match free_space(&policy.local_folder) {
+        Some(free) if free < estimate => {
+            return Err(ctx(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "not enough free space for the backup: about {estimate} bytes needed, {free} free on the volume of {}",
+                    policy.local_folder.display()
+                ),
+            )))
+        }
+        Some(_) => {}
+        None => res.notes.push(format!(
+            "free space on {} unknown (not a local volume): not checked",
+            policy.local_folder.display()
+        )),
+    }
+    let now = catalog::server_now(&mut sql)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            let n = time::OffsetDateTime::now_utc();
+            time::PrimitiveDateTime::new(n.date(), n.time())
+        });
+    drop(sql);
+
+    let mut attempt = 0;
+    let (files, run) = loop {
+        attempt += 1;
+        let extra = if opts.copy_only { "_copyonly" } else { "" };
+        let mut files = policy.backup_files(&db.name, kind, &stamp(now), extra);
+        let mut n = 1;
+        while files.iter().any(|(_, l)| l.exists()) {
+            n += 1;
+            files = policy.backup_files(&db.name, kind, &format!("{}_{n}", stamp(now)), extra);
+        }
+        let stmt = BackupStatement {
+            database: db.name.clone(),
+            kind,
+            files: files.iter().map(|(s, _)| s.clone()).collect(),
+            compression: policy.compression,
+            copy_only: opts.copy_only,
+            description: opts.reason.as_ref().map(|r| format!("pacsbak: {r}")),
+        };
+        let label = format!("{} {kind}", db.name);
+        let mut cb = |p: f64| {
+            if let Some(pr) = &opts.progress {
+                pr(&label, p)
+            }
+        };
+        let step = info_span!("step", step = "backup", database = %db.name, kind = %kind);
+        match run_long(instance, &db.name, &stmt.sql(), policy.stall, &mut cb)
+            .instrument(step)
+            .await
+        {
+            Ok(r) => break (files, r),
+            Err(e)
+                if attempt == 1
+                    && kind == BackupKind::Diff
+                    && e.context("sql_error") == Some("3035") =>
+            {
+                res.notes.push(
+                    "SQL Server has no differential base (3035): took a full backup instead".into(),
+                );
+                kind = BackupKind::Full;
+            }
+            Err(e) => return Err(ctx(e)),
+        }
+    };
+    res.kind = kind;
+    res.backup_seconds = run.seconds;
+    res.files = files.iter().map(|(_, l)| l.display().to_string()).collect();
+    let server_files: Vec<String> = files.iter().map(|(s, _)| s.clone()).collect();
+
+    // VERIFYONLY.
+    let step = info_span!("step", step = "verifyonly", database = %db.name);
+    let v = run_long(instance, &db.name, &verifyonly_sql(&server_files), policy.stall, &mut |_| {})
+        .instrument(step)
+        .await
+        .map_err(|e| {
+            ctx(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "RESTORE VERIFYONLY failed: the backup is not usable and was not stored offsite: {}",
+                    e.message()
+                ),
+            ))
+            .with("sql_error", e.context("sql_error").unwrap_or("-"))
+            .with("file", &server_files[0])
+        })?;
+    res.verifyonly_seconds = v.seconds;
+
+    // msdb and the file's own header must agree.
+    let mut sql = instance.connect().await?;
+    let msdb = catalog::msdb_backup_for_device(&mut sql, &server_files[0]).await?;
+    drop(sql);
+    let local: Vec<PathBuf> = files.iter().map(|(_, l)| l.clone()).collect();
+    let mut per_file = Vec::new();
+    let mut header_json = Value::Null;
+    let mut size = 0;
+    for (i, (srv, l)) in files.iter().enumerate() {
+        let f = bakfile::inspect(l).map_err(|e| ctx(e).with("file", l.display()))?;
+        size += f.size;
+        let set = f.sets.last().ok_or_else(|| {
+            ctx(Error::new(
+                ErrorKind::Integrity,
+                "the backup file holds no backup set",
+            ))
+            .with("file", l.display())
+        })?;
+        if i == 0 {
+            header_json = serde_json::to_value(&set.header).unwrap_or(Value::Null);
+            if let Some(m) = &msdb {
+                compare(m, &set.header, set.kind.map(|k| k.letter())).map_err(|m| {
+                    ctx(Error::new(ErrorKind::Integrity, m)).with("file", l.display())
+                })?;
+            } else {
+                res.notes.push("msdb has no history row for this file (error 3009?): the file's own header is the record".into());
+            }
+        }
+        per_file.push(json!({
+            "name": l.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            "server_path": srv,
+            "family_sequence": f.media.family_sequence.max(1),
+            "family_count": f.media.family_count.max(1),
+            "media_set_id": f.media.media_set_id,
+            "position": set.header.position,
+            "size": f.size,
+        }));
+    }
+    res.size = size;
+    let h = |k: &str| header_json.get(k).cloned().unwrap_or(Value::Null);
+    let lsn = |m: Option<Lsn>, hk: &str| m.map(|l| json!(l.to_string())).unwrap_or_else(|| h(hk));
+    let mut meta = BTreeMap::new();
+    meta.insert("instance".into(), json!(instance.name));
+    meta.insert("database".into(), json!(db.name));
+    meta.insert("type".into(), json!(kind.as_str()));
+    meta.insert(
+        "copy_only".into(),
+        json!(opts.copy_only && kind != BackupKind::Diff),
+    );
+    meta.insert(
+        "first_lsn".into(),
+        lsn(msdb.as_ref().and_then(|m| m.first_lsn), "FirstLSN"),
+    );
+    meta.insert(
+        "last_lsn".into(),
+        lsn(msdb.as_ref().and_then(|m| m.last_lsn), "LastLSN"),
+    );
+    meta.insert(
+        "checkpoint_lsn".into(),
+        lsn(
+            msdb.as_ref().and_then(|m| m.checkpoint_lsn),
+            "CheckpointLSN",
+        ),
+    );
+    meta.insert(
+        "database_backup_lsn".into(),
+        lsn(
+            msdb.as_ref().and_then(|m| m.database_backup_lsn),
+            "DatabaseBackupLSN",
+        ),
+    );
+    meta.insert(
+        "backup_start".into(),
+        msdb.as_ref()
+            .and_then(|m| m.backup_start_date)
+            .map(|d| json!(date_text(d)))
+            .unwrap_or_else(|| h("BackupStartDate")),
+    );
+    meta.insert(
+        "backup_finish".into(),
+        msdb.as_ref()
+            .and_then(|m| m.backup_finish_date)
+            .map(|d| json!(date_text(d)))
+            .unwrap_or(Value::Null),
+    );
+    meta.insert("size".into(), json!(size));
+    meta.insert(
+        "has_backup_checksums".into(),
+        json!(
+            msdb.as_ref()
+                .map(|m| m.has_backup_checksums)
+                .unwrap_or(false)
+                || h("HasBackupChecksums") == json!(true)
+        ),
+    );
+    meta.insert("verifyonly".into(), json!("passed"));
+    meta.insert("compression".into(), json!(policy.compression));
+    meta.insert("files".into(), Value::Array(per_file));
+    meta.insert("header".into(), header_json.clone());
+    meta.insert(
+        "msdb".into(),
+        serde_json::to_value(&msdb).unwrap_or(Value::Null),
+    );
+    meta.insert("policy".into(), json!(policy.name));
+    if let Some(r) = &opts.reason {
+        meta.insert("reason".into(), json!(r));
+    }
+    res.meta = meta.clone();
+
+    // Offsite: every target, each verified by reading the snapshot's data back.
+    let mut tags = vec![
+        "sql-backup".to_string(),
+        format!("db:{}", db.name),
+        format!("type:{kind}"),
+        format!("policy:{}", policy.name),
+    ];
+    if opts.copy_only {
+        tags.push("copy-only".into());
+    }
+    tags.extend(opts.tags.iter().cloned());
+    let bopts = BackupOptions {
+        tags,
+        kind: SnapshotKind::SqlBackup,
+        meta,
+        pinned: opts.pinned,
+    };
+    for t in targets {
+        res.offsite.push(offsite(t, &local, &bopts).await);
+    }
+    info!(database = %db.name, kind = %kind, size, "database backed up");
+    Ok(())
+}
+
+/// Stores `files` on one target and reads the snapshot's data back.
+pub async fn offsite(t: &Target, files: &[PathBuf], bopts: &BackupOptions) -> OffsiteCopy {
+    let span = info_span!("step", step = "offsite", target = %t.name);
+    async {
+        let mut c = OffsiteCopy {
+            target: t.name.clone(),
+            snapshot: None,
+            verified: false,
+            ingest_seconds: 0.0,
+            verify_seconds: 0.0,
+            error: None,
+        };
+        let s = Instant::now();
+        let rep = match t.repo.backup(files, bopts).await {
+            Ok(r) => r,
+            Err(e) => {
+                c.error = Some(e.with("target", &t.name).to_string());
+                return c;
+            }
+        };
+        c.ingest_seconds = s.elapsed().as_secs_f64();
+        c.snapshot = Some(rep.snapshot_id.short());
+        if !rep.summary.errors.is_empty() {
+            c.error = Some(format!("not stored: {}", rep.summary.errors.join("; ")));
+            return c;
+        }
+        let s = Instant::now();
+        let snap = match t.repo.find_snapshot(&rep.snapshot_id.to_hex()).await {
+            Ok(s) => s,
+            Err(e) => {
+                c.error = Some(e.to_string());
+                return c;
+            }
+        };
+        match t.repo.verify_snapshot(&snap).await {
+            Ok(v) if v.ok() => c.verified = true,
+            Ok(v) => {
+                c.error = Some(format!(
+                    "read-back failed: {} damaged packs, {} missing chunks",
+                    v.damaged_packs.len(),
+                    v.missing_chunks.len()
+                ))
+            }
+            Err(e) => c.error = Some(e.to_string()),
+        }
+        c.verify_seconds = s.elapsed().as_secs_f64();
+        c
+    }
+    .instrument(span)
+    .await
+}
+
+fn compare(
+    m: &MsdbBackup,
+    h: &bakfile::BackupHeader,
+    letter: Option<char>,
+) -> std::result::Result<(), String> {
+    let mut diffs = Vec::new();
+    if !m.database_name.eq_ignore_ascii_case(&h.database_name) {
+        diffs.push(format!(
+            "database: msdb {:?}, file {:?}",
+            m.database_name, h.database_name
+        ));
+    }
+    if let Some(l) = letter {
+        if l != m.backup_type {
+            diffs.push(format!("type: msdb {}, file {l}", m.backup_type));
+        }
+    }
+    for (name, a, b) in [
+        ("FirstLSN", m.first_lsn, h.first_lsn),
+        ("LastLSN", m.last_lsn, h.last_lsn),
+        ("CheckpointLSN", m.checkpoint_lsn, h.checkpoint_lsn),
+        (
+            "DatabaseBackupLSN",
+            m.database_backup_lsn,
+            h.database_backup_lsn,
+        ),
+    ] {
+        if let (Some(a), Some(b)) = (a, b) {
+            if a != b {
+                diffs.push(format!("{name}: msdb {a}, file {b}"));
+            }
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the backup file and msdb disagree ({}): the file is not what SQL Server recorded; nothing was stored offsite",
+            diffs.join("; ")
+        ))
+    }
+}

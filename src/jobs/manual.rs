@@ -1,0 +1,128 @@
+//! `backup manual`: before an upgrade, a COPY_ONLY full of every database of the
+//! policy (the nightly differential chain stays intact), plus the server program
+//! folders, offsite to every target, verified and pinned; then a summary of what
+//! can be restored from where.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+use tracing::{info_span, Instrument};
+
+use super::db_backup::{self, DbBackupOptions, DbBackupRun};
+use super::folders::{self, FoldersRun};
+use super::{Progress, Target};
+use crate::error::Result;
+use crate::policy::Policy;
+use crate::sqlserver::{BackupKind, Instance};
+
+/// The outcome of a manual backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManualRun {
+    /// Why it was taken.
+    pub reason: String,
+    /// The database backups.
+    pub databases: DbBackupRun,
+    /// The server program folders.
+    pub folders: FoldersRun,
+    /// What can be restored from where, one line each.
+    pub restorable: Vec<String>,
+    /// Everything succeeded.
+    pub ok: bool,
+}
+
+/// Runs the manual backup.
+pub async fn run(
+    policy: &Policy,
+    instance: &Instance,
+    targets: &[Target],
+    reason: &str,
+    progress: Option<Progress>,
+) -> Result<ManualRun> {
+    let span = info_span!("job", job = "backup manual", policy = %policy.name);
+    async {
+        let opts = DbBackupOptions {
+            kind: Some(BackupKind::Full),
+            database: None,
+            copy_only: true,
+            pinned: true,
+            tags: vec!["manual".into()],
+            reason: Some(reason.to_string()),
+            progress,
+        };
+        let databases = db_backup::run(policy, instance, targets, &opts).await?;
+        let mut meta = BTreeMap::new();
+        meta.insert("reason".to_string(), json!(reason));
+        let folders =
+            folders::run(policy, targets, true, true, &["manual".to_string()], &meta).await;
+        let mut restorable = Vec::new();
+        for r in &databases.results {
+            if r.ok {
+                let snaps: Vec<String> = r
+                    .offsite
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{} (snapshot {})",
+                            o.target,
+                            o.snapshot.as_deref().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                restorable.push(format!(
+                    "database {}: copy-only full of {}, from {}",
+                    r.database,
+                    r.meta
+                        .get("backup_start")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?"),
+                    snaps.join(", ")
+                ));
+            } else {
+                restorable.push(format!(
+                    "database {}: NOT backed up: {}",
+                    r.database,
+                    r.error.as_deref().unwrap_or("failed")
+                ));
+            }
+        }
+        for f in &folders.results {
+            if f.status == "backed-up" {
+                let snaps: Vec<String> = f
+                    .offsite
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{} (snapshot {})",
+                            o.target,
+                            o.snapshot.as_deref().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                restorable.push(format!(
+                    "folder {} ({}): from {}",
+                    f.name,
+                    f.path,
+                    snaps.join(", ")
+                ));
+            } else {
+                restorable.push(format!(
+                    "folder {} ({}): NOT backed up: {}",
+                    f.name,
+                    f.path,
+                    f.error.as_deref().unwrap_or("failed")
+                ));
+            }
+        }
+        let ok = databases.ok && folders.ok;
+        Ok(ManualRun {
+            reason: reason.to_string(),
+            databases,
+            folders,
+            restorable,
+            ok,
+        })
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,354 @@
+//! Database restores from the repository alone (msdb gone with the server): the
+//! chain is planned from the snapshot manifests' metadata with the backup-file
+//! planner (`bakfile::plan`), the files are fetched into a staging folder the target
+//! server can read, and the RESTORE sequence runs with MOVE, NORECOVERY, STOPAT and
+//! a final RECOVERY.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tracing::{info, info_span, Instrument};
+
+use crate::bakfile::plan::{plan, BackupDescription, PlanRequest, RestorePlan};
+use crate::bakfile::{Lsn, MtfDate};
+use crate::error::{Error, ErrorKind, Result};
+use crate::policy::{server_join, Policy};
+use crate::repository::{Repository, RestoreOptions, SnapshotKind, SnapshotRef};
+use crate::sqlserver::conn::text;
+use crate::sqlserver::{quote, run_long, Instance};
+
+/// Descriptions of every native backup in the repository; sources are
+/// `SNAPSHOT:FILE`.
+pub async fn describe_repository(
+    repo: &Repository,
+) -> Result<(Vec<BackupDescription>, Vec<SnapshotRef>)> {
+    let snaps: Vec<SnapshotRef> = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| s.snapshot.kind == SnapshotKind::SqlBackup)
+        .collect();
+    let mut out = Vec::new();
+    for s in &snaps {
+        out.extend(describe_snapshot(s));
+    }
+    Ok((out, snaps))
+}
+
+fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
+    let m = &s.snapshot.meta;
+    let st = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let lsn = |k: &str| st(k).and_then(|v| v.parse::<Lsn>().ok());
+    let letter = match st("type").as_deref() {
+        Some("full") => 'D',
+        Some("diff") => 'I',
+        Some("log") => 'L',
+        _ => '?',
+    };
+    let files = m
+        .get("files")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    files
+        .iter()
+        .map(|f| {
+            let g = |k: &str| f.get(k).and_then(|v| v.as_u64()).unwrap_or(1) as u16;
+            BackupDescription {
+                source: format!(
+                    "{}:{}",
+                    s.id.short(),
+                    f.get("name").and_then(|v| v.as_str()).unwrap_or("?")
+                ),
+                database_name: st("database").unwrap_or_default(),
+                server_name: st("instance").unwrap_or_default(),
+                backup_type: letter,
+                position: g("position"),
+                first_lsn: lsn("first_lsn"),
+                last_lsn: lsn("last_lsn"),
+                checkpoint_lsn: lsn("checkpoint_lsn"),
+                database_backup_lsn: lsn("database_backup_lsn"),
+                backup_start_date: st("backup_start").and_then(|d| MtfDate::parse_text(&d)),
+                family_count: g("family_count"),
+                family_sequence: g("family_sequence"),
+                media_set_id: f
+                    .get("media_set_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                unusable: None,
+            }
+        })
+        .collect()
+}
+
+/// Plans a restore of `database` (to `at`) from the repository's manifests.
+pub async fn plan_from_repository(
+    repo: &Repository,
+    database: &str,
+    at: Option<MtfDate>,
+) -> Result<RestorePlan> {
+    let span = info_span!("job", job = "restore db plan", database);
+    async {
+        let (descs, _) = describe_repository(repo).await?;
+        let mut p = plan(
+            &descs,
+            &PlanRequest {
+                database: Some(database.to_string()),
+                at,
+            },
+        );
+        if descs
+            .iter()
+            .all(|d| !d.database_name.eq_ignore_ascii_case(database))
+        {
+            p.ok = false;
+            p.problems.push(format!(
+                "the repository holds no native backup of database {database:?}"
+            ));
+        }
+        Ok(p)
+    }
+    .instrument(span)
+    .await
+}
+
+/// What `restore db run` does.
+#[derive(Debug, Clone)]
+pub struct RestoreDbOptions {
+    /// Database whose backups to restore.
+    pub database: String,
+    /// Point in time.
+    pub at: Option<MtfDate>,
+    /// Name to restore as.
+    pub as_name: String,
+    /// Folder for data files, as SQL Server sees it.
+    pub move_data: String,
+    /// Folder for log files, as SQL Server sees it.
+    pub move_log: String,
+    /// Replace an existing database of that name.
+    pub replace: bool,
+}
+
+/// The outcome of a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreDbRun {
+    /// The plan followed.
+    pub plan: RestorePlan,
+    /// Files staged (as pacsbak sees them).
+    pub staged: Vec<String>,
+    /// Statements run, in order.
+    pub statements: Vec<String>,
+    /// Restored and recovered.
+    pub ok: bool,
+}
+
+/// Runs the restore.
+pub async fn run(
+    policy: &Policy,
+    instance: &Instance,
+    repo: &Repository,
+    o: &RestoreDbOptions,
+) -> Result<RestoreDbRun> {
+    let span =
+        info_span!("job", job = "restore db run", database = %o.database, as_name = %o.as_name);
+    async {
+        let (descs, snaps) = describe_repository(repo).await?;
+        let p = plan(
+            &descs,
+            &PlanRequest {
+                database: Some(o.database.clone()),
+                at: o.at,
+            },
+        );
+        if !p.ok {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "the restore chain is broken, nothing was restored: {}",
+                    if p.problems.is_empty() {
+                        "no full backup".into()
+                    } else {
+                        p.problems.join("; ")
+                    }
+                ),
+            )
+            .with("database", &o.database));
+        }
+        // Stage every file.
+        let sub = format!(
+            "{}_{}",
+            safe(&o.as_name),
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        );
+        let local_dir: PathBuf = policy.staging.1.join(&sub);
+        let server_dir = server_join(&policy.staging.0, &sub);
+        std::fs::create_dir_all(&local_dir).map_err(|e| Error::io(&local_dir, e))?;
+        let by_short: BTreeMap<String, &SnapshotRef> =
+            snaps.iter().map(|s| (s.id.short(), s)).collect();
+        let mut staged = Vec::new();
+        let mut server_files: BTreeMap<String, String> = BTreeMap::new();
+        for step in &p.steps {
+            for src in &step.files {
+                let (short, name) = src
+                    .split_once(':')
+                    .ok_or_else(|| Error::new(ErrorKind::Internal, format!("bad source {src}")))?;
+                let snap = by_short.get(short).ok_or_else(|| {
+                    Error::new(ErrorKind::Internal, format!("snapshot {short} vanished"))
+                })?;
+                let stage = info_span!("step", step = "stage", file = name);
+                repo.restore(
+                    snap,
+                    &local_dir,
+                    &RestoreOptions {
+                        path: Some(name.to_string()),
+                        overwrite: true,
+                    },
+                )
+                .instrument(stage)
+                .await?;
+                staged.push(local_dir.join(name).display().to_string());
+                server_files.insert(src.clone(), server_join(&server_dir, name));
+            }
+        }
+        let disks = |files: &[String]| -> String {
+            files
+                .iter()
+                .map(|f| {
+                    format!(
+                        "DISK = {}",
+                        quote::string(server_files.get(f).map(String::as_str).unwrap_or(f))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // MOVE clauses from the full's file list.
+        let first = p
+            .steps
+            .first()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "empty plan"))?;
+        let mut sql = instance.connect().await?;
+        let fl = sql
+            .rows(&format!(
+                "RESTORE FILELISTONLY FROM {} WITH FILE = {}",
+                disks(&first.files),
+                first.position
+            ))
+            .await
+            .map_err(|e| e.with("database", &o.as_name))?;
+        drop(sql);
+        let mut moves = Vec::new();
+        let (mut nd, mut nl) = (0, 0);
+        for r in &fl {
+            let logical = text(r, "LogicalName").unwrap_or_default();
+            let ty = text(r, "Type").unwrap_or_else(|| "D".into());
+            let target = if ty.eq_ignore_ascii_case("L") {
+                nl += 1;
+                server_join(
+                    &o.move_log,
+                    &format!(
+                        "{}_log{}.ldf",
+                        safe(&o.as_name),
+                        if nl > 1 {
+                            nl.to_string()
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
+            } else {
+                nd += 1;
+                server_join(
+                    &o.move_data,
+                    &format!(
+                        "{}{}.{}",
+                        safe(&o.as_name),
+                        if nd > 1 {
+                            format!("_{nd}")
+                        } else {
+                            String::new()
+                        },
+                        if nd > 1 { "ndf" } else { "mdf" }
+                    ),
+                )
+            };
+            moves.push(format!(
+                "MOVE {} TO {}",
+                quote::string(&logical),
+                quote::string(&target)
+            ));
+        }
+        let db = quote::ident(&o.as_name);
+        let mut statements = Vec::new();
+        for (i, s) in p.steps.iter().enumerate() {
+            let mut with = vec![format!("FILE = {}", s.position)];
+            let stmt = match s.kind.as_str() {
+                "full" => {
+                    with.extend(moves.iter().cloned());
+                    with.push("CHECKSUM".into());
+                    if o.replace {
+                        with.push("REPLACE".into());
+                    }
+                    with.push("NORECOVERY".into());
+                    format!(
+                        "RESTORE DATABASE {db} FROM {} WITH {}",
+                        disks(&s.files),
+                        with.join(", ")
+                    )
+                }
+                "differential" => {
+                    with.push("NORECOVERY".into());
+                    format!(
+                        "RESTORE DATABASE {db} FROM {} WITH {}",
+                        disks(&s.files),
+                        with.join(", ")
+                    )
+                }
+                _ => {
+                    with.push("NORECOVERY".into());
+                    if let Some(at) = s.stop_at {
+                        with.push(format!(
+                            "STOPAT = {}",
+                            quote::string(&at.to_string().replace(' ', "T"))
+                        ));
+                    }
+                    format!(
+                        "RESTORE LOG {db} FROM {} WITH {}",
+                        disks(&s.files),
+                        with.join(", ")
+                    )
+                }
+            };
+            let step = info_span!("step", step = "restore", n = i + 1, kind = %s.kind);
+            run_long(instance, &o.as_name, &stmt, policy.stall, &mut |_| {})
+                .instrument(step)
+                .await?;
+            statements.push(stmt);
+        }
+        let recover = format!("RESTORE DATABASE {db} WITH RECOVERY");
+        run_long(instance, &o.as_name, &recover, policy.stall, &mut |_| {}).await?;
+        statements.push(recover);
+        info!(steps = p.steps.len(), "database restored");
+        Ok(RestoreDbRun {
+            plan: p,
+            staged,
+            statements,
+            ok: true,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
