@@ -9,6 +9,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_needed=()
 command -v tsql >/dev/null 2>&1 || apt_needed+=(freetds-bin)
+# The SQL Server client's TLS (native-tls) builds against the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || apt_needed+=(libssl-dev pkg-config)
 # Offsite target tests: a private sshd (openssh-server), WebDAV via rclone.
 [ -x /usr/sbin/sshd ] || apt_needed+=(openssh-server)
 command -v rclone >/dev/null 2>&1 || apt_needed+=(rclone)
