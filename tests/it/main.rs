@@ -12,5 +12,5 @@ mod simulator_bakfile;
 mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;
-mod targets;
 mod sqlserver_jobs;
+mod targets;
