@@ -33,8 +33,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d.join("pass"), std::fs::Permissions::from_mode(0o600))?;
     }
-    std::fs::write(d.join("pacsbak.toml"), "[repository]\npassword_file = \"pass\"\n")?;
-    std::fs::write(d.join("storage-targets/local.toml"), "service = \"fs\"\nroot = \"repo\"\n")?;
+    std::fs::write(
+        d.join("pacsbak.toml"),
+        "[repository]\npassword_file = \"pass\"\n",
+    )?;
+    std::fs::write(
+        d.join("storage-targets/local.toml"),
+        "service = \"fs\"\nroot = \"repo\"\n",
+    )?;
     std::fs::write(
         d.join("policies/b.toml"),
         format!(
@@ -55,12 +61,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rows = sql
             .rows("SELECT SUM(size) FROM sys.master_files WHERE database_id = DB_ID(N'PACS') AND type_desc = 'ROWS'")
             .await?;
-        let bytes = rows.first().and_then(|r| pacsbak::sqlserver::conn::int(r, 0usize)).unwrap_or(0) * 8192;
+        let bytes = rows
+            .first()
+            .and_then(|r| pacsbak::sqlserver::conn::int(r, 0usize))
+            .unwrap_or(0)
+            * 8192;
         if bytes >= want {
-            eprintln!("database at {} MiB after {:.0} s of simulated work", bytes >> 20, t.elapsed().as_secs_f64());
+            eprintln!(
+                "database at {} MiB after {:.0} s of simulated work",
+                bytes >> 20,
+                t.elapsed().as_secs_f64()
+            );
             break;
         }
-        sql.exec("SIMCTL ADVANCE MINUTES = 10, IMAGES = 200000").await?;
+        sql.exec("SIMCTL ADVANCE MINUTES = 10, IMAGES = 200000")
+            .await?;
     }
 
     let alone = d.join("backups/alone.bak");
@@ -68,12 +83,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "BACKUP DATABASE [PACS] TO DISK = N'{}' WITH CHECKSUM, INIT, COPY_ONLY",
         alone.display()
     );
-    let b = run_long(&instance, "PACS", &stmt, std::time::Duration::from_secs(600), &mut |_| {}).await?;
+    let b = run_long(
+        &instance,
+        "PACS",
+        &stmt,
+        std::time::Duration::from_secs(600),
+        &mut |_| {},
+    )
+    .await?;
     let size = std::fs::metadata(&alone)?.len();
     std::fs::remove_file(&alone)?;
 
     let t = Instant::now();
-    let opts = DbBackupOptions { kind: Some(BackupKind::Full), ..DbBackupOptions::default() };
+    let opts = DbBackupOptions {
+        kind: Some(BackupKind::Full),
+        ..DbBackupOptions::default()
+    };
     let r = db_backup::run(&policy, &instance, &targets, &opts).await?;
     let total = t.elapsed().as_secs_f64();
     let x = &r.results[0];
@@ -83,12 +108,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let o = &x.offsite[0];
     println!("| step | seconds |");
     println!("|---|---|");
-    println!("| BACKUP alone ({} MiB file) | {:.2} |", size >> 20, b.seconds);
+    println!(
+        "| BACKUP alone ({} MiB file) | {:.2} |",
+        size >> 20,
+        b.seconds
+    );
     println!("| `backup db`: BACKUP | {:.2} |", x.backup_seconds);
-    println!("| `backup db`: RESTORE VERIFYONLY | {:.2} |", x.verifyonly_seconds);
+    println!(
+        "| `backup db`: RESTORE VERIFYONLY | {:.2} |",
+        x.verifyonly_seconds
+    );
     println!("| `backup db`: offsite ingest | {:.2} |", o.ingest_seconds);
-    println!("| `backup db`: offsite read-back | {:.2} |", o.verify_seconds);
-    println!("| `backup db` end to end (all of the above, pre-flight, msdb, header) | {total:.2} |");
-    println!("| ratio end to end / BACKUP alone | {:.2} |", total / b.seconds);
+    println!(
+        "| `backup db`: offsite read-back | {:.2} |",
+        o.verify_seconds
+    );
+    println!(
+        "| `backup db` end to end (all of the above, pre-flight, msdb, header) | {total:.2} |"
+    );
+    println!(
+        "| ratio end to end / BACKUP alone | {:.2} |",
+        total / b.seconds
+    );
     Ok(())
 }
