@@ -95,7 +95,7 @@ impl Repository {
         let repo = self.clone();
         let handle = tokio::runtime::Handle::current();
         let sources_owned = sources.to_vec();
-        let (roots, entries, mut summary) = tokio::task::spawn_blocking(move || {
+        let (roots, entries, summary) = tokio::task::spawn_blocking(move || {
             run_pipeline(&repo, &handle, &index, &sources_owned)
         })
         .await
@@ -114,7 +114,6 @@ impl Repository {
             meta: opts.meta.clone(),
         };
         let snapshot_id = self.save_snapshot(&snapshot).await?;
-        summary.added_bytes = snapshot.summary.added_bytes;
         info!(snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
         Ok(BackupReport {
             snapshot_id,

@@ -351,23 +351,30 @@ impl Repository {
         Ok(out)
     }
 
-    /// Finds a snapshot by id or unique id prefix, or `latest`.
+    /// Finds a snapshot by id or unique id prefix, or `latest`. A prefix is matched
+    /// against object names, so only the one manifest found is read and decrypted.
     pub async fn find_snapshot(&self, spec: &str) -> Result<SnapshotRef> {
-        let all = self.snapshots().await?;
         if spec == "latest" {
-            return all.into_iter().last().ok_or_else(|| {
+            return self.snapshots().await?.into_iter().last().ok_or_else(|| {
                 Error::new(ErrorKind::Config, "the repository has no snapshots yet")
                     .with("target", self.storage.name())
             });
         }
         let spec_l = spec.to_lowercase();
-        let mut found: Vec<SnapshotRef> = all
-            .into_iter()
-            .filter(|s| s.id.to_hex().starts_with(&spec_l))
+        let found: Vec<Id> = self
+            .storage
+            .list(paths::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(|o| paths::id_of(&o.path))
+            .filter(|id| id.to_hex().starts_with(&spec_l))
             .collect();
-        match found.len() {
-            1 => Ok(found.remove(0)),
-            0 => Err(Error::new(ErrorKind::Config, "no snapshot has that id")
+        match found.as_slice() {
+            [id] => Ok(SnapshotRef {
+                id: *id,
+                snapshot: self.load_snapshot_exact(id).await?,
+            }),
+            [] => Err(Error::new(ErrorKind::Config, "no snapshot has that id")
                 .with("snapshot", spec)
                 .with("target", self.storage.name())),
             _ => Err(Error::new(

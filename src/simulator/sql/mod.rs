@@ -317,13 +317,9 @@ impl<'a> Parser<'a> {
                 Ok(w.clone())
             }
             Some(Tok::Var(v)) => {
+                let text = variable_text(v, params);
                 self.i += 1;
-                params
-                    .get(&v.to_ascii_lowercase())
-                    .map(|v| v.to_text())
-                    .ok_or_else(|| {
-                        SqlError::new(137, format!("Must declare the scalar variable \"@{v}\"."))
-                    })
+                text
             }
             other => Err(SqlError::near(other)),
         }
@@ -339,13 +335,9 @@ impl<'a> Parser<'a> {
                 Ok(s.clone())
             }
             Some(Tok::Var(v)) => {
+                let text = variable_text(v, params);
                 self.i += 1;
-                params
-                    .get(&v.to_ascii_lowercase())
-                    .map(|v| v.to_text())
-                    .ok_or_else(|| {
-                        SqlError::new(137, format!("Must declare the scalar variable \"@{v}\"."))
-                    })
+                text
             }
             other => Err(SqlError::near(other)),
         }
@@ -381,4 +373,20 @@ impl<'a> Parser<'a> {
     pub fn done(&self) -> bool {
         self.i >= self.t.len()
     }
+}
+
+/// The value of `@name` as text, or SQL Server's error 137 when it was not declared.
+fn variable_text(
+    name: &str,
+    params: &std::collections::HashMap<String, Value>,
+) -> Result<String, SqlError> {
+    params
+        .get(&name.to_ascii_lowercase())
+        .map(|v| v.to_text())
+        .ok_or_else(|| {
+            SqlError::new(
+                137,
+                format!("Must declare the scalar variable \"@{name}\"."),
+            )
+        })
 }
