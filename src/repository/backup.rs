@@ -188,6 +188,7 @@ fn run_pipeline(
     let (group_tx, group_rx) = bounded::<GroupBuilder>(workers * 2);
     let (sealed_tx, sealed_rx) = bounded::<SealedGroup>(workers * 2);
     let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Vec<GroupEntry>)>(2);
+    let (used_pack_tx, used_pack_rx) = bounded::<Vec<u8>>(2);
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers * 2);
     let (spent_tx, spent_rx) = bounded::<Vec<u8>>(workers * 2);
     let key = repo.key.clone();
@@ -207,8 +208,10 @@ fn run_pipeline(
         drop(sealed_tx);
         drop(spare_tx);
         drop(spent_rx);
-        let packer = scope.spawn(move || packer(&key, pack_size, sealed_rx, pack_tx, spent_tx));
-        let uploader = scope.spawn(move || uploader(repo, handle, pack_rx));
+        let packer = scope.spawn(move || {
+            packer(&key, pack_size, sealed_rx, pack_tx, spent_tx, used_pack_rx)
+        });
+        let uploader = scope.spawn(move || uploader(repo, handle, pack_rx, used_pack_tx));
 
         let mut sink = ChunkSink {
             key: &repo.key,
@@ -258,7 +261,7 @@ fn seal_worker(
     spare: Sender<Vec<u8>>,
     spent: Receiver<Vec<u8>>,
 ) {
-    let mut compressor = match zstd::bulk::Compressor::new(level) {
+    let mut compressor = match super::pack::group_compressor(level) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot create a zstd compressor");
@@ -288,11 +291,16 @@ fn packer(
     rx: Receiver<SealedGroup>,
     tx: Sender<(Vec<u8>, Vec<GroupEntry>)>,
     spent: Sender<Vec<u8>>,
+    used_packs: Receiver<Vec<u8>>,
 ) -> Result<()> {
     let mut pack: Vec<u8> = Vec::new();
     let mut groups: Vec<GroupEntry> = Vec::new();
     for g in rx {
         if pack.capacity() == 0 {
+            // A buffer the uploader is done with is already mapped; a new one
+            // would be faulted in page by page.
+            pack = used_packs.try_recv().unwrap_or_default();
+            pack.clear();
             pack.reserve(pack_size + g.sealed.len() + 64 * 1024);
         }
         groups.push(GroupEntry {
@@ -320,12 +328,14 @@ fn packer(
 /// Stores packs (several at once, as the target allows), then index checkpoints
 /// listing only packs whose upload finished; returns the bytes added. On failure the
 /// uploads in flight are awaited, so whatever got stored is adopted next time.
+/// Buffers the storage no longer holds go back to the packer through `used_packs`.
 fn uploader(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
+    used_packs: Sender<Vec<u8>>,
 ) -> Result<u64> {
-    type Upload = tokio::task::JoinHandle<Result<IndexedPack>>;
+    type Upload = tokio::task::JoinHandle<Result<(IndexedPack, Bytes)>>;
     let in_flight_max = repo.storage.upload_concurrency().max(1);
     let mut in_flight: std::collections::VecDeque<Upload> = std::collections::VecDeque::new();
     let mut unindexed: Vec<IndexedPack> = Vec::new();
@@ -336,9 +346,12 @@ fn uploader(
                   added: &mut u64,
                   first_err: &mut Option<Error>| {
         match handle.block_on(h) {
-            Ok(Ok(p)) => {
+            Ok(Ok((p, buffer))) => {
                 *added += p.size;
                 unindexed.push(p);
+                if let Ok(buffer) = buffer.try_into_mut() {
+                    let _ = used_packs.try_send(Vec::from(buffer));
+                }
             }
             Ok(Err(e)) => {
                 first_err.get_or_insert(e);
@@ -356,8 +369,9 @@ fn uploader(
         let size = pack.len() as u64;
         let storage = repo.storage.clone();
         in_flight.push_back(handle.spawn(async move {
-            storage.write(&paths::pack(&id), Bytes::from(pack)).await?;
-            Ok(IndexedPack { id, size, groups })
+            let pack = Bytes::from(pack);
+            storage.write(&paths::pack(&id), pack.clone()).await?;
+            Ok((IndexedPack { id, size, groups }, pack))
         }));
         while in_flight.len() >= in_flight_max {
             if let Some(h) = in_flight.pop_front() {
@@ -527,18 +541,18 @@ fn backup_file(repo: &Repository, sink: &mut ChunkSink<'_>, path: &Path) -> File
         file,
         &repo.config.chunker,
         repo.key.chunker_seed(),
-        |d| {
-            hasher.update(d);
-            size += d.len() as u64;
-        },
-        |chunk| match sink.add(chunk) {
-            Ok(id) => {
-                ids.push(id);
-                Ok(())
-            }
-            Err(Stopped) => {
-                stopped = true;
-                Err(std::io::Error::other("pipeline stopped"))
+        |chunk| {
+            hasher.update(chunk);
+            size += chunk.len() as u64;
+            match sink.add(chunk) {
+                Ok(id) => {
+                    ids.push(id);
+                    Ok(())
+                }
+                Err(Stopped) => {
+                    stopped = true;
+                    Err(std::io::Error::other("pipeline stopped"))
+                }
             }
         },
     );

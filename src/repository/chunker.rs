@@ -15,13 +15,13 @@ use super::format::ChunkerParams;
 /// Size of the read buffer.
 const BUFFER: usize = 8 * 1024 * 1024;
 
-/// Cuts everything `reader` yields into chunks, calling `on_chunk` for each and
-/// `on_data` for every block read (to hash the whole file on the way).
+/// Cuts everything `reader` yields into chunks, calling `on_chunk` for each in
+/// order. The chunks cover the stream exactly, so a whole-file hash can be fed from
+/// them while each is still in cache.
 pub fn chunk_stream<R: Read, E: From<std::io::Error>>(
     mut reader: R,
     params: &ChunkerParams,
     seed: u64,
-    mut on_data: impl FnMut(&[u8]),
     mut on_chunk: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
     let max = params.max_size as usize;
@@ -32,10 +32,7 @@ pub fn chunk_stream<R: Read, E: From<std::io::Error>>(
         while !eof && filled < buf.len() {
             match reader.read(&mut buf[filled..]) {
                 Ok(0) => eof = true,
-                Ok(n) => {
-                    on_data(&buf[filled..filled + n]);
-                    filled += n;
-                }
+                Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(E::from(e)),
             }
@@ -71,16 +68,10 @@ pub fn chunk_stream<R: Read, E: From<std::io::Error>>(
 #[cfg(test)]
 pub fn chunk_lengths(data: &[u8], params: &ChunkerParams, seed: u64) -> Vec<usize> {
     let mut out = Vec::new();
-    let _ = chunk_stream::<_, std::io::Error>(
-        data,
-        params,
-        seed,
-        |_| {},
-        |c| {
-            out.push(c.len());
-            Ok(())
-        },
-    );
+    let _ = chunk_stream::<_, std::io::Error>(data, params, seed, |c| {
+        out.push(c.len());
+        Ok(())
+    });
     out
 }
 
@@ -124,16 +115,10 @@ mod tests {
             }
         }
         let mut streamed = Vec::new();
-        chunk_stream::<_, std::io::Error>(
-            Odd(&data),
-            &p,
-            7,
-            |_| {},
-            |c| {
-                streamed.push(c.len());
-                Ok(())
-            },
-        )
+        chunk_stream::<_, std::io::Error>(Odd(&data), &p, 7, |c| {
+            streamed.push(c.len());
+            Ok(())
+        })
         .unwrap();
         assert_eq!(whole, streamed);
         assert_eq!(streamed.iter().sum::<usize>(), data.len());
