@@ -208,9 +208,8 @@ fn run_pipeline(
         drop(sealed_tx);
         drop(spare_tx);
         drop(spent_rx);
-        let packer = scope.spawn(move || {
-            packer(&key, pack_size, sealed_rx, pack_tx, spent_tx, used_pack_rx)
-        });
+        let packer = scope
+            .spawn(move || packer(&key, pack_size, sealed_rx, pack_tx, spent_tx, used_pack_rx));
         let uploader = scope.spawn(move || uploader(repo, handle, pack_rx, used_pack_tx));
 
         let mut sink = ChunkSink {
