@@ -1,4 +1,4 @@
-//! `pacsbak copy --from A --to B [--to C]`: snapshots B lacks, only missing packs.
+//! `pacsbak copy --from A --to B [--to C]`: snapshots B lacks, only what B lacks.
 //!
 //! Each destination is copied on its own: one that is down is reported as a failure
 //! (exit 1) while the others still get their copy.
@@ -16,7 +16,9 @@ pub struct CopyArgs {
     /// Source target.
     #[arg(long)]
     from: String,
-    /// Destination target(s), created with `repo init --copy-keys-from SOURCE`.
+    /// Destination target(s). One created with `repo init --copy-keys-from SOURCE`
+    /// receives packs as they are; one with keys of its own gets every chunk
+    /// decrypted and sealed anew (slower; must open with the same passphrase).
     #[arg(long, required = true)]
     to: Vec<String>,
 }
@@ -37,9 +39,14 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
                 Ok(r) => {
                     if !global.json {
                         println!(
-                            "{} -> {}: {} snapshots copied ({} already there), {} packs, {} sent",
+                            "{} -> {}{}: {} snapshots copied ({} already there), {} packs, {} sent",
                             r.from,
                             r.to,
+                            if r.reencrypted {
+                                " (other keys: re-encrypted)"
+                            } else {
+                                ""
+                            },
                             r.copied.len(),
                             r.already_present,
                             r.packs_sent,

@@ -95,11 +95,16 @@ impl Repository {
         let repo = self.clone();
         let handle = tokio::runtime::Handle::current();
         let sources_owned = sources.to_vec();
-        let (roots, entries, summary) = tokio::task::spawn_blocking(move || {
-            run_pipeline(&repo, &handle, &index, &sources_owned)
+        let ((roots, entries, mut summary), written) = tokio::task::spawn_blocking(move || {
+            run_pipeline(&repo, &handle, &index, |sink| {
+                walk_sources(&repo, sink, &sources_owned).map_err(Error::from)
+            })
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
+        summary.new_chunks = written.new_chunks;
+        summary.new_bytes = written.new_bytes;
+        summary.added_bytes = written.added_bytes;
         let snapshot = Snapshot {
             version: MANIFEST_VERSION,
             time: started,
@@ -112,6 +117,7 @@ impl Repository {
             summary: summary.clone(),
             pinned: opts.pinned,
             meta: opts.meta.clone(),
+            copied_from: None,
         };
         let snapshot_id = self.save_snapshot(&snapshot).await?;
         info!(snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
@@ -130,8 +136,9 @@ struct SealedGroup {
     ids: Vec<Id>,
 }
 
-/// Decides which chunks are new and gathers them into groups.
-struct ChunkSink<'a> {
+/// Decides which chunks are new and gathers them into groups: what a producer
+/// (the file walker, or a copy re-encrypting another repository's chunks) feeds.
+pub(crate) struct ChunkSink<'a> {
     key: &'a MasterKey,
     index: &'a Index,
     pending: HashSet<[u8; 16]>,
@@ -144,10 +151,17 @@ struct ChunkSink<'a> {
 }
 
 /// The pipeline stopped because a later stage failed; the cause is reported there.
-struct Stopped;
+pub(crate) struct Stopped;
+
+impl From<Stopped> for Error {
+    fn from(_: Stopped) -> Error {
+        Error::new(ErrorKind::Internal, "backup pipeline stopped early")
+    }
+}
 
 impl ChunkSink<'_> {
-    fn add(&mut self, data: &[u8]) -> std::result::Result<Id, Stopped> {
+    /// Stores `data` unless the repository (or this run) already has it; its id.
+    pub(crate) fn add(&mut self, data: &[u8]) -> std::result::Result<Id, Stopped> {
         let id = self.key.chunk_id(data);
         if !self.index.contains(&id) && self.pending.insert(id.prefix()) {
             self.group.push(id, data);
@@ -175,12 +189,27 @@ impl ChunkSink<'_> {
 
 type PipelineOutput = (Vec<SourceRoot>, Vec<Entry>, Summary);
 
-fn run_pipeline(
+/// What the pipeline wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Written {
+    /// Chunks that were new.
+    pub(crate) new_chunks: u64,
+    /// Their bytes before compression.
+    pub(crate) new_bytes: u64,
+    /// Bytes stored (packs and index).
+    pub(crate) added_bytes: u64,
+    /// Packs stored.
+    pub(crate) packs: usize,
+}
+
+/// Runs the write pipeline of `repo` (blocking) while `produce` feeds it chunks;
+/// returns what `produce` returned once every pack and index it caused is stored.
+pub(crate) fn run_pipeline<T>(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     index: &Index,
-    sources: &[PathBuf],
-) -> Result<PipelineOutput> {
+    produce: impl FnOnce(&mut ChunkSink<'_>) -> Result<T>,
+) -> Result<(T, Written)> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -223,7 +252,7 @@ fn run_pipeline(
             new_chunks: 0,
             new_bytes: 0,
         };
-        let walked = walk_sources(repo, &mut sink, sources);
+        let produced = produce(&mut sink);
         let flushed = sink.flush();
         let (new_chunks, new_bytes) = (sink.new_chunks, sink.new_bytes);
         drop(sink);
@@ -234,21 +263,19 @@ fn run_pipeline(
             .join()
             .map_err(|_| Error::new(ErrorKind::Internal, "uploader thread panicked"))?;
         // The first real failure wins; `Stopped` only means a later stage failed.
-        let added_bytes = uploaded?;
+        let (added_bytes, packs) = uploaded?;
         packed?;
-        let (roots, entries, mut summary) = match (walked, flushed) {
-            (Ok(v), Ok(())) => v,
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    "backup pipeline stopped early",
-                ))
-            }
-        };
-        summary.new_chunks = new_chunks;
-        summary.new_bytes = new_bytes;
-        summary.added_bytes = added_bytes;
-        Ok((roots, entries, summary))
+        let value = produced?;
+        flushed?;
+        Ok((
+            value,
+            Written {
+                new_chunks,
+                new_bytes,
+                added_bytes,
+                packs,
+            },
+        ))
     })
 }
 
@@ -333,12 +360,13 @@ fn uploader(
     handle: &tokio::runtime::Handle,
     rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
     used_packs: Sender<Vec<u8>>,
-) -> Result<u64> {
+) -> Result<(u64, usize)> {
     type Upload = tokio::task::JoinHandle<Result<(IndexedPack, Bytes)>>;
     let in_flight_max = repo.storage.upload_concurrency().max(1);
     let mut in_flight: std::collections::VecDeque<Upload> = std::collections::VecDeque::new();
     let mut unindexed: Vec<IndexedPack> = Vec::new();
     let mut added = 0u64;
+    let mut packs = 0usize;
     let mut first_err: Option<Error> = None;
     let finish = |h: Upload,
                   unindexed: &mut Vec<IndexedPack>,
@@ -367,6 +395,7 @@ fn uploader(
         let id = Id::hash(&pack);
         let size = pack.len() as u64;
         let storage = repo.storage.clone();
+        packs += 1;
         in_flight.push_back(handle.spawn(async move {
             let pack = Bytes::from(pack);
             storage.write(&paths::pack(&id), pack.clone()).await?;
@@ -393,7 +422,7 @@ fn uploader(
         return Err(e);
     }
     added += handle.block_on(repo.write_index(&unindexed))?;
-    Ok(added)
+    Ok((added, packs))
 }
 
 fn walk_sources(
@@ -499,17 +528,7 @@ fn walk(
                 summary.bytes_read += size;
                 entry.size = size;
                 entry.blake3 = Some(hash);
-                if ids.len() <= INLINE_CHUNKS {
-                    entry.chunks = ids;
-                } else {
-                    for list in ids.chunks(IDS_PER_LIST) {
-                        let mut bytes = Vec::with_capacity(list.len() * 32);
-                        for id in list {
-                            bytes.extend_from_slice(&id.0);
-                        }
-                        entry.chunk_lists.push(sink.add(&bytes)?);
-                    }
-                }
+                set_chunks(sink, &mut entry, ids)?;
                 entries.push(entry);
             }
             Ok(None) => return Err(Stopped),
@@ -523,6 +542,29 @@ fn walk(
             "{}: not a file, folder or link; skipped",
             path.display()
         ));
+    }
+    Ok(())
+}
+
+/// Records a file's chunk ids in its entry: inline when few, else as chunk-list
+/// blobs stored through `sink`.
+pub(crate) fn set_chunks(
+    sink: &mut ChunkSink<'_>,
+    entry: &mut Entry,
+    ids: Vec<Id>,
+) -> std::result::Result<(), Stopped> {
+    entry.chunks.clear();
+    entry.chunk_lists.clear();
+    if ids.len() <= INLINE_CHUNKS {
+        entry.chunks = ids;
+        return Ok(());
+    }
+    for list in ids.chunks(IDS_PER_LIST) {
+        let mut bytes = Vec::with_capacity(list.len() * 32);
+        for id in list {
+            bytes.extend_from_slice(&id.0);
+        }
+        entry.chunk_lists.push(sink.add(&bytes)?);
     }
     Ok(())
 }

@@ -1,10 +1,16 @@
 //! `copy --from A --to B`: the second (and third) copy of the 3-2-1 rule.
 //!
-//! B is created with `repo init --copy-keys-from A` and so shares A's master key and
-//! chunker parameters (docs/decisions/0003-copy-shares-keys.md): packs travel as
+//! When B was created with `repo init --copy-keys-from A` it shares A's master key
+//! and chunker parameters (docs/decisions/0003-copy-shares-keys.md): packs travel as
 //! they are, never decrypted, and only packs holding chunks B lacks are sent. Order
 //! is the backup's: packs, then an index listing them, then each manifest last, so an
 //! interrupted copy leaves B consistent and the next copy resumes from what is stored.
+//!
+//! When B has keys of its own, every chunk a missing snapshot needs is read from A,
+//! opened, and fed to B's write pipeline, which names it under B's key, keeps it only
+//! if B lacks it, and seals it with B's key: chunk boundaries stay A's. Each file's
+//! blake3 is checked on the way; the manifest is rewritten with B's chunk ids and
+//! records A's snapshot id (`copied_from`) so the next copy skips it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -13,10 +19,12 @@ use bytes::Bytes;
 use serde::Serialize;
 use tracing::{info, info_span, Instrument};
 
+use super::backup::{run_pipeline, set_chunks, ChunkSink};
 use super::fetch::GroupReader;
 use super::format::paths;
 use super::id::Id;
 use super::pack::IndexedPack;
+use super::snapshot::{Entry, EntryKind};
 use super::Repository;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -38,6 +46,8 @@ pub struct CopyReport {
     pub packs_sent: usize,
     /// Bytes sent (packs, index and manifests).
     pub bytes_sent: u64,
+    /// Whether the keys differed, so chunks were decrypted and sealed anew.
+    pub reencrypted: bool,
 }
 
 impl Repository {
@@ -65,30 +75,25 @@ impl Repository {
     }
 
     async fn copy_inner(&self, dest: &Repository) -> Result<CopyReport> {
-        if !self.shares_keys_with(dest) {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "target {} holds a different repository (other keys): create it with `pacsbak repo init --target {} --copy-keys-from {}` to receive copies",
-                    dest.storage.name(),
-                    dest.storage.name(),
-                    self.storage.name()
-                ),
-            )
-            .with("target", dest.storage.name()));
-        }
+        let reencrypt = !self.shares_keys_with(dest);
         let mut report = CopyReport {
             from: self.storage.name().to_string(),
             to: dest.storage.name().to_string(),
+            reencrypted: reencrypt,
             ..CopyReport::default()
         };
-        let have: HashSet<Id> = dest
+        let mut have: HashSet<Id> = dest
             .storage
             .list(paths::SNAPSHOTS)
             .await?
             .iter()
             .filter_map(|o| paths::id_of(&o.path))
             .collect();
+        if reencrypt {
+            for s in dest.snapshots().await? {
+                have.extend(s.snapshot.copied_from);
+            }
+        }
         let mut missing = Vec::new();
         for obj in self.storage.list(paths::SNAPSHOTS).await? {
             if let Some(id) = paths::id_of(&obj.path) {
@@ -100,6 +105,16 @@ impl Repository {
             }
         }
         if missing.is_empty() {
+            return Ok(report);
+        }
+        if reencrypt {
+            self.reencrypt_into(dest, &missing, &mut report).await?;
+            info!(
+                snapshots = report.copied.len(),
+                packs = report.packs_sent,
+                bytes = report.bytes_sent,
+                "copy (re-encrypted) finished"
+            );
             return Ok(report);
         }
         let src_index = Arc::new(self.load_index().await?);
@@ -221,4 +236,86 @@ impl Repository {
         );
         Ok(report)
     }
+
+    /// Copies `missing` snapshots into `dest`, whose keys differ: chunks are opened
+    /// here and sealed anew by `dest`'s write pipeline.
+    async fn reencrypt_into(
+        &self,
+        dest: &Repository,
+        missing: &[Id],
+        report: &mut CopyReport,
+    ) -> Result<()> {
+        let mut snapshots = Vec::new();
+        for id in missing {
+            snapshots.push((*id, self.load_snapshot_exact(id).await?));
+        }
+        let reader = GroupReader {
+            repo: self.clone(),
+            index: Arc::new(self.load_index().await?),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let mut dest_index = dest.load_index().await?;
+        dest.adopt_orphan_packs(&mut dest_index).await?;
+        let dest_repo = dest.clone();
+        let handle = tokio::runtime::Handle::current();
+        let (rewritten, written) = tokio::task::spawn_blocking(move || {
+            run_pipeline(&dest_repo, &handle, &dest_index, |sink| {
+                let mut out = Vec::with_capacity(snapshots.len());
+                for (id, mut snap) in snapshots {
+                    for entry in snap.entries.iter_mut() {
+                        reencrypt_entry(&reader, sink, entry)?;
+                    }
+                    snap.copied_from = Some(id);
+                    out.push((id, snap));
+                }
+                Ok(out)
+            })
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("copy task failed: {e}")))??;
+        report.packs_sent += written.packs;
+        report.bytes_sent += written.added_bytes;
+        // Manifests last, each once every pack and index it needs is stored.
+        for (source_id, snap) in rewritten {
+            let new_id = dest.save_snapshot(&snap).await?;
+            report.bytes_sent += dest
+                .storage
+                .size(&paths::snapshot(&new_id))
+                .await?
+                .unwrap_or(0);
+            report.copied.push(source_id);
+        }
+        Ok(())
+    }
+}
+
+/// Feeds one file's chunks to `sink` and points `entry` at their new ids, checking
+/// that the bytes read back still have the blake3 the manifest records.
+fn reencrypt_entry(
+    reader: &GroupReader,
+    sink: &mut ChunkSink<'_>,
+    entry: &mut Entry,
+) -> Result<()> {
+    if entry.kind != EntryKind::File || (entry.chunks.is_empty() && entry.chunk_lists.is_empty()) {
+        return Ok(());
+    }
+    let ids = reader.file_chunks(entry)?;
+    let mut new_ids = Vec::with_capacity(ids.len());
+    let mut hasher = blake3::Hasher::new();
+    reader.for_each_chunk(&ids, 2, |data| {
+        hasher.update(data);
+        new_ids.push(sink.add(data)?);
+        Ok(())
+    })?;
+    let hash = hasher.finalize().to_hex().to_string();
+    if entry.blake3.as_deref().is_some_and(|h| h != hash) {
+        return Err(Error::new(
+            ErrorKind::Integrity,
+            "a file read back from the source does not match its recorded blake3; not copied",
+        )
+        .with("target", reader.repo.storage.name())
+        .with("path", &entry.path));
+    }
+    set_chunks(sink, entry, new_ids)?;
+    Ok(())
 }

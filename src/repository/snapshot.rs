@@ -138,6 +138,10 @@ pub struct Snapshot {
     /// Free-form origin facts (instance, database, LSNs for SQL backups).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, serde_json::Value>,
+    /// For a copy re-encrypted from a repository with other keys: the snapshot's id
+    /// there, so later copies know it is already here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<Id>,
 }
 
 /// A snapshot with its id.

@@ -612,12 +612,68 @@ fn copy_sends_only_missing_packs_and_reports_a_down_target() {
     ]);
     assert_eq!(tree_contents(&dest.join("src")), tree_contents(&src));
     t.ok(&["verify", "--target", "b", "--read-data"]);
-    // A repository with other keys is refused with directions.
+}
+
+/// A target initialised on its own has other keys: the copy opens each chunk and
+/// seals it anew, stores only what the target lacks, and records where each
+/// snapshot came from so a second copy sends nothing.
+#[test]
+fn copy_to_a_repository_with_other_keys_reencrypts() {
+    let t = TestConfig::new();
     t.add_target("d", "service = \"fs\"\nroot = \"../repo-d\"\n");
+    let src = sample_tree(&t);
+    t.ok(&["repo", "init", "--target", "local"]);
     t.ok(&["repo", "init", "--target", "d"]);
-    let (code, _, err) = t.run(&["copy", "--from", "local", "--to", "d"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("--copy-keys-from local"), "{err}");
+    t.ok(&[
+        "backup",
+        "files",
+        "--target",
+        "local",
+        "--tag",
+        "t1",
+        src.to_str().unwrap(),
+    ]);
+    // d already holds a backup of its own of the same tree.
+    t.ok(&["backup", "files", "--target", "d", src.to_str().unwrap()]);
+    let before = stored_bytes(&t, "d");
+    let v: serde_json::Value =
+        serde_json::from_str(&t.ok(&["copy", "--from", "local", "--to", "d", "--json"])).unwrap();
+    let r = &v["targets"][0]["report"];
+    assert_eq!(r["reencrypted"], true, "{v}");
+    assert_eq!(r["copied"].as_array().unwrap().len(), 1, "{v}");
+    let grown = stored_bytes(&t, "d") - before;
+    // Chunks cut with the source's seed are new here (its 20 MiB file is random).
+    assert!(grown > 10 << 20, "{grown}");
+    // Nothing sealed with the source's key landed in d: its packs open with d's key.
+    t.ok(&["verify", "--target", "d", "--read-data"]);
+    let snaps: serde_json::Value =
+        serde_json::from_str(&t.ok(&["snapshots", "--target", "d", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    let copied = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.to_string().contains("t1"))
+        .expect("the copied snapshot keeps its tags");
+    let id = copied["id"].as_str().unwrap();
+    let dest = t.path("from-d");
+    t.ok(&[
+        "restore",
+        "files",
+        id,
+        "--target",
+        "d",
+        "--to",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(tree_contents(&dest.join("src")), tree_contents(&src));
+    // A second copy finds the snapshot already there and sends nothing.
+    let v: serde_json::Value =
+        serde_json::from_str(&t.ok(&["copy", "--from", "local", "--to", "d", "--json"])).unwrap();
+    let r = &v["targets"][0]["report"];
+    assert_eq!(r["copied"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(r["already_present"], 1);
+    assert_eq!(r["bytes_sent"], 0);
 }
 
 #[test]
