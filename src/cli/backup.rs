@@ -44,11 +44,18 @@ enum BackupCommand {
         #[arg(long)]
         database: Option<String>,
     },
-    /// The program folders of a policy (server and workstations).
+    /// The program folders of a policy (server and workstations): all of them, or
+    /// with `--due` those whose schedule fired since their last good copy.
     Folders {
         /// Policy name or file.
         #[arg(long)]
         policy: String,
+        /// Only this folder (by its name in the policy); repeatable.
+        #[arg(long = "folder")]
+        folders: Vec<String>,
+        /// Only folders that are due by their schedules (for Task Scheduler or cron).
+        #[arg(long)]
+        due: bool,
     },
     /// Before an upgrade: COPY_ONLY fulls of every database and the server program
     /// folders, offsite, verified, pinned.
@@ -75,7 +82,11 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
             kind,
             database,
         } => return super::backup_db::run_db(global, &policy, kind, database),
-        BackupCommand::Folders { policy } => return super::backup_db::run_folders(global, &policy),
+        BackupCommand::Folders {
+            policy,
+            folders,
+            due,
+        } => return super::backup_db::run_folders(global, &policy, folders, due),
         BackupCommand::Manual { policy, reason } => {
             return super::backup_db::run_manual(global, &policy, &reason)
         }

@@ -79,6 +79,15 @@ pub fn print_folders_run(r: &FoldersRun) {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            "not-due" => println!(
+                "  -      {:<20} {}  not due (last good copy {}; next {})",
+                f.name,
+                f.path,
+                f.last_good_age_hours
+                    .map(|h| format!("{h:.1} hours ago"))
+                    .unwrap_or_else(|| "none".into()),
+                f.next_due.as_deref().unwrap_or("-")
+            ),
             "missed" => println!(
                 "  MISSED {:<20} {} ({}); last good copy: {}",
                 f.name,
@@ -127,12 +136,33 @@ pub fn run_db(
 }
 
 /// `backup folders`.
-pub fn run_folders(global: &GlobalArgs, policy: &str) -> anyhow::Result<ExitCode> {
+pub fn run_folders(
+    global: &GlobalArgs,
+    policy: &str,
+    names: Vec<String>,
+    due: bool,
+) -> anyhow::Result<ExitCode> {
     let (cfg, policy) = load_policy(global, policy)?;
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !policy.folders.iter().any(|f| &f.name == *n))
+    {
+        let known: Vec<&str> = policy.folders.iter().map(|f| f.name.as_str()).collect();
+        anyhow::bail!(
+            "policy {} has no folder named {unknown:?}; its folders: {}",
+            policy.name,
+            known.join(", ")
+        );
+    }
+    let filter = folders::FolderFilter {
+        only_server: false,
+        names,
+        due_at: due.then(crate::storage::local_now),
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let targets = open_targets(&cfg, &policy).await?;
-        let r = folders::run(&policy, &targets, false, false, &[], &Default::default()).await;
+        let r = folders::run(&policy, &targets, &filter, false, &[], &Default::default()).await;
         if global.json {
             print_json(&r)?;
         } else {

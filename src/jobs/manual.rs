@@ -53,8 +53,18 @@ pub async fn run(
         let databases = db_backup::run(policy, instance, targets, &opts).await?;
         let mut meta = BTreeMap::new();
         meta.insert("reason".to_string(), json!(reason));
-        let folders =
-            folders::run(policy, targets, true, true, &["manual".to_string()], &meta).await;
+        let folders = folders::run(
+            policy,
+            targets,
+            &folders::FolderFilter {
+                only_server: true,
+                ..Default::default()
+            },
+            true,
+            &["manual".to_string()],
+            &meta,
+        )
+        .await;
         let mut restorable = Vec::new();
         for r in &databases.results {
             if r.ok {

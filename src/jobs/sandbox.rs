@@ -204,7 +204,15 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         nightly.push(db_backup::run(&policy, &instance, &targets, &opts(BackupKind::Diff)).await?);
         sql.exec("SIMCTL ADVANCE MINUTES = 15, IMAGES = 40").await?;
         nightly.push(db_backup::run(&policy, &instance, &targets, &opts(BackupKind::Log)).await?);
-        let folders = folders::run(&policy, &targets, false, false, &[], &Default::default()).await;
+        let folders = folders::run(
+            &policy,
+            &targets,
+            &folders::FolderFilter::default(),
+            false,
+            &[],
+            &Default::default(),
+        )
+        .await;
         sql.exec("SIMCTL ADVANCE MINUTES = 10, IMAGES = 20").await?;
         let manual = manual::run(
             &policy,

@@ -23,7 +23,8 @@ pub use build::open_target;
 pub use opendal_storage::{OpendalStorage, WriteMode};
 pub use retry::{AppendOnlyStorage, RetryStorage};
 pub use throttle::{
-    init_local_offset, BandwidthSchedule, BandwidthWindow, RateLimiter, ThrottledStorage,
+    init_local_offset, local_now, to_local, BandwidthSchedule, BandwidthWindow, RateLimiter,
+    ThrottledStorage,
 };
 
 use crate::error::Result;

@@ -81,10 +81,24 @@ pub fn init_local_offset() {
     }
 }
 
-/// Minutes after local midnight now.
-fn local_minute() -> u16 {
+/// The local wall-clock time now (UTC when the offset could not be read), which
+/// bandwidth windows and folder schedules are written in.
+pub fn local_now() -> time::PrimitiveDateTime {
     let off = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
     let t = time::OffsetDateTime::now_utc().to_offset(off);
+    time::PrimitiveDateTime::new(t.date(), t.time())
+}
+
+/// `t` (UTC or any offset) as local wall-clock time.
+pub fn to_local(t: time::OffsetDateTime) -> time::PrimitiveDateTime {
+    let off = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
+    let t = t.to_offset(off);
+    time::PrimitiveDateTime::new(t.date(), t.time())
+}
+
+/// Minutes after local midnight now.
+fn local_minute() -> u16 {
+    let t = local_now();
     t.hour() as u16 * 60 + t.minute() as u16
 }
 

@@ -62,8 +62,8 @@ async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
             "[instance]\nname = \"SIM\"\nconnection_string_file = \"sql.conn\"\nencryption = \"off\"\n\
              [databases]\ninclude = [\"PACS\"]\n[schedule]\n{schedule}\n[backup]\nserver_folder = '{}'\nstall_minutes = 1\n\
              [offsite]\ntargets = [\"local\"]\n[rpo]\ndefault_minutes = 240\n\
-             [[folders]]\nname = \"pacs-server\"\nrole = \"server\"\npath = '{}'\n\
-             [[folders]]\nname = \"reg-1\"\nrole = \"workstation\"\npath = '{}'\n",
+             [[folders]]\nname = \"pacs-server\"\nrole = \"server\"\npath = '{}'\nschedule = \"0 2 * * *\"\n\
+             [[folders]]\nname = \"reg-1\"\nrole = \"workstation\"\npath = '{}'\nschedule = \"0 3 * * 1-5\"\n",
             backup_dir.display(),
             cfg.path("programs/server").display(),
             cfg.path("programs/switched-off").display(),
@@ -424,10 +424,11 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     let snaps = env.repo().snapshots().await.unwrap();
     assert!(snaps[0].snapshot.entries[0].blake3.is_some());
     // Folders: the switched-off workstation is missed, not a failure.
+    use pacsbak::jobs::folders::FolderFilter;
     let f = pacsbak::jobs::folders::run(
         &env.policy,
         &env.targets,
-        false,
+        &FolderFilter::default(),
         false,
         &[],
         &Default::default(),
@@ -435,6 +436,74 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     .await;
     assert!(f.ok, "{f:#?}");
     assert_eq!(f.results.iter().filter(|r| r.status == "missed").count(), 1);
+    // By schedule: the server folder was copied after its last 02:00 firing, so it
+    // is not due now; the workstation never got a copy, so it stays due (and missed).
+    let status = |f: &pacsbak::jobs::folders::FoldersRun, name: &str| {
+        f.results
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.status.clone())
+    };
+    let now = pacsbak::storage::local_now();
+    let due = |at| FolderFilter {
+        due_at: Some(at),
+        ..Default::default()
+    };
+    let f = pacsbak::jobs::folders::run(
+        &env.policy,
+        &env.targets,
+        &due(now),
+        false,
+        &[],
+        &Default::default(),
+    )
+    .await;
+    assert_eq!(
+        status(&f, "pacs-server").as_deref(),
+        Some("not-due"),
+        "{f:#?}"
+    );
+    let server = f.results.iter().find(|r| r.name == "pacs-server").unwrap();
+    assert!(
+        server
+            .next_due
+            .as_deref()
+            .is_some_and(|t| t.ends_with(" 02:00")),
+        "{server:#?}"
+    );
+    assert!(server.last_good_age_hours.is_some());
+    assert_eq!(status(&f, "reg-1").as_deref(), Some("missed"));
+    // A day later the 02:00 firing has passed since that copy: due again.
+    let tomorrow = now + time::Duration::days(1);
+    let f = pacsbak::jobs::folders::run(
+        &env.policy,
+        &env.targets,
+        &due(tomorrow),
+        false,
+        &[],
+        &Default::default(),
+    )
+    .await;
+    assert_eq!(
+        status(&f, "pacs-server").as_deref(),
+        Some("backed-up"),
+        "{f:#?}"
+    );
+    // By name: only the folder asked for.
+    let only = FolderFilter {
+        names: vec!["reg-1".into()],
+        ..Default::default()
+    };
+    let f = pacsbak::jobs::folders::run(
+        &env.policy,
+        &env.targets,
+        &only,
+        false,
+        &[],
+        &Default::default(),
+    )
+    .await;
+    assert_eq!(f.results.len(), 1);
     // Check: findings with severities and actions.
     let ck = pacsbak::jobs::check::run(&env.policy, &env.instance)
         .await
