@@ -107,6 +107,22 @@ async fn now(c: &mut sim::Conn) -> time::PrimitiveDateTime {
     pacsbak::sqlserver::conn::datetime(&r[0], 0usize).unwrap()
 }
 
+/// `backup folders` of the test policy, unpinned, no extra tags.
+async fn folders(
+    env: &Env,
+    filter: &pacsbak::jobs::folders::FolderFilter,
+) -> pacsbak::jobs::folders::FoldersRun {
+    pacsbak::jobs::folders::run(
+        &env.policy,
+        &env.targets,
+        filter,
+        false,
+        &[],
+        &Default::default(),
+    )
+    .await
+}
+
 fn opts(kind: BackupKind) -> DbBackupOptions {
     DbBackupOptions {
         kind: Some(kind),
@@ -425,15 +441,7 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     assert!(snaps[0].snapshot.entries[0].blake3.is_some());
     // Folders: the switched-off workstation is missed, not a failure.
     use pacsbak::jobs::folders::FolderFilter;
-    let f = pacsbak::jobs::folders::run(
-        &env.policy,
-        &env.targets,
-        &FolderFilter::default(),
-        false,
-        &[],
-        &Default::default(),
-    )
-    .await;
+    let f = folders(&env, &FolderFilter::default()).await;
     assert!(f.ok, "{f:#?}");
     assert_eq!(f.results.iter().filter(|r| r.status == "missed").count(), 1);
     // By schedule: the server folder was copied after its last 02:00 firing, so it
@@ -449,15 +457,7 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
         due_at: Some(at),
         ..Default::default()
     };
-    let f = pacsbak::jobs::folders::run(
-        &env.policy,
-        &env.targets,
-        &due(now),
-        false,
-        &[],
-        &Default::default(),
-    )
-    .await;
+    let f = folders(&env, &due(now)).await;
     assert_eq!(
         status(&f, "pacs-server").as_deref(),
         Some("not-due"),
@@ -475,15 +475,7 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     assert_eq!(status(&f, "reg-1").as_deref(), Some("missed"));
     // A day later the 02:00 firing has passed since that copy: due again.
     let tomorrow = now + time::Duration::days(1);
-    let f = pacsbak::jobs::folders::run(
-        &env.policy,
-        &env.targets,
-        &due(tomorrow),
-        false,
-        &[],
-        &Default::default(),
-    )
-    .await;
+    let f = folders(&env, &due(tomorrow)).await;
     assert_eq!(
         status(&f, "pacs-server").as_deref(),
         Some("backed-up"),
@@ -494,15 +486,7 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
         names: vec!["reg-1".into()],
         ..Default::default()
     };
-    let f = pacsbak::jobs::folders::run(
-        &env.policy,
-        &env.targets,
-        &only,
-        false,
-        &[],
-        &Default::default(),
-    )
-    .await;
+    let f = folders(&env, &only).await;
     assert_eq!(f.results.len(), 1);
     // Check: findings with severities and actions.
     let ck = pacsbak::jobs::check::run(&env.policy, &env.instance)
