@@ -237,7 +237,15 @@ pub async fn check_target(storage: Arc<dyn Storage>, append_only: bool) -> Check
                 error: Some("skipped: append-only target (the probe object stays)".into()),
             });
         } else if let Err(e) = storage.delete(&probe).await {
-            fail(&mut r, "delete", t.elapsed().as_secs_f64() * 1e3, e);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if e.kind() == crate::ErrorKind::Auth {
+                // List, write and read worked with these credentials: they may not delete.
+                r.diagnosis = Some(format!(
+                    "{}; these credentials may write but not delete: if that is intended, set append_only = true in the target's file (the probe object stays)",
+                    e.message()
+                ));
+            }
+            fail(&mut r, "delete", ms, e);
             return r;
         } else {
             r.steps.push(CheckStep {

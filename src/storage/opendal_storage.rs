@@ -268,6 +268,17 @@ impl Storage for OpendalStorage {
         match self.op.stat(path).await {
             Ok(meta) => Ok(Some(meta.content_length())),
             Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) if e.kind() == opendal::ErrorKind::PermissionDenied => {
+                // A refused HEAD has no body, so S3 cannot say why: a wrong secret
+                // would read as a missing permission. Ask again with a one-byte GET,
+                // whose error names the cause (SignatureDoesNotMatch, AccessDenied...).
+                match self.op.read_with(path).range(0..1).await {
+                    Err(why) if super::check::diagnose(&why).is_some() => {
+                        Err(self.err("stat", path, why))
+                    }
+                    _ => Err(self.err("stat", path, e)),
+                }
+            }
             Err(e) => Err(self.err("stat", path, e)),
         }
     }
