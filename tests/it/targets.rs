@@ -746,6 +746,59 @@ impl Proxy {
     }
 }
 
+/// The bandwidth window on a real transfer: a backup to moto through a counting
+/// proxy, limited to 2 MB/s all day; the bytes on the wire over 30 s of it stay
+/// within 10% of the limit (the limiter's logic is also tested in paused time in
+/// src/storage/throttle.rs).
+#[test]
+fn bandwidth_limit_holds_on_the_wire_over_30_seconds() {
+    let Some((_moto, port)) = start_moto() else {
+        return;
+    };
+    create_bucket(port, "pacs");
+    let proxy = Proxy::start(port);
+    let t = TestConfig::new();
+    t.s3_target(
+        "slow",
+        proxy.port,
+        "pacs",
+        "[limits]\nconnections = 2\n[[limits.bandwidth]]\nfrom = \"00:00\"\nto = \"24:00\"\nlimit = \"2MB/s\"\n",
+    );
+    t.ok_scrubbed(&["repo", "init", "--target", "slow"]);
+    // Random bytes do not compress: 80 MB is more than 30 s at 2 MB/s.
+    let big = t.path("big.bak");
+    std::fs::write(&big, pseudo_random(80_000_000, 5)).unwrap();
+    let mut cmd = t.cmd(&["backup", "files", "--target", "slow", big.to_str().unwrap()]);
+    let mut child = scrubbed(&mut cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Measure from the first megabyte on, past start-up and the first pack's sealing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.sent.load(Ordering::SeqCst) < 1_000_000 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        assert!(child.try_wait().unwrap().is_none(), "backup ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (t0, b0) = (Instant::now(), proxy.sent.load(Ordering::SeqCst));
+    std::thread::sleep(Duration::from_secs(30));
+    let (t1, b1) = (Instant::now(), proxy.sent.load(Ordering::SeqCst));
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        still_running,
+        "the backup finished inside the window: too little data"
+    );
+    let rate = (b1 - b0) as f64 / (t1 - t0).as_secs_f64();
+    println!("bandwidth on the wire: {rate:.0} B/s (limit 2000000)");
+    assert!(
+        (rate - 2e6).abs() / 2e6 < 0.10,
+        "{rate:.0} B/s on the wire against a 2 MB/s limit"
+    );
+}
+
 fn stored_bytes(t: &TestConfig, target: &str) -> u64 {
     let cfg = pacsbak::config::ConfigDir::load(&t.config()).unwrap();
     let storage = cfg.target(Some(target)).unwrap().open().unwrap();
