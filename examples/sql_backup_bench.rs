@@ -3,8 +3,16 @@
 //! RESTORE VERIFYONLY + offsite ingest + offsite read-back (`backup db`). The issue's
 //! bar: the whole within 2x of the BACKUP alone.
 //!
-//! `cargo run --release --example sql_backup_bench [-- SIZE_GIB [DIR]]`
+//! `cargo run --release --example sql_backup_bench [-- SIZE_GIB [DIR [US_PER_PAGE]]]`
+//!
+//! The simulator's BACKUP is not throttled: it runs at the speed of encoding and
+//! writing its pages (one fsync per file), and its progress follows the pages
+//! written. US_PER_PAGE sets the `slow_backup` fault (at least that many
+//! microseconds per 8 KiB page) to pace it like a slower server; the output says
+//! which pace was used.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use pacsbak::config::ConfigDir;
@@ -22,6 +30,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(2)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let us_per_page: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    eprintln!("load average at start: {}", load());
     let tmp = tempfile::tempdir_in(base)?;
     let d = tmp.path();
     std::fs::create_dir_all(d.join("storage-targets"))?;
@@ -57,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let want = (gib * (1u64 << 30) as f64) as i64;
     let t = Instant::now();
-    loop {
+    let grow_seconds = loop {
         let rows = sql
             .rows("SELECT SUM(size) FROM sys.master_files WHERE database_id = DB_ID(N'PACS') AND type_desc = 'ROWS'")
             .await?;
@@ -67,36 +82,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(0)
             * 8192;
         if bytes >= want {
+            let secs = t.elapsed().as_secs_f64();
             eprintln!(
-                "database at {} MiB after {:.0} s of simulated work",
+                "database at {} MiB after {secs:.1} s of simulated work",
                 bytes >> 20,
-                t.elapsed().as_secs_f64()
             );
-            break;
+            break secs;
         }
         sql.exec("SIMCTL ADVANCE MINUTES = 10, IMAGES = 200000")
             .await?;
-    }
+    };
+
+    let pace = if us_per_page > 0 {
+        sql.exec(&format!("SIMCTL FAULT slow_backup {us_per_page}"))
+            .await?;
+        format!(
+            "slow_backup {us_per_page} us/page (at most {:.0} MiB/s)",
+            8192.0 / us_per_page as f64 * 1e6 / 1_048_576.0
+        )
+    } else {
+        "unthrottled (no slow_backup fault)".to_string()
+    };
+    eprintln!("simulator BACKUP pace: {pace}");
+    eprintln!("load average before the backups: {}", load());
 
     let alone = d.join("backups/alone.bak");
     let stmt = format!(
         "BACKUP DATABASE [PACS] TO DISK = N'{}' WITH CHECKSUM, INIT, COPY_ONLY",
         alone.display()
     );
+    let mut readings = Vec::new();
     let b = run_long(
         &instance,
         "PACS",
         &stmt,
         std::time::Duration::from_secs(600),
-        &mut |_| {},
+        &mut |p| readings.push(p),
     )
     .await?;
     let size = std::fs::metadata(&alone)?.len();
     std::fs::remove_file(&alone)?;
 
     let t = Instant::now();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
     let opts = DbBackupOptions {
         kind: Some(BackupKind::Full),
+        progress: Some(Arc::new(move |_: &str, _: f64| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })),
         ..DbBackupOptions::default()
     };
     let r = db_backup::run(&policy, &instance, &targets, &opts).await?;
@@ -106,6 +140,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("backup failed: {:?}", x.error).into());
     }
     let o = &x.offsite[0];
+    let steps = x.backup_seconds + x.verifyonly_seconds + o.ingest_seconds + o.verify_seconds;
+    eprintln!("load average at the end: {}", load());
+    eprintln!(
+        "growth: {grow_seconds:.1} s; percent_complete readings during BACKUP alone: {} ({}), during `backup db`: {}",
+        readings.len(),
+        readings
+            .iter()
+            .map(|p| format!("{p:.0}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        seen.load(Ordering::Relaxed)
+    );
+    println!("simulator BACKUP pace: {pace}");
+    println!();
     println!("| step | seconds |");
     println!("|---|---|");
     println!(
@@ -124,8 +172,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         o.verify_seconds
     );
     println!(
-        "| `backup db` end to end (all of the above, pre-flight, msdb, header) | {total:.2} |"
+        "| `backup db`: rest (pre-flight, connections, msdb, file header) | {:.2} |",
+        total - steps
     );
+    println!("| `backup db` end to end (all of the above) | {total:.2} |");
     println!(
         "| ratio end to end / BACKUP alone | {:.2} |",
         total / b.seconds

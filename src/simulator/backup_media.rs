@@ -18,6 +18,7 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,8 +116,9 @@ pub struct SetHeader {
 /// The contents of a backup set.
 #[derive(Debug, Clone, Default)]
 pub struct SetPayload {
-    /// Data pages by page id.
-    pub pages: Vec<(u32, Page)>,
+    /// Data pages by page id (shared with the data file they were taken from: a
+    /// backup's point-in-time copy costs no page copy).
+    pub pages: Vec<(u32, Arc<Page>)>,
     /// Log records.
     pub log: Vec<LogRecord>,
 }
@@ -311,16 +313,49 @@ impl<W: Write> Write for Limited<W> {
     }
 }
 
+/// Pages handed to the bakfile writer as it asks for them, each encoded (header,
+/// rows, page checksum) only then: the set is streamed to the file, never held in
+/// memory. `before_page` runs before each page; when it says no, the pages end early
+/// and the writer fails (the backup was stopped).
+struct Encoded<'a> {
+    pages: std::slice::Iter<'a, (u32, Arc<Page>)>,
+    before_page: &'a mut dyn FnMut() -> bool,
+    stopped: bool,
+}
+
+impl Iterator for Encoded<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.stopped {
+            return None;
+        }
+        let (id, page) = self.pages.next()?;
+        if !(self.before_page)() {
+            self.stopped = true;
+            return None;
+        }
+        Some(page.encode(*id))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.pages.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Encoded<'_> {}
+
 /// Writes one family of a backup set through the bakfile writer; `init` overwrites
 /// existing sets, otherwise the set is appended at the next position (set in
 /// `header`, with the bytes written). `fail_after` simulates a full disk after that
-/// many bytes of the file.
+/// many bytes of the file. `before_page` runs before each data page is written (the
+/// backup's progress and pace); when it returns false the write stops with an
+/// `Interrupted` error and the file is left as it is for the caller to remove.
 pub fn write_set(
     path: &Path,
     header: &mut SetHeader,
     payload: &SetPayload,
     init: bool,
     fail_after: Option<usize>,
+    before_page: &mut dyn FnMut() -> bool,
 ) -> Result<u64, MediaError> {
     let append_at = if init || !path.exists() {
         None
@@ -337,7 +372,11 @@ pub fn write_set(
     if append_at.is_none() {
         header.position = 1;
     }
-    let pages: Vec<Vec<u8>> = payload.pages.iter().map(|(id, p)| p.encode(*id)).collect();
+    let mut pages = Encoded {
+        pages: payload.pages.iter(),
+        before_page,
+        stopped: false,
+    };
     let log = encode_log(header, &payload.log);
     let desc = description(header);
     let file = match append_at {
@@ -346,14 +385,20 @@ pub fn write_set(
     }
     .map_err(MediaError::Open)?;
     let mut out = Limited {
-        inner: std::io::BufWriter::new(file),
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
         left: fail_after.map(|n| n.saturating_sub(append_at.unwrap_or(0) as usize)),
         full: false,
     };
     let written = match append_at {
-        None => bakfile::write_backup(&mut out, &desc, &pages, &log),
-        Some(at) => bakfile::append_backup(&mut out, &desc, &pages, &log, at),
+        None => bakfile::write_backup(&mut out, &desc, &mut pages, &log),
+        Some(at) => bakfile::append_backup(&mut out, &desc, &mut pages, &log, at),
     };
+    if pages.stopped {
+        return Err(MediaError::Write(std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "the backup was stopped",
+        )));
+    }
     let full = out.full;
     let file = out
         .inner
@@ -394,12 +439,19 @@ pub fn damage(path: &Path) {
         return;
     };
     let at = s.data_offset + 2 + (s.length.saturating_sub(2)) / 2 + 100;
-    if let Ok(mut b) = std::fs::read(path) {
-        if let Some(x) = b.get_mut(at as usize) {
-            *x ^= 0x5A;
-            let _ = std::fs::write(path, b);
-        }
-    }
+    let flip = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut b)?;
+        b[0] ^= 0x5A;
+        f.seek(SeekFrom::Start(at))?;
+        f.write_all(&b)
+    };
+    let _ = flip();
 }
 
 fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, MediaError> {
@@ -621,7 +673,7 @@ fn read_family(path: &Path, position: i64) -> Result<(SetHeader, SetPayload), Me
                 database: h.database_name.clone(),
                 detail: e,
             })?;
-            pages.push((id, page));
+            pages.push((id, Arc::new(page)));
         }
     }
     Ok((h, SetPayload { pages, log }))

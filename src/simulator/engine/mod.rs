@@ -8,7 +8,7 @@ pub mod pages;
 pub mod state;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
@@ -59,6 +59,8 @@ pub struct Instance {
     pub catalog: Catalog,
     /// Loaded data files by lower-case database name.
     data: HashMap<String, DataFile>,
+    /// Where the batches of each log file are, by lower-case database name.
+    logs: HashMap<String, LogIndex>,
     /// Requests running now, by session.
     pub requests: HashMap<u16, RequestInfo>,
     /// Sessions connected now.
@@ -102,6 +104,7 @@ impl Instance {
             state,
             catalog,
             data: HashMap::new(),
+            logs: HashMap::new(),
             requests: HashMap::new(),
             sessions: HashMap::new(),
         };
@@ -186,8 +189,8 @@ impl Instance {
             restore: None,
             next_ids: [1, 1, 1, 1],
         };
-        let df = DataFile::new(name, lsn);
-        self.write_files(&meta, &df, &[])?;
+        let mut df = DataFile::new(name, lsn);
+        self.write_files(&meta, &mut df, &[])?;
         self.data.insert(name.to_ascii_lowercase(), df);
         self.state.databases.push(meta);
         if sample {
@@ -198,9 +201,9 @@ impl Instance {
 
     /// Writes a database's data and log files.
     pub fn write_files(
-        &self,
+        &mut self,
         meta: &DbMeta,
-        df: &DataFile,
+        df: &mut DataFile,
         log: &[LogRecord],
     ) -> Result<(), Error> {
         if let Some(f) = meta.data_file() {
@@ -210,11 +213,13 @@ impl Instance {
         if let Some(f) = meta.log_file() {
             let p = Path::new(&f.physical);
             let mut out = Vec::new();
-            for r in log {
-                out.extend_from_slice(&serde_json::to_vec(r).unwrap_or_default());
-                out.push(b'\n');
-            }
+            let mut index = LogIndex {
+                path: f.physical.clone(),
+                ..LogIndex::default()
+            };
+            index.append(log, &mut out);
             std::fs::write(p, out).map_err(|e| io_err(e, p))?;
+            self.logs.insert(meta.name.to_ascii_lowercase(), index);
         }
         Ok(())
     }
@@ -240,48 +245,91 @@ impl Instance {
             .ok_or_else(|| Error::new(ErrorKind::Internal, "data file vanished"))
     }
 
-    /// Replaces a database's data file in memory and on disk.
-    pub fn set_data_file(&mut self, name: &str, df: DataFile) -> Result<(), Error> {
+    /// Replaces a database's data file in memory and on disk (the pages it changed,
+    /// all of them for a file never written).
+    pub fn set_data_file(&mut self, name: &str, mut df: DataFile) -> Result<(), Error> {
         if let Some(meta) = self.state.db(name) {
             if let Some(f) = meta.data_file() {
                 let p = PathBuf::from(&f.physical);
-                df.save(&p).map_err(|e| io_err(e, &p))?;
+                df.save_changes(&p).map_err(|e| io_err(e, &p))?;
             }
         }
         self.data.insert(name.to_ascii_lowercase(), df);
         Ok(())
     }
 
-    /// Forgets a loaded data file (after DROP DATABASE).
-    pub fn unload(&mut self, name: &str) {
-        self.data.remove(&name.to_ascii_lowercase());
+    /// Writes the pages of a database's loaded data file changed since the last write.
+    fn save_data_changes(&mut self, name: &str) -> Result<(), Error> {
+        let Some(path) = self
+            .state
+            .db(name)
+            .and_then(|m| m.data_file())
+            .map(|f| PathBuf::from(&f.physical))
+        else {
+            return Ok(());
+        };
+        let df = self.data_file(name)?;
+        df.save_changes(&path).map_err(|e| io_err(e, &path))
     }
 
-    /// The log records of a database, read from its log file.
-    pub fn read_log(&self, name: &str) -> Vec<LogRecord> {
-        let Some(f) = self.state.db(name).and_then(|m| m.log_file()) else {
+    /// Forgets a loaded data file and log index (after DROP DATABASE).
+    pub fn unload(&mut self, name: &str) {
+        self.data.remove(&name.to_ascii_lowercase());
+        self.logs.remove(&name.to_ascii_lowercase());
+    }
+
+    /// The index of a database's log file, built by reading the file when there is
+    /// none yet (or the file is not what the index describes).
+    fn log_index(&mut self, name: &str) -> Option<&LogIndex> {
+        let path = self.state.db(name)?.log_file()?.physical.clone();
+        let key = name.to_ascii_lowercase();
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let fresh = self
+            .logs
+            .get(&key)
+            .is_some_and(|x| x.path == path && x.file_len() == len);
+        if !fresh {
+            self.logs.insert(key.clone(), LogIndex::build(&path));
+        }
+        self.logs.get(&key)
+    }
+
+    /// The log records of a database with an LSN from `from` on (and possibly a few
+    /// before it, from the same batch), read from the part of the log file holding
+    /// them.
+    pub fn read_log_from(&mut self, name: &str, from: i64) -> Vec<LogRecord> {
+        let Some(index) = self.log_index(name) else {
             return Vec::new();
         };
-        std::fs::read_to_string(&f.physical)
-            .unwrap_or_default()
-            .lines()
+        let Some(start) = index.batches.iter().position(|b| b.end > from) else {
+            return Vec::new();
+        };
+        let offset = index.batches[start].offset;
+        let path = index.path.clone();
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            return Vec::new();
+        };
+        let mut text = String::new();
+        if f.seek(SeekFrom::Start(offset)).is_err() || f.read_to_string(&mut text).is_err() {
+            return Vec::new();
+        }
+        text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
 
-    /// Bytes of the log file.
-    pub fn log_bytes(&self, name: &str) -> (i64, i64) {
-        let recs = self.read_log(name);
+    /// Bytes of the log file: its size (plus 8 MiB) and the bytes in use (the
+    /// records from the truncation point on).
+    pub fn log_bytes(&mut self, name: &str) -> (i64, i64) {
         let trunc = self
             .state
             .db(name)
             .map(|m| m.log_truncated_lsn)
             .unwrap_or(0);
-        let used: usize = recs
-            .iter()
-            .filter(|r| r.lsn >= trunc)
-            .map(|r| r.op.len() + 40)
-            .sum();
+        let used = match self.log_index(name) {
+            Some(index) => index.used_from(trunc) as usize,
+            None => 0,
+        };
         let total = self
             .state
             .db(name)
@@ -323,20 +371,24 @@ impl Instance {
         for r in &recs {
             df.apply(&r.op, r.lsn);
         }
+        // The index is brought up to date before the file grows, so it still
+        // describes the file (or is rebuilt from it) when this batch is added.
+        let key = name.to_ascii_lowercase();
+        let indexed = self.log_index(name).is_some();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(&log_path)
             .map_err(|e| io_err(e, Path::new(&log_path)))?;
         let mut out = Vec::new();
-        for r in &recs {
-            out.extend_from_slice(&serde_json::to_vec(r).unwrap_or_default());
-            out.push(b'\n');
+        match self.logs.get_mut(&key).filter(|_| indexed) {
+            Some(index) => index.append(&recs, &mut out),
+            None => LogIndex::default().append(&recs, &mut out),
         }
         f.write_all(&out)
             .map_err(|e| io_err(e, Path::new(&log_path)))?;
-        let df = self.data_file(name)?.clone();
-        self.set_data_file(name, df)?;
+        // A checkpoint of sorts: the pages this batch changed go to the data file.
+        self.save_data_changes(name)?;
         self.save()
     }
 
@@ -467,5 +519,196 @@ impl Instance {
             .rows(t.obj_id)
             .map(|r| r.split('\t').map(str::to_string).collect())
             .collect())
+    }
+}
+
+/// One batch of log records (one `log_ops` call): consecutive lines of the log file.
+#[derive(Debug, Clone, Copy)]
+struct LogBatch {
+    /// Lowest LSN in the batch.
+    first: i64,
+    /// Highest LSN in the batch, plus one.
+    end: i64,
+    /// Log space the batch's records use (`op` bytes + 40 per record).
+    used: u64,
+    /// Where its lines start in the log file.
+    offset: u64,
+    /// Bytes of its lines.
+    len: u64,
+}
+
+/// Where the batches of a log file are: log space in use and log backups read only
+/// the part of the file they need instead of parsing every record every time.
+#[derive(Debug, Clone, Default)]
+struct LogIndex {
+    /// The log file.
+    path: String,
+    batches: Vec<LogBatch>,
+}
+
+fn record_use(r: &LogRecord) -> u64 {
+    r.op.len() as u64 + 40
+}
+
+impl LogIndex {
+    /// The file length the index accounts for.
+    fn file_len(&self) -> u64 {
+        self.batches.last().map(|b| b.offset + b.len).unwrap_or(0)
+    }
+
+    /// Serializes `recs` as JSON lines into `out` (appended to the file next) and
+    /// records them as one batch.
+    fn append(&mut self, recs: &[LogRecord], out: &mut Vec<u8>) {
+        let before = out.len();
+        for r in recs {
+            out.extend_from_slice(&serde_json::to_vec(r).unwrap_or_default());
+            out.push(b'\n');
+        }
+        if recs.is_empty() {
+            return;
+        }
+        let offset = self.file_len();
+        self.batches.push(LogBatch {
+            first: recs.iter().map(|r| r.lsn).min().unwrap_or(0),
+            end: recs.iter().map(|r| r.lsn).max().unwrap_or(0) + 1,
+            used: recs.iter().map(record_use).sum(),
+            offset,
+            len: (out.len() - before) as u64,
+        });
+    }
+
+    /// Reads a log file once: runs of consecutive LSNs become batches.
+    fn build(path: &str) -> LogIndex {
+        let mut index = LogIndex {
+            path: path.to_string(),
+            batches: Vec::new(),
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return index;
+        };
+        let mut offset = 0u64;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let len = line.len() as u64;
+            let rec = serde_json::from_slice::<LogRecord>(line.trim_ascii_end()).ok();
+            match (rec, index.batches.last_mut()) {
+                (Some(r), Some(b)) if r.lsn == b.end => {
+                    b.end += 1;
+                    b.used += record_use(&r);
+                    b.len += len;
+                }
+                (Some(r), _) => index.batches.push(LogBatch {
+                    first: r.lsn,
+                    end: r.lsn + 1,
+                    used: record_use(&r),
+                    offset,
+                    len,
+                }),
+                // A line that is not a record (none are written) joins the batch
+                // before it, so the batches still cover the whole file.
+                (None, Some(b)) => b.len += len,
+                (None, None) => index.batches.push(LogBatch {
+                    first: i64::MAX,
+                    end: i64::MIN,
+                    used: 0,
+                    offset,
+                    len,
+                }),
+            }
+            offset += len;
+        }
+        index
+    }
+
+    /// Log space used by the records with an LSN from `trunc` on.
+    fn used_from(&self, trunc: i64) -> u64 {
+        let mut used = 0;
+        for b in &self.batches {
+            if b.first >= trunc {
+                used += b.used;
+            } else if b.end > trunc {
+                // The truncation point falls inside this batch: count its records.
+                used += self
+                    .batch_records(b)
+                    .iter()
+                    .filter(|r| r.lsn >= trunc)
+                    .map(record_use)
+                    .sum::<u64>();
+            }
+        }
+        used
+    }
+
+    fn batch_records(&self, b: &LogBatch) -> Vec<LogRecord> {
+        let mut buf = vec![0u8; b.len as usize];
+        let read = std::fs::File::open(&self.path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(b.offset))?;
+            f.read_exact(&mut buf)
+        });
+        if read.is_err() {
+            return Vec::new();
+        }
+        buf.split(|c| *c == b'\n')
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_records(inst: &Instance, name: &str) -> Vec<LogRecord> {
+        let path = &inst.state.db(name).unwrap().log_file().unwrap().physical;
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn log_index_answers_as_a_full_read_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inst = Instance::open(dir.path(), false).unwrap();
+        for _ in 0..3 {
+            inst.advance(10, Some(300)).unwrap();
+        }
+        inst.checkpoint("PACS").unwrap();
+        let recs = all_records(&inst, "PACS");
+        let lsns: Vec<i64> = recs.iter().map(|r| r.lsn).collect();
+        // Truncation points before, at and inside batches, and past the end.
+        let mut points = vec![i64::MIN, 0, lsns[0], lsns[1], *lsns.last().unwrap() + 1];
+        points.extend(lsns.iter().step_by(97).copied());
+        for &t in &points {
+            inst.state.db_mut("PACS").unwrap().log_truncated_lsn = t;
+            let want: usize = recs
+                .iter()
+                .filter(|r| r.lsn >= t)
+                .map(|r| r.op.len() + 40)
+                .sum();
+            assert_eq!(inst.log_bytes("PACS").1, want as i64, "truncated at {t}");
+            let from: Vec<LogRecord> = inst
+                .read_log_from("PACS", t)
+                .into_iter()
+                .filter(|r| r.lsn >= t)
+                .collect();
+            let want: Vec<LogRecord> = recs.iter().filter(|r| r.lsn >= t).cloned().collect();
+            assert_eq!(from, want, "read from {t}");
+        }
+        // A fresh instance on the same folder builds the same index from the file.
+        let built = LogIndex::build(&inst.logs["pacs"].path);
+        let kept = &inst.logs["pacs"];
+        assert_eq!(built.file_len(), kept.file_len());
+        let used = |x: &LogIndex| x.batches.iter().map(|b| b.used).sum::<u64>();
+        assert_eq!(used(&built), used(kept));
+        drop(inst);
+        let mut again = Instance::open(dir.path(), false).unwrap();
+        again.state.db_mut("PACS").unwrap().log_truncated_lsn = lsns[lsns.len() / 2];
+        let want: usize = recs
+            .iter()
+            .filter(|r| r.lsn >= lsns[lsns.len() / 2])
+            .map(|r| r.op.len() + 40)
+            .sum();
+        assert_eq!(again.log_bytes("PACS").1, want as i64);
     }
 }

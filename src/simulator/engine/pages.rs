@@ -9,7 +9,10 @@
 //! fill the table's last page and then allocate a new one at the end of the file, so
 //! a workload changes some pages and leaves others alone, as a real database does.
 
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Bytes per page.
 pub const PAGE_SIZE: usize = 8192;
@@ -180,29 +183,88 @@ pub fn join_lsn(vlf: u32, block: u32, slot: u16) -> i64 {
 }
 
 /// The pages of one database's data file.
+///
+/// Pages are shared (`Arc`): cloning the file, as BACKUP does to take its
+/// point-in-time copy, copies no page; a later change copies only the page it
+/// changes. The file remembers which pages changed since it was last written, so
+/// [`DataFile::save_changes`] writes those pages in place, as SQL Server's checkpoint
+/// writes dirty pages, instead of rewriting the whole file.
 #[derive(Debug, Clone, Default)]
 pub struct DataFile {
     /// Page 0 is the file header page.
-    pub pages: Vec<Page>,
+    pages: Vec<Arc<Page>>,
+    /// Pages changed since the file was last written (page ids, unsorted, may repeat).
+    dirty: Vec<u32>,
+    /// Every page changed (or the file never written): the next save writes it all.
+    all_dirty: bool,
+    /// The last page of each table (by object id): where inserts go.
+    last_page: HashMap<u32, usize>,
+    /// Per table, the first page holding each key (a row's first field), built on
+    /// the first update of that table and kept up to date by inserts.
+    keys: HashMap<u32, KeyIndex>,
+}
+
+/// Where a table's keys are.
+#[derive(Debug, Clone, Default)]
+struct KeyIndex {
+    /// The first page holding each key.
+    first: HashMap<Box<str>, usize>,
+    /// Some key is held by more than one row: an update whose row does not fit on
+    /// the first page may go to a later one, which needs a scan.
+    dupes: bool,
+}
+
+impl KeyIndex {
+    fn add(&mut self, key: &str, page: usize) {
+        match self.first.get(key) {
+            Some(_) => self.dupes = true,
+            None => {
+                self.first.insert(key.into(), page);
+            }
+        }
+    }
+}
+
+fn row_key(row: &str) -> &str {
+    row.split('\t').next().unwrap_or("")
 }
 
 impl DataFile {
     /// A new file with only its header page.
     pub fn new(db_name: &str, lsn: i64) -> Self {
-        DataFile {
-            pages: vec![Page {
-                obj_id: 0,
-                lsn,
-                rows: vec![format!("PACSSIM data file\t{db_name}")],
-            }],
+        Self::from_pages(vec![Page {
+            obj_id: 0,
+            lsn,
+            rows: vec![format!("PACSSIM data file\t{db_name}")],
+        }])
+    }
+
+    /// A file made of these pages (page id = position); never written yet.
+    pub fn from_pages(pages: Vec<Page>) -> Self {
+        let mut f = DataFile {
+            pages: pages.into_iter().map(Arc::new).collect(),
+            ..DataFile::default()
+        };
+        f.reindex();
+        f.all_dirty = true;
+        f
+    }
+
+    fn reindex(&mut self) {
+        self.last_page.clear();
+        self.keys.clear();
+        for (i, p) in self.pages.iter().enumerate() {
+            self.last_page.insert(p.obj_id, i);
         }
     }
 
     /// Reads and checks a data file.
     pub fn load(path: &Path) -> std::io::Result<DataFile> {
         let bytes = std::fs::read(path)?;
-        Self::from_bytes(&bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let mut f = Self::from_bytes(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        f.all_dirty = false;
+        Ok(f)
     }
 
     /// Parses the pages of a data file image.
@@ -214,10 +276,35 @@ impl DataFile {
         if pages.is_empty() {
             return Err("empty data file".into());
         }
-        Ok(DataFile { pages })
+        Ok(Self::from_pages(pages))
+    }
+
+    /// The pages, page 0 first.
+    pub fn pages(&self) -> &[Arc<Page>] {
+        &self.pages
+    }
+
+    /// Restore: the file gets `total` pages (new ones empty), then these pages at
+    /// their ids (ids past `total` are ignored).
+    pub fn replace_pages(&mut self, total: usize, pages: &[(u32, Arc<Page>)]) {
+        let empty = Arc::new(Page {
+            obj_id: 0,
+            lsn: 0,
+            rows: Vec::new(),
+        });
+        self.pages.resize(total, empty);
+        for (id, p) in pages {
+            if let Some(slot) = self.pages.get_mut(*id as usize) {
+                *slot = p.clone();
+            }
+        }
+        self.all_dirty = true;
+        self.dirty.clear();
+        self.reindex();
     }
 
     /// The file's bytes.
+    #[cfg(test)]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.pages.len() * PAGE_SIZE);
         for (i, p) in self.pages.iter().enumerate() {
@@ -226,11 +313,56 @@ impl DataFile {
         out
     }
 
-    /// Writes the file.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    /// Writes the whole file (to a temporary file renamed over it).
+    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.to_bytes())?;
-        std::fs::rename(&tmp, path)
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+            for (i, p) in self.pages.iter().enumerate() {
+                w.write_all(&p.encode(i as u32))?;
+            }
+            w.flush()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        self.dirty.clear();
+        self.all_dirty = false;
+        Ok(())
+    }
+
+    /// Writes the pages changed since the last write, each at its place in the file
+    /// (the whole file when it was never written or was replaced).
+    pub fn save_changes(&mut self, path: &Path) -> std::io::Result<()> {
+        if self.all_dirty || !path.exists() {
+            return self.save(path);
+        }
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let mut ids = std::mem::take(&mut self.dirty);
+        ids.sort_unstable();
+        ids.dedup();
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        let mut buf = Vec::new();
+        let mut k = 0;
+        while k < ids.len() {
+            // A run of consecutive pages goes out in one write.
+            let first = ids[k];
+            buf.clear();
+            while k < ids.len() && ids[k] == first + (buf.len() / PAGE_SIZE) as u32 {
+                let id = ids[k];
+                buf.extend_from_slice(&self.pages[id as usize].encode(id));
+                k += 1;
+            }
+            f.seek(SeekFrom::Start(first as u64 * PAGE_SIZE as u64))?;
+            f.write_all(&buf)?;
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, i: usize) {
+        if !self.all_dirty {
+            self.dirty.push(i as u32);
+        }
     }
 
     /// Rows of a table, in page order.
@@ -243,35 +375,76 @@ impl DataFile {
 
     /// Appends a row to the table's last page or a new page.
     pub fn insert(&mut self, obj_id: u32, row: String, lsn: i64) {
-        if let Some(p) = self.pages.iter_mut().rev().find(|p| p.obj_id == obj_id) {
-            if p.fits(row.len()) {
+        let key = self
+            .keys
+            .contains_key(&obj_id)
+            .then(|| row_key(&row).to_string());
+        let at = match self.last_page.get(&obj_id) {
+            Some(&i) if self.pages[i].fits(row.len()) => {
+                let p = Arc::make_mut(&mut self.pages[i]);
                 p.rows.push(row);
                 p.lsn = lsn;
-                return;
+                i
             }
+            _ => {
+                self.pages.push(Arc::new(Page {
+                    obj_id,
+                    lsn,
+                    rows: vec![row],
+                }));
+                let i = self.pages.len() - 1;
+                self.last_page.insert(obj_id, i);
+                i
+            }
+        };
+        self.touch(at);
+        if let (Some(k), Some(index)) = (key, self.keys.get_mut(&obj_id)) {
+            index.add(&k, at);
         }
-        self.pages.push(Page {
-            obj_id,
-            lsn,
-            rows: vec![row],
-        });
     }
 
-    /// Replaces the row whose first field is `key`.
+    /// Replaces the first row (in page order) whose first field is `key`, when the
+    /// page still has room for the new row; otherwise the next one that fits.
     pub fn update(&mut self, obj_id: u32, row: String, lsn: i64) -> bool {
-        let key = row.split('\t').next().unwrap_or("").to_string();
-        for p in self.pages.iter_mut().filter(|p| p.obj_id == obj_id) {
-            let used = p.payload_len();
-            if let Some(r) = p
-                .rows
-                .iter_mut()
-                .find(|r| r.split('\t').next() == Some(key.as_str()))
-            {
-                if used - r.len() + row.len() + HEADER < PAGE_SIZE {
-                    *r = row;
-                    p.lsn = lsn;
-                    return true;
+        let key = row_key(&row).to_string();
+        if !self.keys.contains_key(&obj_id) {
+            let mut index = KeyIndex::default();
+            for (i, p) in self.pages.iter().enumerate() {
+                if p.obj_id == obj_id {
+                    for r in &p.rows {
+                        index.add(row_key(r), i);
+                    }
                 }
+            }
+            self.keys.insert(obj_id, index);
+        }
+        let Some(index) = self.keys.get(&obj_id) else {
+            return false;
+        };
+        let Some(&first) = index.first.get(key.as_str()) else {
+            return false;
+        };
+        // With unique keys no later page holds the key: only the first is looked at.
+        let last = if index.dupes {
+            self.pages.len()
+        } else {
+            first + 1
+        };
+        for i in first..last {
+            let p = &self.pages[i];
+            if p.obj_id != obj_id {
+                continue;
+            }
+            let used = p.payload_len();
+            let Some(j) = p.rows.iter().position(|r| row_key(r) == key) else {
+                continue;
+            };
+            if used - p.rows[j].len() + row.len() + HEADER < PAGE_SIZE {
+                let p = Arc::make_mut(&mut self.pages[i]);
+                p.rows[j] = row;
+                p.lsn = lsn;
+                self.touch(i);
+                return true;
             }
         }
         false
@@ -290,9 +463,6 @@ impl DataFile {
                 _ => {}
             }
         }
-        if let Some(h) = self.pages.first_mut() {
-            h.lsn = h.lsn.max(0);
-        }
     }
 }
 
@@ -310,13 +480,129 @@ mod tests {
                 37_000_000_000_200_000 + i,
             );
         }
-        assert!(f.pages.len() > 2);
+        assert!(f.pages().len() > 2);
         let bytes = f.to_bytes();
         let back = DataFile::from_bytes(&bytes).unwrap();
-        assert_eq!(back.pages, f.pages);
+        assert_eq!(back.pages(), f.pages());
         let mut bad = bytes.clone();
         bad[PAGE_SIZE + 200] ^= 0x10;
         assert!(DataFile::from_bytes(&bad).is_err());
         assert_eq!(split_lsn(37_000_000_012_345_601), (37, 123, 45601));
+    }
+
+    /// The update the indexes replace: the first page of the table holding the key
+    /// whose row can take the new one.
+    fn naive_update(pages: &mut [Page], obj_id: u32, row: &str, lsn: i64) -> bool {
+        let key = row.split('\t').next().unwrap_or("");
+        for p in pages.iter_mut().filter(|p| p.obj_id == obj_id) {
+            let used = p.payload_len();
+            if let Some(r) = p
+                .rows
+                .iter_mut()
+                .find(|r| r.split('\t').next() == Some(key))
+            {
+                if used - r.len() + row.len() + HEADER < PAGE_SIZE {
+                    *r = row.to_string();
+                    p.lsn = lsn;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn indexed_inserts_and_updates_match_a_scan_and_only_changed_pages_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.mdf");
+        let mut f = DataFile::new("PACS", 1);
+        let mut naive: Vec<Page> = f.pages().iter().map(|p| (**p).clone()).collect();
+        let mut lsn = 10;
+        let mut step = |f: &mut DataFile, naive: &mut Vec<Page>, op: &str| {
+            lsn += 1;
+            f.apply(op, lsn);
+            // The reference: a reverse scan for the table's last page, a forward
+            // scan for the updated row.
+            let mut parts = op.splitn(3, '\t');
+            let (kind, t, row) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            let obj = table(t).unwrap().obj_id;
+            if kind == "I" {
+                match naive.iter_mut().rev().find(|p| p.obj_id == obj) {
+                    Some(p) if p.fits(row.len()) => {
+                        p.rows.push(row.to_string());
+                        p.lsn = lsn;
+                    }
+                    _ => naive.push(Page {
+                        obj_id: obj,
+                        lsn,
+                        rows: vec![row.to_string()],
+                    }),
+                }
+            } else {
+                naive_update(naive, obj, row, lsn);
+            }
+        };
+        for i in 0..3000 {
+            step(
+                &mut f,
+                &mut naive,
+                &format!("I\tStudy\t{i}\t1\tuid.{i}\t2026-01-01\tCT\tCT study\tSCHEDULED"),
+            );
+            step(
+                &mut f,
+                &mut naive,
+                &format!("I\tImage\t{i}\t1\tuid.{i}\t\\\\pacs\\{i}.dcm\t524288"),
+            );
+            if i == 1500 {
+                f.save(&path).unwrap();
+            }
+            if i % 7 == 0 {
+                // Longer rows: some no longer fit on their page and are left alone.
+                let pad = "x".repeat(i % 400);
+                step(
+                    &mut f,
+                    &mut naive,
+                    &format!(
+                        "U\tStudy\t{}\t2\tuid\t2026-01-02\tCT\t{pad}\tREPORTED",
+                        i / 2
+                    ),
+                );
+            }
+        }
+        // A duplicate key: updates may then go past the first page holding it.
+        step(
+            &mut f,
+            &mut naive,
+            "I\tStudy\t5\t1\tdupe\t2026-01-01\tCT\tCT study\tSCHEDULED",
+        );
+        step(
+            &mut f,
+            &mut naive,
+            &format!(
+                "U\tStudy\t5\t2\tuid\t2026-01-02\tCT\t{}\tREPORTED",
+                "y".repeat(3000)
+            ),
+        );
+        let got: Vec<Page> = f.pages().iter().map(|p| (**p).clone()).collect();
+        assert_eq!(got, naive);
+        f.save_changes(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), f.to_bytes());
+        // A clone shares its pages; changing one copies only that page.
+        let snap = f.clone();
+        step(
+            &mut f,
+            &mut naive,
+            "U\tStudy\t3\t9\tuid\t2026-01-03\tCT\tCT\tARCHIVED",
+        );
+        let changed = (0..f.pages().len())
+            .filter(|&i| !Arc::ptr_eq(&f.pages()[i], &snap.pages()[i]))
+            .count();
+        assert_eq!(changed, 1);
+        f.save_changes(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), f.to_bytes());
     }
 }

@@ -5,12 +5,15 @@
 //! Faults (disk full, dropped connection, slow, pause, damage) act here.
 
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rusqlite::params;
 
 use super::{cannot_open, fail, media_error};
-use crate::simulator::backup_media::{damage, write_set, FileEntry, SetHeader, SetPayload};
+use crate::simulator::backup_media::{
+    damage, write_set, FileEntry, MediaError, SetHeader, SetPayload,
+};
 use crate::simulator::engine::pages::PAGE_SIZE;
 use crate::simulator::engine::{new_guid, RequestInfo};
 use crate::simulator::session::{Abort, Ctx, Outcome};
@@ -127,6 +130,225 @@ struct Plan {
     new_log_chain: Option<i64>,
 }
 
+/// Between the statement's task and the thread writing the backup file: how many
+/// units of work (pages) the writer may do, how many it has done, whether it must
+/// stop. The statement hands out the work one STATS step at a time, so 3211
+/// messages, `percent_complete`, the pause and drop faults all follow the pages
+/// actually written.
+struct Gate {
+    state: Mutex<GateState>,
+    cv: Condvar,
+    /// Wakes the statement when the writer has done all it may, or has finished.
+    moved: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    allowed: u64,
+    done: u64,
+    stop: bool,
+    finished: bool,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            state: Mutex::new(GateState::default()),
+            cv: Condvar::new(),
+            moved: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets the writer go up to `n` units.
+    fn allow(&self, n: u64) {
+        let mut s = self.lock();
+        s.allowed = s.allowed.max(n);
+        self.cv.notify_all();
+    }
+
+    /// Tells the writer to stop (cancel, dropped connection).
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.cv.notify_all();
+    }
+
+    /// Units done, and whether the writer has finished (written or failed).
+    fn progress(&self) -> (u64, bool) {
+        let s = self.lock();
+        (s.done, s.finished)
+    }
+
+    fn finish(&self) {
+        self.lock().finished = true;
+        self.moved.notify_one();
+    }
+
+    /// The writer takes one unit, waiting until it is allowed; `None` when stopped,
+    /// otherwise whether it had to wait.
+    fn take(&self) -> Option<bool> {
+        let mut s = self.lock();
+        let mut waited = false;
+        while s.done >= s.allowed && !s.stop {
+            waited = true;
+            s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        if s.stop {
+            return None;
+        }
+        s.done += 1;
+        if s.done == s.allowed {
+            self.moved.notify_one();
+        }
+        Some(waited)
+    }
+}
+
+/// Stops the writer when the statement goes away without finishing (its session
+/// ended, the server stopped): no thread is left waiting at the gate.
+struct StopOnDrop(Arc<Gate>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// The `slow_backup` fault's pace: at least `us_per_unit` per unit of work, counted
+/// from the last time the writer waited at the gate (a pause is not caught up on).
+struct Pace {
+    us_per_unit: u64,
+    since: Instant,
+    units: u64,
+}
+
+impl Pace {
+    fn unit(&mut self, waited: bool) {
+        if self.us_per_unit == 0 {
+            return;
+        }
+        if waited {
+            self.since = Instant::now();
+            self.units = 0;
+        }
+        self.units += 1;
+        let due = self.since + std::time::Duration::from_micros(self.us_per_unit * self.units);
+        let now = Instant::now();
+        // Sleeps of a millisecond or more only: finer ones cost more than they wait.
+        if due > now + std::time::Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// What the writer thread did.
+struct Written {
+    header: SetHeader,
+    bytes: u64,
+    /// The failure, with the device it happened on.
+    error: Option<(MediaError, String)>,
+    /// Devices opened for writing, with their length before (appended) or `None`
+    /// (created or overwritten): what to undo when the backup is stopped.
+    touched: Vec<(String, Option<u64>)>,
+}
+
+/// The work of one BACKUP that the writer thread needs.
+struct Job {
+    header: SetHeader,
+    payload: SetPayload,
+    disks: Vec<String>,
+    init: bool,
+    data_pages: usize,
+    log_pages: usize,
+    disk_full_at: Option<u32>,
+    us_per_page: u64,
+}
+
+/// Writes every family of the set, taking each unit of work from the gate: first
+/// the log pages (family 1 carries the log), then the data pages as the bakfile
+/// writer asks for them. Pages are encoded as they are written.
+fn write_families(mut job: Job, gate: &Gate) -> Written {
+    let families = job.disks.len().max(1);
+    let mut header = job.header.clone();
+    let mut out = Written {
+        header: job.header.clone(),
+        bytes: 0,
+        error: None,
+        touched: Vec::new(),
+    };
+    let mut pace = Pace {
+        us_per_unit: job.us_per_page,
+        since: Instant::now(),
+        units: 0,
+    };
+    let stopped = || {
+        (
+            MediaError::Write(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the backup was stopped",
+            )),
+            String::new(),
+        )
+    };
+    for _ in 0..job.log_pages {
+        match gate.take() {
+            Some(waited) => pace.unit(waited),
+            None => {
+                out.error = Some(stopped());
+                return out;
+            }
+        }
+    }
+    for (k, disk) in job.disks.iter().enumerate() {
+        let fam = SetPayload {
+            pages: job
+                .payload
+                .pages
+                .iter()
+                .skip(k)
+                .step_by(families)
+                .cloned()
+                .collect(),
+            log: if k == 0 {
+                std::mem::take(&mut job.payload.log)
+            } else {
+                Vec::new()
+            },
+        };
+        let mut h = header.clone();
+        h.family_sequence = k as i64 + 1;
+        let fail_after = job
+            .disk_full_at
+            .map(|p| (job.data_pages * PAGE_SIZE) * p as usize / 100 / families);
+        let path = Path::new(disk);
+        let before = (!job.init && path.exists())
+            .then(|| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+        out.touched.push((disk.clone(), before));
+        let mut before_page = || match gate.take() {
+            Some(waited) => {
+                pace.unit(waited);
+                true
+            }
+            None => false,
+        };
+        match write_set(path, &mut h, &fam, job.init, fail_after, &mut before_page) {
+            Ok(n) => out.bytes += n,
+            Err(e) => {
+                out.error = Some((e, disk.clone()));
+                return out;
+            }
+        }
+        header.position = h.position;
+        header.backup_size += h.backup_size;
+        header.compressed_size += h.compressed_size;
+    }
+    out.header = header;
+    out
+}
+
 /// Runs a BACKUP statement.
 pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     let o = parse(ctx, t)?;
@@ -140,16 +362,38 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         Err(errs) => return Ok(fail(ctx, &errs, what)),
     };
     let started = Instant::now();
-    let total = (plan.data_pages + plan.log_pages).max(1);
+    let total = (plan.data_pages + plan.log_pages).max(1) as u64;
     let (us_per_page, disk_full_at, drop_at) = {
         let inst = ctx.shared.lock();
         let f = &inst.state.faults;
         (
-            f.slow_us_per_page.unwrap_or(50),
+            f.slow_us_per_page.unwrap_or(0),
             f.disk_full_at,
             f.drop_connection_at,
         )
     };
+    // The file is written by a thread of its own; this task hands it the work step
+    // by step and reports progress.
+    let gate = Arc::new(Gate::new());
+    let job = Job {
+        header: plan.header.clone(),
+        payload: plan.payload,
+        disks: o.disks.clone(),
+        init: o.init,
+        data_pages: plan.data_pages,
+        log_pages: plan.log_pages,
+        disk_full_at,
+        us_per_page,
+    };
+    let writer = {
+        let gate = gate.clone();
+        tokio::task::spawn_blocking(move || {
+            let w = write_families(job, &gate);
+            gate.finish();
+            w
+        })
+    };
+    let _stop_on_drop = StopOnDrop(gate.clone());
     // Progress: step through the work in STATS increments (10% when not asked).
     let step = o.stats.unwrap_or(10).max(1) as u32;
     let mut pct = 0u32;
@@ -157,11 +401,29 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     let result: Result<(), Abort> = async {
         while pct < 100 {
             let next = (pct + step).min(100);
-            let pages_in_step = total as u64 * (next - pct) as u64 / 100;
-            let delay = std::time::Duration::from_micros(us_per_page * pages_in_step.max(1));
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = ctx.wait_cancel() => return Err(Abort::Cancelled),
+            let target = total * u64::from(next) / 100;
+            gate.allow(target);
+            // Wait for the writer to get there; meanwhile percent_complete follows
+            // the pages written.
+            let reached = loop {
+                let (done, finished) = gate.progress();
+                if done >= target {
+                    break true;
+                }
+                if finished {
+                    break false;
+                }
+                let live = (done as f64 * 100.0 / total as f64).clamp(pct as f64, next as f64);
+                set_progress(&mut ctx.shared.lock().requests, ctx.spid, live, started);
+                tokio::select! {
+                    _ = gate.moved.notified() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    _ = ctx.wait_cancel() => return Err(Abort::Cancelled),
+                }
+            };
+            if !reached {
+                // The writer failed (a full disk): its error is reported below.
+                return Ok(());
             }
             pct = next;
             if drop_at.is_some_and(|d| pct >= d) {
@@ -177,7 +439,7 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
                 notified.as_mut().enable();
                 let paused = {
                     let mut inst = ctx.shared.lock();
-                    set_progress(&mut inst.requests, ctx.spid, pct, started, total);
+                    set_progress(&mut inst.requests, ctx.spid, pct as f64, started);
                     inst.state
                         .faults
                         .pause_backup_at
@@ -200,46 +462,46 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     }
     .await;
     if let Err(a) = result {
+        // Stopped: the writer ends at its next page; what it wrote is undone.
+        gate.stop();
+        if let Ok(w) = writer.await {
+            for (disk, before) in w.touched {
+                match before {
+                    Some(len) => {
+                        let _ = std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&disk)
+                            .and_then(|f| f.set_len(len));
+                    }
+                    None => {
+                        let _ = std::fs::remove_file(&disk);
+                    }
+                }
+            }
+        }
         ctx.shared.lock().requests.remove(&ctx.spid);
         return Err(a.into());
     }
-    // Write the files.
-    let mut header = plan.header.clone();
-    let families = o.disks.len().max(1);
-    let mut written = 0u64;
-    for (k, disk) in o.disks.iter().enumerate() {
-        let mut fam = SetPayload {
-            pages: Vec::new(),
-            log: if k == 0 {
-                plan.payload.log.clone()
-            } else {
-                Vec::new()
-            },
-        };
-        fam.pages = plan
-            .payload
-            .pages
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % families == k)
-            .map(|(_, p)| p.clone())
-            .collect();
-        let mut h = header.clone();
-        h.family_sequence = k as i64 + 1;
-        let fail_after =
-            disk_full_at.map(|p| (plan.data_pages * PAGE_SIZE) * p as usize / 100 / families);
-        match write_set(Path::new(disk), &mut h, &fam, o.init, fail_after) {
-            Ok(n) => written += n,
-            Err(e) => {
-                ctx.shared.lock().requests.remove(&ctx.spid);
-                return Ok(fail(ctx, &[media_error(&e, disk)], what));
-            }
-        }
-        header.position = h.position;
-        header.backup_size += h.backup_size;
-        header.compressed_size += h.compressed_size;
-        let damaged = std::mem::take(&mut ctx.shared.lock().state.faults.damage_after_write);
-        if damaged {
+    // The rest of the work (all of it after a full disk: the writer fails by itself).
+    gate.allow(u64::MAX);
+    let w = writer.await.unwrap_or_else(|e| Written {
+        header: plan.header.clone(),
+        bytes: 0,
+        error: Some((
+            MediaError::Write(std::io::Error::other(format!("backup writer failed: {e}"))),
+            o.disks.first().cloned().unwrap_or_default(),
+        )),
+        touched: Vec::new(),
+    });
+    if let Some((e, disk)) = &w.error {
+        ctx.shared.lock().requests.remove(&ctx.spid);
+        return Ok(fail(ctx, &[media_error(e, disk)], what));
+    }
+    let mut header = w.header;
+    let written = w.bytes;
+    let damaged = std::mem::take(&mut ctx.shared.lock().state.faults.damage_after_write);
+    if damaged {
+        if let Some(disk) = o.disks.first() {
             damage(Path::new(disk));
         }
     }
@@ -307,15 +569,16 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
 fn set_progress(
     reqs: &mut std::collections::HashMap<u16, RequestInfo>,
     spid: u16,
-    pct: u32,
+    pct: f64,
     started: Instant,
-    _total: usize,
 ) {
     if let Some(r) = reqs.get_mut(&spid) {
-        r.percent = pct as f64;
+        // Only forward: a live reading never goes below a step already reported.
+        r.percent = r.percent.max(pct);
+        let pct = r.percent;
         let el = started.elapsed().as_millis() as f64;
-        r.estimated_ms = if pct > 0 {
-            (el * (100.0 - pct as f64) / pct as f64) as i64
+        r.estimated_ms = if pct > 0.0 {
+            (el * (100.0 - pct) / pct) as i64
         } else {
             0
         };
@@ -390,7 +653,7 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
     let (data_pages, log_pages);
     if o.log {
         payload.log = inst
-            .read_log(&meta.name)
+            .read_log_from(&meta.name, first)
             .into_iter()
             .filter(|r| r.lsn >= first && r.lsn < last)
             .collect();
@@ -405,8 +668,9 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
     } else {
         let base = meta.diff_base.as_ref().map(|b| b.0).unwrap_or(0);
         let df = inst.data_file(&meta.name).map_err(e)?;
+        // The point-in-time copy: shared pages, none copied.
         payload.pages = df
-            .pages
+            .pages()
             .iter()
             .enumerate()
             .filter(|(i, p)| !differential || *i == 0 || p.lsn > base)
@@ -415,7 +679,7 @@ fn prepare(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Plan, Vec<SqlError>> {
         data_pages = payload.pages.len();
         log_pages = 2;
     }
-    let total_pages = inst.data_file(&meta.name).map_err(e)?.pages.len() as u32;
+    let total_pages = inst.data_file(&meta.name).map_err(e)?.pages().len() as u32;
     let backup_type = if o.log {
         2
     } else if differential {

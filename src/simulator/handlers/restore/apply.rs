@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::Opts;
 use crate::simulator::backup_media::{SetHeader, SetPayload};
-use crate::simulator::engine::pages::{DataFile, Page};
+use crate::simulator::engine::pages::DataFile;
 use crate::simulator::engine::state::{DbMeta, FileMeta, RestoreProgress};
 use crate::simulator::engine::Instance;
 use crate::simulator::sql::SqlError;
@@ -111,20 +111,8 @@ fn full(
             max_size: -1,
         });
     }
-    let mut pages: Vec<Page> = vec![
-        Page {
-            obj_id: 0,
-            lsn: 0,
-            rows: Vec::new()
-        };
-        h.total_pages as usize
-    ];
-    for (id, p) in &payload.pages {
-        if let Some(slot) = pages.get_mut(*id as usize) {
-            *slot = p.clone();
-        }
-    }
-    let df = DataFile { pages };
+    let mut df = DataFile::default();
+    df.replace_pages(h.total_pages as usize, &payload.pages);
     let id = existing.as_ref().map(|m| m.database_id).unwrap_or_else(|| {
         let i = inst.state.next_database_id;
         inst.state.next_database_id += 1;
@@ -160,7 +148,7 @@ fn full(
         .databases
         .retain(|d| !d.name.eq_ignore_ascii_case(&o.db));
     inst.unload(&o.db);
-    inst.write_files(&meta, &df, &[])
+    inst.write_files(&meta, &mut df, &[])
         .map_err(|e| vec![SqlError::new(3203, e.to_string())])?;
     let name = meta.name.clone();
     inst.state.databases.push(meta);
@@ -187,19 +175,7 @@ fn differential(
         .data_file(&m.name)
         .map_err(|e| vec![SqlError::new(3203, e.to_string())])?
         .clone();
-    df.pages.resize(
-        h.total_pages as usize,
-        Page {
-            obj_id: 0,
-            lsn: 0,
-            rows: Vec::new(),
-        },
-    );
-    for (id, p) in &payload.pages {
-        if let Some(slot) = df.pages.get_mut(*id as usize) {
-            *slot = p.clone();
-        }
-    }
+    df.replace_pages(h.total_pages as usize, &payload.pages);
     let next = next_ids_of(&df);
     inst.set_data_file(&m.name, df)
         .map_err(|e| vec![SqlError::new(3203, e.to_string())])?;
