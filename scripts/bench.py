@@ -109,7 +109,9 @@ def main():
     zst = os.path.join(WORK, "day0.bak.zst")
     sh(f"zstd -3 -T2 -q -f {day0} -o {zst}")
     unz = os.path.join(WORK, "day0.unzstd")
-    t_unzstd = timed(f"zstd -d -q -f {zst} -o {unz}")
+    # Both sides write a new file whose predecessor was removed beforehand
+    # (restore refuses to overwrite), so both pay the same page-cache costs.
+    t_unzstd = timed(f"zstd -d -q {zst} -o {unz}", setup=lambda: os.path.exists(unz) and os.remove(unz))
     os.remove(unz)
     out = os.path.join(WORK, "restore-out")
     snaps = json.loads(subprocess.run([PB, "--config", state["cfg"], "--json", "snapshots"], env=ENV, check=True,
