@@ -28,8 +28,6 @@ struct Row {
     size: u64,
     pinned: bool,
     meta: std::collections::BTreeMap<String, serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    copied_from: Option<String>,
 }
 
 /// Runs `snapshots`.
@@ -50,7 +48,6 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
                 sources: s.snapshot.sources.iter().map(|r| r.path.clone()).collect(),
                 files: s.snapshot.summary.files,
                 size: s.snapshot.total_size(),
-                copied_from: s.snapshot.copied_from.map(|id| id.to_hex()),
                 pinned: s.snapshot.pinned,
                 meta: s.snapshot.meta.clone(),
             })

@@ -117,7 +117,6 @@ impl Repository {
             summary: summary.clone(),
             pinned: opts.pinned,
             meta: opts.meta.clone(),
-            copied_from: None,
         };
         let snapshot_id = self.save_snapshot(&snapshot).await?;
         info!(snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");

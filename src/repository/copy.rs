@@ -24,7 +24,7 @@ use super::fetch::GroupReader;
 use super::format::paths;
 use super::id::Id;
 use super::pack::IndexedPack;
-use super::snapshot::{Entry, EntryKind};
+use super::snapshot::{Entry, EntryKind, COPIED_FROM};
 use super::Repository;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -91,7 +91,7 @@ impl Repository {
             .collect();
         if reencrypt {
             for s in dest.snapshots().await? {
-                have.extend(s.snapshot.copied_from);
+                have.extend(s.snapshot.copied_from());
             }
         }
         let mut missing = Vec::new();
@@ -108,7 +108,8 @@ impl Repository {
             return Ok(report);
         }
         if reencrypt {
-            self.reencrypt_into(dest, &missing, &mut report).await?;
+            self.reencrypt_into(dest, &missing, &have, &mut report)
+                .await?;
             info!(
                 snapshots = report.copied.len(),
                 packs = report.packs_sent,
@@ -243,11 +244,22 @@ impl Repository {
         &self,
         dest: &Repository,
         missing: &[Id],
+        dest_has: &HashSet<Id>,
         report: &mut CopyReport,
     ) -> Result<()> {
         let mut snapshots = Vec::new();
         for id in missing {
-            snapshots.push((*id, self.load_snapshot_exact(id).await?));
+            let snap = self.load_snapshot_exact(id).await?;
+            // A snapshot that is itself a copy of one the destination holds (a copy
+            // going back, or arriving by another route) is already there.
+            if snap.copied_from().is_some_and(|c| dest_has.contains(&c)) {
+                report.already_present += 1;
+                continue;
+            }
+            snapshots.push((*id, snap));
+        }
+        if snapshots.is_empty() {
+            return Ok(());
         }
         let reader = GroupReader {
             repo: self.clone(),
@@ -265,7 +277,8 @@ impl Repository {
                     for entry in snap.entries.iter_mut() {
                         reencrypt_entry(&reader, sink, entry)?;
                     }
-                    snap.copied_from = Some(id);
+                    snap.meta
+                        .insert(COPIED_FROM.to_string(), serde_json::json!(id.to_hex()));
                     out.push((id, snap));
                 }
                 Ok(out)

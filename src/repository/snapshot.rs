@@ -138,10 +138,6 @@ pub struct Snapshot {
     /// Free-form origin facts (instance, database, LSNs for SQL backups).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, serde_json::Value>,
-    /// For a copy re-encrypted from a repository with other keys: the snapshot's id
-    /// there, so later copies know it is already here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub copied_from: Option<Id>,
 }
 
 /// A snapshot with its id.
@@ -153,7 +149,20 @@ pub struct SnapshotRef {
     pub snapshot: Snapshot,
 }
 
+/// The `meta` key under which a re-encrypted copy records the snapshot's id in the
+/// repository it came from (in `meta`, so builds that predate it still read it).
+pub const COPIED_FROM: &str = "copied_from";
+
 impl Snapshot {
+    /// For a copy re-encrypted from a repository with other keys: the snapshot's id
+    /// there.
+    pub fn copied_from(&self) -> Option<Id> {
+        self.meta
+            .get(COPIED_FROM)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+    }
+
     /// Total bytes of the files.
     pub fn total_size(&self) -> u64 {
         self.entries

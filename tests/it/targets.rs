@@ -1131,6 +1131,15 @@ fn copy_to_a_repository_with_other_keys_reencrypts() {
     assert_eq!(r["copied"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(r["already_present"], 1);
     assert_eq!(r["bytes_sent"], 0);
+    // Copying back: d's own snapshot travels, the copy of local's does not return.
+    let v: serde_json::Value =
+        serde_json::from_str(&t.ok(&["copy", "--from", "d", "--to", "local", "--json"])).unwrap();
+    let r = &v["targets"][0]["report"];
+    assert_eq!(r["copied"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(r["already_present"], 1, "{v}");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&t.ok(&["snapshots", "--target", "local", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
 }
 
 #[test]

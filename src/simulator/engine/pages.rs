@@ -341,6 +341,15 @@ impl DataFile {
         let mut ids = std::mem::take(&mut self.dirty);
         ids.sort_unstable();
         ids.dedup();
+        let written = self.write_pages(path, &ids);
+        if written.is_err() {
+            // Which pages reached the file is unknown: the next save rewrites it all.
+            self.all_dirty = true;
+        }
+        written
+    }
+
+    fn write_pages(&self, path: &Path, ids: &[u32]) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
         let mut buf = Vec::new();
         let mut k = 0;
