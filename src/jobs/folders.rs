@@ -2,8 +2,9 @@
 //! the repository. A workstation that cannot be reached (switched off, share
 //! missing) is reported as missed with the age of its last good copy, and tried
 //! again next run; it never fails the run. A server folder that cannot be read does.
-//! With `--due` only folders whose schedule fired since their last good copy run, so
-//! a missed workstation stays due until a copy of it succeeds.
+//! With `--due` only folders whose schedule fired since their last good copy run (a
+//! copy that read every file, on every target), so a missed workstation or a failed
+//! copy stays due until a copy succeeds.
 
 use std::collections::BTreeMap;
 
@@ -63,9 +64,6 @@ pub struct FolderFilter {
     pub due_at: Option<time::PrimitiveDateTime>,
 }
 
-/// How far back a schedule's last firing is looked for.
-const SCHEDULE_HORIZON_DAYS: i64 = 35;
-
 /// Backs up the policy's folders that `filter` selects.
 pub async fn run(
     policy: &Policy,
@@ -77,8 +75,8 @@ pub async fn run(
 ) -> FoldersRun {
     let span = info_span!("job", job = "backup folders", policy = %policy.name);
     async {
-        // Snapshots of the first target, read once: last good copies.
-        let mut known: Option<Vec<SnapshotRef>> = None;
+        // Snapshots of every target, read once: last good copies.
+        let mut known: Option<Vec<Vec<SnapshotRef>>> = None;
         let mut results = Vec::new();
         for f in &policy.folders {
             if filter.only_server && f.role != FolderRole::Server {
@@ -101,16 +99,18 @@ pub async fn run(
                     error: None,
                 };
                 if filter.due_at.is_some() && known.is_none() {
-                    known = Some(first_target_snapshots(targets).await);
+                    known = Some(snapshots_per_target(targets).await);
                 }
                 if let (Some(now), Some(cron)) = (filter.due_at, &f.schedule) {
-                    let last_good = known.as_deref().and_then(|s| last_good_copy(s, &f.name));
-                    let fired =
-                        cron.last_at_or_before(now, time::Duration::days(SCHEDULE_HORIZON_DAYS));
-                    let due = match (fired, last_good) {
-                        (_, None) => true,
-                        (Some(fired), Some(good)) => crate::storage::to_local(good) < fired,
-                        (None, Some(_)) => false,
+                    let last_good = known
+                        .as_deref()
+                        .and_then(|s| last_good_copy(s, &policy.name, &f.name));
+                    // Due once the first firing after the last good copy has come.
+                    let due = match last_good {
+                        None => true,
+                        Some(good) => cron
+                            .next_after(crate::storage::to_local(good))
+                            .is_some_and(|fired| fired <= now),
                     };
                     if !due {
                         r.status = "not-due".into();
@@ -133,9 +133,13 @@ pub async fn run(
                     .into();
                     r.error = Some(format!("cannot read {}: {e}", f.path.display()));
                     if known.is_none() {
-                        known = Some(first_target_snapshots(targets).await);
+                        known = Some(snapshots_per_target(targets).await);
                     }
-                    r.set_last_good(known.as_deref().and_then(|s| last_good_copy(s, &f.name)));
+                    r.set_last_good(
+                        known
+                            .as_deref()
+                            .and_then(|s| last_good_copy(s, &policy.name, &f.name)),
+                    );
                     warn!(folder = %f.name, status = %r.status, "program folder not backed up");
                     return r;
                 }
@@ -188,23 +192,42 @@ pub async fn run(
     .await
 }
 
-/// When the newest snapshot of folder `name` was taken.
-fn last_good_copy(snapshots: &[SnapshotRef], name: &str) -> Option<time::OffsetDateTime> {
-    let tag = format!("folder:{name}");
-    snapshots
+/// When folder `name` of `policy` last got a complete copy on every target: per
+/// target the newest of its snapshots that read every file, then the oldest of those.
+/// A target without one means there is no good copy yet, so the folder stays due.
+fn last_good_copy(
+    per_target: &[Vec<SnapshotRef>],
+    policy: &str,
+    name: &str,
+) -> Option<time::OffsetDateTime> {
+    let (folder_tag, policy_tag) = (format!("folder:{name}"), format!("policy:{policy}"));
+    let newest = |snapshots: &Vec<SnapshotRef>| {
+        snapshots
+            .iter()
+            .filter(|s| {
+                s.snapshot.tags.contains(&folder_tag)
+                    && s.snapshot.tags.contains(&policy_tag)
+                    && s.snapshot.summary.errors.is_empty()
+            })
+            .map(|s| s.snapshot.time)
+            .max()
+    };
+    per_target
         .iter()
-        .filter(|s| s.snapshot.tags.contains(&tag))
-        .map(|s| s.snapshot.time)
-        .max()
+        .map(newest)
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .min()
 }
 
-/// The first target's snapshots (none when it cannot be read: the folder is then
-/// treated as never copied, so it is backed up rather than skipped).
-async fn first_target_snapshots(targets: &[Target]) -> Vec<SnapshotRef> {
-    match targets.first() {
-        Some(t) => t.repo.snapshots().await.unwrap_or_default(),
-        None => Vec::new(),
+/// Each target's snapshots (none for a target that cannot be read: its folders are
+/// then treated as never copied there, so they are backed up rather than skipped).
+async fn snapshots_per_target(targets: &[Target]) -> Vec<Vec<SnapshotRef>> {
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        out.push(t.repo.snapshots().await.unwrap_or_default());
     }
+    out
 }
 
 impl FolderResult {
@@ -216,5 +239,59 @@ impl FolderResult {
             self.last_good_age_hours =
                 Some((time::OffsetDateTime::now_utc() - when).as_seconds_f64() / 3600.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::{Id, Snapshot, Summary};
+    use time::macros::datetime;
+
+    fn snap(tags: &[&str], time: time::OffsetDateTime, errors: &[&str]) -> SnapshotRef {
+        SnapshotRef {
+            id: Id::random(),
+            snapshot: Snapshot {
+                version: 1,
+                time,
+                finished: time,
+                hostname: "h".into(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                kind: SnapshotKind::Files,
+                sources: Vec::new(),
+                entries: Vec::new(),
+                summary: Summary {
+                    errors: errors.iter().map(|e| e.to_string()).collect(),
+                    ..Summary::default()
+                },
+                pinned: false,
+                meta: BTreeMap::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_good_copy_read_every_file_on_every_target_under_this_policy() {
+        let tags = ["folder:reg-1", "policy:pacs"];
+        let mon = datetime!(2026-11-23 02:00 UTC);
+        let tue = datetime!(2026-11-24 02:00 UTC);
+        let wed = datetime!(2026-11-25 02:00 UTC);
+        let nas = vec![
+            snap(&tags, mon, &[]),
+            snap(&tags, tue, &[]),
+            // Wednesday's copy could not read a file: not good.
+            snap(&tags, wed, &["reg-1/app.ini: permission denied"]),
+            // Another policy's folder of the same name does not count.
+            snap(&["folder:reg-1", "policy:lab"], wed, &[]),
+        ];
+        let s3 = vec![snap(&tags, mon, &[])];
+        assert_eq!(last_good_copy(&[nas.clone()], "pacs", "reg-1"), Some(tue));
+        // The copy is only as good as its worst target.
+        assert_eq!(
+            last_good_copy(&[nas.clone(), s3], "pacs", "reg-1"),
+            Some(mon)
+        );
+        assert_eq!(last_good_copy(&[nas, Vec::new()], "pacs", "reg-1"), None);
+        assert_eq!(last_good_copy(&[], "pacs", "reg-1"), None);
     }
 }

@@ -452,12 +452,29 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
             .find(|r| r.name == name)
             .map(|r| r.status.clone())
     };
-    let now = pacsbak::storage::local_now();
+    // Judged against the copy's own time, not the clock: just before the first 02:00
+    // after it, and at that firing.
+    let copied = env
+        .repo()
+        .snapshots()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.snapshot.tags.iter().any(|t| t == "folder:pacs-server"))
+        .map(|s| s.snapshot.time)
+        .max()
+        .unwrap();
+    let firing = env.policy.folders[0]
+        .schedule
+        .as_ref()
+        .unwrap()
+        .next_after(pacsbak::storage::to_local(copied))
+        .unwrap();
     let due = |at| FolderFilter {
         due_at: Some(at),
         ..Default::default()
     };
-    let f = folders(&env, &due(now)).await;
+    let f = folders(&env, &due(firing - time::Duration::minutes(1))).await;
     assert_eq!(
         status(&f, "pacs-server").as_deref(),
         Some("not-due"),
@@ -473,9 +490,8 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     );
     assert!(server.last_good_age_hours.is_some());
     assert_eq!(status(&f, "reg-1").as_deref(), Some("missed"));
-    // A day later the 02:00 firing has passed since that copy: due again.
-    let tomorrow = now + time::Duration::days(1);
-    let f = folders(&env, &due(tomorrow)).await;
+    // Once that 02:00 firing has come, due again.
+    let f = folders(&env, &due(firing)).await;
     assert_eq!(
         status(&f, "pacs-server").as_deref(),
         Some("backed-up"),
