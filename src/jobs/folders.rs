@@ -285,7 +285,10 @@ mod tests {
             snap(&["folder:reg-1", "policy:lab"], wed, &[]),
         ];
         let s3 = vec![snap(&tags, mon, &[])];
-        assert_eq!(last_good_copy(&[nas.clone()], "pacs", "reg-1"), Some(tue));
+        assert_eq!(
+            last_good_copy(std::slice::from_ref(&nas), "pacs", "reg-1"),
+            Some(tue)
+        );
         // The copy is only as good as its worst target.
         assert_eq!(
             last_good_copy(&[nas.clone(), s3], "pacs", "reg-1"),
