@@ -39,7 +39,7 @@ pub struct MainConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositorySection {
-    /// File holding the repository passphrase (used when `PACSBAK_PASSWORD` is unset);
+    /// File holding the repository passphrase (takes precedence over `PACSBAK_PASSWORD`);
     /// must not be readable by group or others. Relative to the config folder.
     pub password_file: Option<PathBuf>,
     /// Target used when a command is given no `--target` and there are several.

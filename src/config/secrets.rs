@@ -13,16 +13,17 @@ pub type Passphrase = Zeroizing<String>;
 /// Environment variable holding the repository passphrase.
 pub const PASSWORD_ENV: &str = "PACSBAK_PASSWORD";
 
-/// The repository passphrase: `PACSBAK_PASSWORD`, else the configured password file.
+/// The repository passphrase: the password file when pacsbak.toml names one, else
+/// `PACSBAK_PASSWORD`. The config folder is the more specific choice: with the
+/// variable exported for production, a sandbox or drill folder with a file of its
+/// own still opens its own repository.
 pub fn repository_passphrase(main: &MainConfig, config_dir: &Path) -> Result<Passphrase> {
-    if let Ok(p) = std::env::var(PASSWORD_ENV) {
-        if !p.is_empty() {
-            return Ok(Zeroizing::new(p));
-        }
+    if let Some(f) = &main.repository.password_file {
+        return read_secret_file(&config_dir.join(f));
     }
-    match &main.repository.password_file {
-        Some(f) => read_secret_file(&config_dir.join(f)),
-        None => Err(Error::new(
+    match std::env::var(PASSWORD_ENV) {
+        Ok(p) if !p.is_empty() => Ok(Zeroizing::new(p)),
+        _ => Err(Error::new(
             ErrorKind::Config,
             format!(
                 "no repository passphrase: set {PASSWORD_ENV}, or password_file under [repository] in pacsbak.toml"

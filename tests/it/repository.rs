@@ -743,6 +743,17 @@ fn config_errors_name_file_line_and_key_and_secrets_stay_out_of_toml() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The config's own file wins over a passphrase exported for another repository.
+        let out = t
+            .cmd(&["snapshots"])
+            .env("PACSBAK_PASSWORD", "the production passphrase")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::fs::remove_file(t.config().join("pacsbak.toml")).unwrap();
     let (_, _, err) = t.run(&["snapshots"]);
