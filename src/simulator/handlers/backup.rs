@@ -176,6 +176,11 @@ impl Gate {
         self.cv.notify_all();
     }
 
+    /// Whether the writer was told to stop.
+    fn stopped(&self) -> bool {
+        self.lock().stop
+    }
+
     /// Units done, and whether the writer has finished (written or failed).
     fn progress(&self) -> (u64, bool) {
         let s = self.lock();
@@ -240,6 +245,24 @@ impl Pace {
         // Sleeps of a millisecond or more only: finer ones cost more than they wait.
         if due > now + std::time::Duration::from_millis(1) {
             std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// Puts back the devices a stopped backup touched: appended files cut back to their
+/// old length, created or overwritten ones removed.
+fn undo_writes(touched: &[(String, Option<u64>)]) {
+    for (disk, before) in touched {
+        match before {
+            Some(len) => {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(disk)
+                    .and_then(|f| f.set_len(*len));
+            }
+            None => {
+                let _ = std::fs::remove_file(disk);
+            }
         }
     }
 }
@@ -389,6 +412,11 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         let gate = gate.clone();
         tokio::task::spawn_blocking(move || {
             let w = write_families(job, &gate);
+            // Stopped (cancelled, connection dropped, statement gone): what was
+            // written is undone here, so no path leaves a partial file behind.
+            if gate.stopped() {
+                undo_writes(&w.touched);
+            }
             gate.finish();
             w
         })
@@ -462,23 +490,9 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     }
     .await;
     if let Err(a) = result {
-        // Stopped: the writer ends at its next page; what it wrote is undone.
+        // Stopped: the writer ends at its next page and undoes what it wrote.
         gate.stop();
-        if let Ok(w) = writer.await {
-            for (disk, before) in w.touched {
-                match before {
-                    Some(len) => {
-                        let _ = std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(&disk)
-                            .and_then(|f| f.set_len(len));
-                    }
-                    None => {
-                        let _ = std::fs::remove_file(&disk);
-                    }
-                }
-            }
-        }
+        let _ = writer.await;
         ctx.shared.lock().requests.remove(&ctx.spid);
         return Err(a.into());
     }
