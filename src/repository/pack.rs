@@ -102,15 +102,15 @@ impl GroupBuilder {
 }
 
 /// The compressor for groups at `level`. At level 3 its match search is tuned for
-/// database pages: a 2^16 hash table, a 2^12 chain and 6-byte minimum matches cost
-/// about 25% less CPU than zstd's level-3 defaults, for 1.6% more output on the
-/// gen_bak pages and 1.3% on the real backups in ../shared/baks (docs/benchmarks.md).
+/// database pages: a 2^12 chain and 6-byte minimum matches cost about 15% less CPU
+/// than zstd's level-3 defaults and compress gen_bak pages 0.7% better (real backups
+/// in ../shared/baks 0.5% worse). A 2^16 hash table would save another 10% of CPU but
+/// costs 1.2% of ratio (docs/benchmarks.md).
 /// Readers need nothing of this: any zstd frame decodes.
 pub fn group_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     use zstd::zstd_safe::CParameter;
     let mut compressor = zstd::bulk::Compressor::new(level)?;
     if level == 3 {
-        compressor.set_parameter(CParameter::HashLog(16))?;
         compressor.set_parameter(CParameter::ChainLog(12))?;
         compressor.set_parameter(CParameter::MinMatch(6))?;
     }
