@@ -754,19 +754,14 @@ impl Proxy {
 /// logic is also tested in paused time in src/storage/throttle.rs.
 #[test]
 fn bandwidth_limit_holds_over_a_30_second_transfer() {
-    let Some((_moto, port)) = start_moto() else {
+    let t = TestConfig::new();
+    let Some((_moto, proxy)) = s3_behind_proxy(
+        &t,
+        "slow",
+        "[limits]\nconnections = 2\n[[limits.bandwidth]]\nfrom = \"00:00\"\nto = \"24:00\"\nlimit = \"2MB/s\"\n",
+    ) else {
         return;
     };
-    create_bucket(port, "pacs");
-    let proxy = Proxy::start(port);
-    let t = TestConfig::new();
-    t.s3_target(
-        "slow",
-        proxy.port,
-        "pacs",
-        "[limits]\nconnections = 2\n[[limits.bandwidth]]\nfrom = \"00:00\"\nto = \"24:00\"\nlimit = \"2MB/s\"\n",
-    );
-    t.ok_scrubbed(&["repo", "init", "--target", "slow"]);
     // Random bytes do not compress: 60 MB is 30 s at 2 MB/s.
     let big = t.path("big.bak");
     std::fs::write(&big, pseudo_random(60_000_000, 5)).unwrap();
@@ -784,6 +779,17 @@ fn bandwidth_limit_holds_over_a_30_second_transfer() {
         (rate - 2e6).abs() / 2e6 < 0.10,
         "{rate:.0} B/s over {elapsed:.1} s against a 2 MB/s limit"
     );
+}
+
+/// moto with bucket `pacs`, reached through a counting proxy as target `name` (with
+/// `limits`), its repository initialised; `None` when moto_server is not installed.
+fn s3_behind_proxy(t: &TestConfig, name: &str, limits: &str) -> Option<(Server, Proxy)> {
+    let (moto, port) = start_moto()?;
+    create_bucket(port, "pacs");
+    let proxy = Proxy::start(port);
+    t.s3_target(name, proxy.port, "pacs", limits);
+    t.ok_scrubbed(&["repo", "init", "--target", name]);
+    Some((moto, proxy))
 }
 
 fn stored_bytes(t: &TestConfig, target: &str) -> u64 {
@@ -807,19 +813,14 @@ fn stored_bytes(t: &TestConfig, target: &str) -> u64 {
 
 #[test]
 fn s3_server_lost_mid_upload_then_resumed() {
-    let Some((_moto, port)) = start_moto() else {
+    let t = TestConfig::new();
+    let Some((_moto, proxy)) = s3_behind_proxy(
+        &t,
+        "s3",
+        "[limits]\nconnections = 2\nretries = 2\nretry_base_ms = 50\n",
+    ) else {
         return;
     };
-    create_bucket(port, "pacs");
-    let proxy = Proxy::start(port);
-    let t = TestConfig::new();
-    t.s3_target(
-        "s3",
-        proxy.port,
-        "pacs",
-        "[limits]\nconnections = 2\nretries = 2\nretry_base_ms = 50\n",
-    );
-    t.ok_scrubbed(&["repo", "init", "--target", "s3"]);
     let file = t.path("PACS_FULL.bak");
     std::fs::write(&file, pseudo_random(160 << 20, 42)).unwrap();
 
