@@ -34,15 +34,7 @@ pub fn repository_passphrase(main: &MainConfig, config_dir: &Path) -> Result<Pas
 
 /// Reads a secret file (first line), refusing one that group or others can read.
 pub fn read_secret_file(path: &Path) -> Result<Passphrase> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
-            .with("file", path.display())
-    })?;
-    check_private(path, &meta)?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
-            .with("file", path.display())
-    })?);
+    let text = read_private_text(path)?;
     let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if first.is_empty() {
         return Err(
@@ -50,6 +42,19 @@ pub fn read_secret_file(path: &Path) -> Result<Passphrase> {
         );
     }
     Ok(Zeroizing::new(first.to_string()))
+}
+
+/// The text of a secrets file, refused when group or others can read it.
+fn read_private_text(path: &Path) -> Result<Zeroizing<String>> {
+    let unreadable = |e: std::io::Error| {
+        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
+            .with("file", path.display())
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    check_private(path, &meta)?;
+    Ok(Zeroizing::new(
+        std::fs::read_to_string(path).map_err(unreadable)?,
+    ))
 }
 
 #[cfg(unix)]
@@ -81,15 +86,7 @@ fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
 pub fn read_secret_map(
     path: &Path,
 ) -> Result<std::collections::BTreeMap<String, Zeroizing<String>>> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
-            .with("file", path.display())
-    })?;
-    check_private(path, &meta)?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        Error::new(ErrorKind::Config, format!("cannot read secrets file: {e}"))
-            .with("file", path.display())
-    })?);
+    let text = read_private_text(path)?;
     let mut out = std::collections::BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

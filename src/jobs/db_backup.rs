@@ -186,23 +186,34 @@ pub async fn run(
     .await
 }
 
+impl DbBackupResult {
+    /// A result not yet reached: nothing done, not ok.
+    fn pending(db: &str, kind: BackupKind, copy_only: bool) -> DbBackupResult {
+        DbBackupResult {
+            database: db.to_string(),
+            requested: kind,
+            kind,
+            copy_only,
+            notes: Vec::new(),
+            files: Vec::new(),
+            size: 0,
+            backup_seconds: 0.0,
+            verifyonly_seconds: 0.0,
+            offsite: Vec::new(),
+            meta: BTreeMap::new(),
+            ok: false,
+            error: None,
+            sql_error: None,
+        }
+    }
+}
+
 fn failed(db: &str, kind: BackupKind, copy_only: bool, e: Error) -> DbBackupResult {
     warn!(database = db, error = %e, "database backup failed");
     DbBackupResult {
-        database: db.to_string(),
-        requested: kind,
-        kind,
-        copy_only,
-        notes: Vec::new(),
-        files: Vec::new(),
-        size: 0,
-        backup_seconds: 0.0,
-        verifyonly_seconds: 0.0,
-        offsite: Vec::new(),
-        meta: BTreeMap::new(),
-        ok: false,
         sql_error: e.context("sql_error").and_then(|s| s.parse().ok()),
         error: Some(e.to_string()),
+        ..DbBackupResult::pending(db, kind, copy_only)
     }
 }
 
@@ -215,22 +226,7 @@ async fn backup_one(
     requested: BackupKind,
 ) -> DbBackupResult {
     let span = info_span!("database", database = %db.name, kind = %requested);
-    let mut res = DbBackupResult {
-        database: db.name.clone(),
-        requested,
-        kind: requested,
-        copy_only: opts.copy_only,
-        notes: Vec::new(),
-        files: Vec::new(),
-        size: 0,
-        backup_seconds: 0.0,
-        verifyonly_seconds: 0.0,
-        offsite: Vec::new(),
-        meta: BTreeMap::new(),
-        ok: false,
-        error: None,
-        sql_error: None,
-    };
+    let mut res = DbBackupResult::pending(&db.name, requested, opts.copy_only);
     match backup_steps(policy, instance, targets, opts, db, &mut res)
         .instrument(span)
         .await

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info_span, Instrument};
 
-use super::db_backup::{self, DbBackupOptions, DbBackupRun};
+use super::db_backup::{self, DbBackupOptions, DbBackupRun, OffsiteCopy};
 use super::folders::{self, FoldersRun};
 use super::{Progress, Target};
 use crate::error::Result;
@@ -68,17 +68,6 @@ pub async fn run(
         let mut restorable = Vec::new();
         for r in &databases.results {
             if r.ok {
-                let snaps: Vec<String> = r
-                    .offsite
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{} (snapshot {})",
-                            o.target,
-                            o.snapshot.as_deref().unwrap_or("?")
-                        )
-                    })
-                    .collect();
                 restorable.push(format!(
                     "database {}: copy-only full of {}, from {}",
                     r.database,
@@ -86,7 +75,7 @@ pub async fn run(
                         .get("backup_start")
                         .and_then(|v| v.as_str())
                         .unwrap_or("?"),
-                    snaps.join(", ")
+                    copies(&r.offsite)
                 ));
             } else {
                 restorable.push(format!(
@@ -98,22 +87,11 @@ pub async fn run(
         }
         for f in &folders.results {
             if f.status == "backed-up" {
-                let snaps: Vec<String> = f
-                    .offsite
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{} (snapshot {})",
-                            o.target,
-                            o.snapshot.as_deref().unwrap_or("?")
-                        )
-                    })
-                    .collect();
                 restorable.push(format!(
                     "folder {} ({}): from {}",
                     f.name,
                     f.path,
-                    snaps.join(", ")
+                    copies(&f.offsite)
                 ));
             } else {
                 restorable.push(format!(
@@ -135,4 +113,19 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// Where the copies of one backup are: `target (snapshot id), ...`.
+fn copies(offsite: &[OffsiteCopy]) -> String {
+    offsite
+        .iter()
+        .map(|o| {
+            format!(
+                "{} (snapshot {})",
+                o.target,
+                o.snapshot.as_deref().unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
