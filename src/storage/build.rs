@@ -8,7 +8,8 @@ use opendal::layers::TimeoutLayer;
 use opendal::Operator;
 
 use super::{
-    AppendOnlyStorage, OpendalStorage, RetryStorage, Storage, ThrottledStorage, WriteMode,
+    AppendOnlyStorage, LocalFolder, OpendalStorage, RetryStorage, Storage, ThrottledStorage,
+    WriteMode,
 };
 use crate::config::{Addressing, ServiceKind, TargetConfig};
 use crate::error::{Error, ErrorKind, Result};
@@ -53,11 +54,8 @@ pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
                 .root
                 .as_deref()
                 .ok_or_else(|| conf("fs target without root"))?;
-            let s = OpendalStorage::local_folder(name, r)?.with_mode(WriteMode {
-                upload_concurrency: conns.min(2),
-                ..WriteMode::default()
-            });
-            (s, Vec::new())
+            let local = LocalFolder::open(name, r)?.with_upload_concurrency(conns.min(2));
+            return Ok(layered(Arc::new(local), t));
         }
         ServiceKind::S3 => {
             let c = t.credentials()?;
@@ -113,7 +111,12 @@ pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
             (s, c.secrets())
         }
     };
-    let base: Arc<dyn Storage> = Arc::new(base.with_redactions(secrets));
+    Ok(layered(Arc::new(base.with_redactions(secrets)), t))
+}
+
+/// Wraps a target's own storage in the layers every target gets.
+fn layered(base: Arc<dyn Storage>, t: &TargetConfig) -> Arc<dyn Storage> {
+    let conns = t.limits.connections;
     let throttled: Arc<dyn Storage> = Arc::new(ThrottledStorage::new(
         base,
         t.limits.bandwidth.clone(),
@@ -124,11 +127,11 @@ pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
         t.limits.retries,
         t.limits.retry_base,
     ));
-    Ok(if t.append_only {
+    if t.append_only {
         Arc::new(AppendOnlyStorage::new(retried))
     } else {
         retried
-    })
+    }
 }
 
 fn timeouts(op: Operator, t: &TargetConfig) -> Operator {

@@ -3,13 +3,15 @@
 //! The repository talks to a [`Storage`]: whole-object writes (every object it
 //! writes is size-bounded), whole or ranged reads, listing and deletion, with paths
 //! relative to the target's root and `/` as separator. [`OpendalStorage`] implements
-//! it for every OpenDAL service (local folder or NAS share, and the in-memory service
-//! tests use, S3, OSS, SFTP, WebDAV); wrappers implement the same trait around it
+//! it for every OpenDAL service (S3, OSS, SFTP, WebDAV, and the in-memory service
+//! tests use); [`LocalFolder`] for a local folder or NAS share, writing packs past
+//! the page cache and reading through OpenDAL; wrappers implement the same trait around it
 //! and compose: append-only guard → retries → bandwidth and connection limits →
 //! OpenDAL (with per-call timeouts sized to the configured bandwidth).
 
 mod build;
 pub mod check;
+mod local;
 mod opendal_storage;
 mod retry;
 mod throttle;
@@ -20,6 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use build::open_target;
+pub use local::LocalFolder;
 pub use opendal_storage::{OpendalStorage, WriteMode};
 pub use retry::{AppendOnlyStorage, RetryStorage};
 pub use throttle::{
