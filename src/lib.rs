@@ -8,6 +8,7 @@
 pub mod bakfile;
 pub mod cli;
 pub mod config;
+pub mod direct_io;
 pub mod error;
 pub mod jobs;
 pub mod policy;

@@ -14,6 +14,7 @@ use super::fetch::GroupReader;
 use super::safe_path::{check_no_symlink_parents, resolve};
 use super::snapshot::{Entry, EntryKind, SnapshotRef};
 use super::Repository;
+use crate::direct_io::DirectWriter;
 use crate::error::{Error, ErrorKind, Result};
 
 /// What to restore and how.
@@ -161,8 +162,12 @@ fn restore_file(
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let tmp = p.with_file_name(format!(".{name}.pacsbak-partial"));
-    let file = std::fs::File::create(&tmp).map_err(|err| Error::io(&tmp, err))?;
-    let mut out = std::io::BufWriter::with_capacity(4 * 1024 * 1024, file);
+    // A partial file left by an interrupted restore is ours to replace.
+    match std::fs::remove_file(&tmp) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&tmp, err)),
+        _ => {}
+    }
+    let mut out = DirectWriter::create_new(&tmp).map_err(|err| Error::io(&tmp, err))?;
     let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
     let ids = reader.file_chunks(e)?;
@@ -171,14 +176,11 @@ fn restore_file(
         written += data.len() as u64;
         out.write_all(data).map_err(|err| Error::io(&tmp, err))
     });
-    // No fsync: the bytes were proven against the manifest as they were written,
-    // and forcing a 100 GiB backup file to disk here would double the restore time.
-    // The operating system flushes it; a drill or `inspect --check` re-reads it.
-    let res = res.and_then(|_| {
-        out.into_inner()
-            .map(drop)
-            .map_err(|err| Error::io(&tmp, err.into_error()))
-    });
+    // No fsync: the bytes were proven against the manifest as they were written, and
+    // where direct I/O is available they are on the disk already; elsewhere forcing a
+    // 100 GiB file out here would double the restore time. A drill or `inspect --check`
+    // re-reads it.
+    let res = res.and_then(|_| out.finish(false).map_err(|err| Error::io(&tmp, err)));
     let hash = hasher.finalize().to_hex().to_string();
     let verdict = res.and_then(|_| {
         if Some(&hash) != e.blake3.as_ref() || written != e.size {

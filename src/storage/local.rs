@@ -1,17 +1,11 @@
 //! A local folder or mounted NAS share: OpenDAL for reads, listing and deletion; our
 //! own writer, so a pack goes to disk without passing through the page cache.
 //!
-//! A backup writes hundreds of megabytes of packs that nobody reads back soon. Copied
-//! into the page cache, they cost as much system time as reading the source file
-//! (measured in docs/benchmarks.md), evict the database files from the cache, and a
-//! read-back "verify" would be served from memory rather than from the disk. On Linux
-//! the writer opens the temporary file with `O_DIRECT` and writes through a small
-//! aligned buffer; where the file system refuses `O_DIRECT` (tmpfs, some network
-//! mounts) or on other systems it writes normally. Either way the file is flushed with
-//! `fsync` and renamed into place, so a crash never leaves a partial object under its
-//! final name, as with OpenDAL's own atomic writes.
+//! Objects are written with [`DirectWriter`] (past the page cache where the system
+//! allows: see [`crate::direct_io`] for why), flushed with `fsync` and renamed into
+//! place from `.tmp/`, so a crash never leaves a partial object under its final name,
+//! as with OpenDAL's own atomic writes.
 
-use std::fs::File;
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{ObjectInfo, OpendalStorage, Storage};
+use crate::direct_io::DirectWriter;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A local folder target.
@@ -112,68 +107,9 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
 
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     let io = |e| Error::io(path, e);
-    #[cfg(target_os = "linux")]
-    if let Some(file) = direct::create(path).map_err(io)? {
-        direct::write(&file, data).map_err(io)?;
-        return file.sync_all().map_err(io);
-    }
-    let mut file = File::create(path).map_err(io)?;
+    let mut file = DirectWriter::create_new(path).map_err(io)?;
     file.write_all(data).map_err(io)?;
-    file.sync_all().map_err(io)
-}
-
-#[cfg(target_os = "linux")]
-mod direct {
-    use std::cell::RefCell;
-    use std::fs::File;
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    use std::path::Path;
-
-    /// Alignment `O_DIRECT` asks of buffer, offset and length (covers 512-byte and
-    /// 4 KiB sector devices).
-    const ALIGN: usize = 4096;
-    /// The aligned staging buffer a writer thread keeps: big enough for few system
-    /// calls, small enough to stay in cache.
-    const STAGE: usize = 4 * 1024 * 1024;
-
-    thread_local! {
-        static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Creates `path` for writing with `O_DIRECT`, or `None` where the file system
-    /// does not do direct I/O.
-    pub(super) fn create(path: &Path) -> std::io::Result<Option<File>> {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Writes `data` through the thread's aligned staging buffer, the last block
-    /// padded with zeros and cut off again with `set_len`.
-    pub(super) fn write(file: &File, data: &[u8]) -> std::io::Result<()> {
-        STAGING.with(|cell| {
-            let mut owned = cell.borrow_mut();
-            if owned.len() < STAGE + ALIGN {
-                *owned = vec![0u8; STAGE + ALIGN];
-            }
-            let start = owned.as_ptr().align_offset(ALIGN);
-            let stage = &mut owned[start..start + STAGE];
-            for (n, piece) in data.chunks(STAGE).enumerate() {
-                let padded = piece.len().next_multiple_of(ALIGN);
-                stage[..piece.len()].copy_from_slice(piece);
-                stage[piece.len()..padded].fill(0);
-                file.write_all_at(&stage[..padded], (n * STAGE) as u64)?;
-            }
-            file.set_len(data.len() as u64)
-        })
-    }
+    file.finish(true).map_err(io)
 }
 
 #[cfg(test)]
