@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use time::OffsetDateTime;
 use tracing::{info, info_span, warn};
 
-use super::chunker::chunk_stream;
+use super::chunker::{chunk_stream, Cutting};
 use super::crypto::MasterKey;
 use super::format::paths;
 use super::id::Id;
@@ -31,6 +31,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Index checkpoints are written after this many packs.
 const PACKS_PER_INDEX_CHECKPOINT: usize = 8;
+/// Files this large are cut on a thread of their own while this one hashes.
+const BACKGROUND_CUTTING_FROM: u64 = 16 * 1024 * 1024;
 
 /// What a backup should record besides the data.
 #[derive(Debug, Clone)]
@@ -573,6 +575,10 @@ type FileResult = std::io::Result<Option<(u64, String, Vec<Id>)>>;
 
 fn backup_file(repo: &Repository, sink: &mut ChunkSink<'_>, path: &Path) -> FileResult {
     let file = File::open(path)?;
+    let cutting = match file.metadata() {
+        Ok(m) if m.len() >= BACKGROUND_CUTTING_FROM => Cutting::Background,
+        _ => Cutting::Inline,
+    };
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     let mut ids = Vec::new();
@@ -581,6 +587,7 @@ fn backup_file(repo: &Repository, sink: &mut ChunkSink<'_>, path: &Path) -> File
         file,
         &repo.config.chunker,
         repo.key.chunker_seed(),
+        cutting,
         |chunk| {
             hasher.update(chunk);
             size += chunk.len() as u64;
