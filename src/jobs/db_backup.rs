@@ -1,11 +1,14 @@
 //! `backup db`: for each database of a policy, pre-flight, BACKUP WITH CHECKSUM,
-//! RESTORE VERIFYONLY WITH CHECKSUM, cross-check of the file's own header against
-//! msdb, then the file into the repository of every target as a `sql-backup`
-//! snapshot, and a read-back of that snapshot's data on each target.
+//! cross-check of the file's own header against msdb, then RESTORE VERIFYONLY WITH
+//! CHECKSUM on the server while the file is stored in the first target's repository;
+//! the `sql-backup` snapshot is written once both have passed, then stored on the
+//! other targets; each copy is proven on its target (every pack present with its
+//! size, the packs the backup added read back).
 //!
 //! A backup that fails VERIFYONLY, or whose file and msdb disagree, gets no
-//! snapshot. Nothing is ever deleted, here or offsite. One database failing does not
-//! stop the others; it makes the run fail.
+//! snapshot (data stored meanwhile stays, unreferenced, for later backups to reuse).
+//! Nothing is ever deleted, here or offsite. One database failing does not stop the
+//! others; it makes the run fail.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use super::{date_text, free_space, stamp, Progress, Target};
 use crate::bakfile::{self, Lsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{DatabaseSelection, Policy};
-use crate::repository::{BackupOptions, SnapshotKind};
+use crate::repository::{BackupOptions, Ingested, SnapshotKind};
 use crate::sqlserver::catalog::{self, DatabaseInfo, MsdbBackup};
 use crate::sqlserver::{run_long, verifyonly_sql, BackupKind, BackupStatement, Instance};
 
@@ -49,12 +52,17 @@ pub struct OffsiteCopy {
     pub target: String,
     /// Snapshot id (short), when stored.
     pub snapshot: Option<String>,
-    /// The snapshot's data was read back and matched.
+    /// The copy was proven: every pack the snapshot needs is on the target with its
+    /// size, and the packs this backup added were read back and matched.
     pub verified: bool,
     /// Seconds to store it.
     pub ingest_seconds: f64,
-    /// Seconds to read it back.
+    /// Seconds to prove it.
     pub verify_seconds: f64,
+    /// Packs read back (the ones this backup added).
+    pub packs_read: usize,
+    /// Packs checked for presence and size only (read back by earlier backups).
+    pub packs_present: usize,
     /// What went wrong.
     pub error: Option<String>,
 }
@@ -363,29 +371,77 @@ async fn backup_steps(
     res.files = files.iter().map(|(_, l)| l.display().to_string()).collect();
     let server_files: Vec<String> = files.iter().map(|(s, _)| s.clone()).collect();
 
-    // VERIFYONLY.
-    let step = info_span!("step", step = "verifyonly", database = %db.name);
-    let v = run_long(instance, &db.name, &verifyonly_sql(&server_files), policy.stall, &mut |_| {})
+    let local: Vec<PathBuf> = files.iter().map(|(_, l)| l.clone()).collect();
+
+    // RESTORE VERIFYONLY on the server while the file is described (msdb against its
+    // own header) and goes into the first target: the snapshot is written only once
+    // all have passed, and VERIFYONLY's verdict is reported first.
+    let verifyonly = async {
+        let step = info_span!("step", step = "verifyonly", database = %db.name);
+        run_long(
+            instance,
+            &db.name,
+            &verifyonly_sql(&server_files),
+            policy.stall,
+            &mut |_| {},
+        )
         .instrument(step)
         .await
-        .map_err(|e| {
-            ctx(Error::new(
-                ErrorKind::Integrity,
-                format!(
-                    "RESTORE VERIFYONLY failed: the backup is not usable and was not stored offsite: {}",
-                    e.message()
-                ),
-            ))
-            .with("sql_error", e.context("sql_error").unwrap_or("-"))
-            .with("file", &server_files[0])
-        })?;
+    };
+    let stored = async {
+        let d = describe(instance, policy, opts, db, kind, &files).await?;
+        let bopts = sql_snapshot_options(policy, opts, db, kind, d.meta.clone());
+        let first = match targets.first() {
+            Some(t) => Some(store(t, &local, &bopts).await),
+            None => None,
+        };
+        Ok::<_, Error>((d, bopts, first))
+    };
+    let (verified, stored) = tokio::join!(verifyonly, stored);
+    let v = verified.map_err(|e| {
+        ctx(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "RESTORE VERIFYONLY failed: the backup is not usable and no snapshot of it was written offsite: {}",
+                e.message()
+            ),
+        ))
+        .with("sql_error", e.context("sql_error").unwrap_or("-"))
+        .with("file", &server_files[0])
+    })?;
     res.verifyonly_seconds = v.seconds;
+    let (d, bopts, first) = stored?;
+    res.size = d.size;
+    res.notes.extend(d.notes);
+    res.meta = d.meta;
 
-    // msdb and the file's own header must agree.
+    // Offsite: every target, each copy proven by reading back what it stored.
+    if let Some((copy, ingested)) = first {
+        res.offsite.push(commit(&targets[0], copy, ingested).await);
+    }
+    for t in targets.iter().skip(1) {
+        res.offsite.push(offsite(t, &local, &bopts).await);
+    }
+    info!(database = %db.name, kind = %kind, size = res.size, "database backed up");
+    Ok(())
+}
+
+/// The manifest metadata of a native backup just taken: msdb's history row and the
+/// file's own header, which must agree on database, type and LSNs.
+async fn describe(
+    instance: &Instance,
+    policy: &Policy,
+    opts: &DbBackupOptions,
+    db: &DatabaseInfo,
+    kind: BackupKind,
+    files: &[(String, PathBuf)],
+) -> Result<Described> {
+    let ctx = |e: Error| e.with("server", &instance.name).with("database", &db.name);
+    let server_files: Vec<String> = files.iter().map(|(s, _)| s.clone()).collect();
+    let mut notes = Vec::new();
     let mut sql = instance.connect().await?;
     let msdb = catalog::msdb_backup_for_device(&mut sql, &server_files[0]).await?;
     drop(sql);
-    let local: Vec<PathBuf> = files.iter().map(|(_, l)| l.clone()).collect();
     let mut per_file = Vec::new();
     let mut header_json = Value::Null;
     let mut size = 0;
@@ -406,7 +462,7 @@ async fn backup_steps(
                     ctx(Error::new(ErrorKind::Integrity, m)).with("file", l.display())
                 })?;
             } else {
-                res.notes.push("msdb has no history row for this file (error 3009?): the file's own header is the record".into());
+                notes.push("msdb has no history row for this file (error 3009?): the file's own header is the record".into());
             }
         }
         per_file.push(json!({
@@ -419,7 +475,6 @@ async fn backup_steps(
             "size": f.size,
         }));
     }
-    res.size = size;
     let h = |k: &str| header_json.get(k).cloned().unwrap_or(Value::Null);
     let lsn = |m: Option<Lsn>, hk: &str| m.map(|l| json!(l.to_string())).unwrap_or_else(|| h(hk));
     let mut meta = BTreeMap::new();
@@ -488,9 +543,23 @@ async fn backup_steps(
     if let Some(r) = &opts.reason {
         meta.insert("reason".into(), json!(r));
     }
-    res.meta = meta.clone();
+    Ok(Described { meta, size, notes })
+}
 
-    // Offsite: every target, each verified by reading the snapshot's data back.
+/// What [`describe`] found.
+struct Described {
+    meta: BTreeMap<String, Value>,
+    size: u64,
+    notes: Vec<String>,
+}
+/// Tags and metadata of a native backup's snapshot.
+fn sql_snapshot_options(
+    policy: &Policy,
+    opts: &DbBackupOptions,
+    db: &DatabaseInfo,
+    kind: BackupKind,
+    meta: BTreeMap<String, Value>,
+) -> BackupOptions {
     let mut tags = vec![
         "sql-backup".to_string(),
         format!("db:{}", db.name),
@@ -501,45 +570,75 @@ async fn backup_steps(
         tags.push("copy-only".into());
     }
     tags.extend(opts.tags.iter().cloned());
-    let bopts = BackupOptions {
+    BackupOptions {
         tags,
         kind: SnapshotKind::SqlBackup,
         meta,
         pinned: opts.pinned,
-    };
-    for t in targets {
-        res.offsite.push(offsite(t, &local, &bopts).await);
     }
-    info!(database = %db.name, kind = %kind, size, "database backed up");
-    Ok(())
 }
 
-/// Stores `files` on one target and reads the snapshot's data back.
+/// Stores `files` on one target as a snapshot and proves the copy (see [`commit`]).
 pub async fn offsite(t: &Target, files: &[PathBuf], bopts: &BackupOptions) -> OffsiteCopy {
-    let span = info_span!("step", step = "offsite", target = %t.name);
+    let (copy, ingested) = store(t, files, bopts).await;
+    commit(t, copy, ingested).await
+}
+
+/// Stores the data of `files` on one target without writing the snapshot yet.
+async fn store(
+    t: &Target,
+    files: &[PathBuf],
+    bopts: &BackupOptions,
+) -> (OffsiteCopy, Option<Ingested>) {
+    let span = info_span!("step", step = "offsite-store", target = %t.name);
+    let mut c = OffsiteCopy {
+        target: t.name.clone(),
+        snapshot: None,
+        verified: false,
+        ingest_seconds: 0.0,
+        verify_seconds: 0.0,
+        packs_read: 0,
+        packs_present: 0,
+        error: None,
+    };
+    let s = Instant::now();
+    let ingested = match t.repo.ingest(files, bopts).instrument(span).await {
+        Ok(i) => i,
+        Err(e) => {
+            c.error = Some(e.with("target", &t.name).to_string());
+            return (c, None);
+        }
+    };
+    c.ingest_seconds = s.elapsed().as_secs_f64();
+    if !ingested.summary().errors.is_empty() {
+        c.error = Some(format!(
+            "not stored: {}",
+            ingested.summary().errors.join("; ")
+        ));
+        return (c, None);
+    }
+    (c, Some(ingested))
+}
+
+/// Writes the snapshot of what [`store`] stored, then proves it on the target: every
+/// pack it needs is there with the right size, and the packs this backup added are
+/// read back and every chunk in them checked.
+async fn commit(t: &Target, mut c: OffsiteCopy, ingested: Option<Ingested>) -> OffsiteCopy {
+    let Some(ingested) = ingested else {
+        return c;
+    };
+    let span = info_span!("step", step = "offsite-verify", target = %t.name);
     async {
-        let mut c = OffsiteCopy {
-            target: t.name.clone(),
-            snapshot: None,
-            verified: false,
-            ingest_seconds: 0.0,
-            verify_seconds: 0.0,
-            error: None,
-        };
         let s = Instant::now();
-        let rep = match t.repo.backup(files, bopts).await {
+        let rep = match t.repo.commit(ingested).await {
             Ok(r) => r,
             Err(e) => {
                 c.error = Some(e.with("target", &t.name).to_string());
                 return c;
             }
         };
-        c.ingest_seconds = s.elapsed().as_secs_f64();
+        c.ingest_seconds += s.elapsed().as_secs_f64();
         c.snapshot = Some(rep.snapshot_id.short());
-        if !rep.summary.errors.is_empty() {
-            c.error = Some(format!("not stored: {}", rep.summary.errors.join("; ")));
-            return c;
-        }
         let s = Instant::now();
         let snap = match t.repo.find_snapshot(&rep.snapshot_id.to_hex()).await {
             Ok(s) => s,
@@ -548,14 +647,19 @@ pub async fn offsite(t: &Target, files: &[PathBuf], bopts: &BackupOptions) -> Of
                 return c;
             }
         };
-        match t.repo.verify_snapshot(&snap).await {
-            Ok(v) if v.ok() => c.verified = true,
+        match t.repo.verify_snapshot(&snap, &rep.packs_added).await {
             Ok(v) => {
-                c.error = Some(format!(
-                    "read-back failed: {} damaged packs, {} missing chunks",
-                    v.damaged_packs.len(),
-                    v.missing_chunks.len()
-                ))
+                c.packs_read = v.packs_read;
+                c.packs_present = v.packs_present;
+                if v.ok() {
+                    c.verified = true;
+                } else {
+                    c.error = Some(format!(
+                        "read-back failed: {} damaged packs, {} missing chunks",
+                        v.damaged_packs.len(),
+                        v.missing_chunks.len()
+                    ))
+                }
             }
             Err(e) => c.error = Some(e.to_string()),
         }

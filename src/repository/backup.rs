@@ -67,11 +67,39 @@ pub struct BackupReport {
     pub summary: Summary,
     /// Packs left by an interrupted run and reused.
     pub adopted_packs: usize,
+    /// Packs this backup added to the index, stored or adopted: the ones a
+    /// read-back must prove.
+    #[serde(skip)]
+    pub packs_added: Vec<Id>,
+}
+
+/// A snapshot whose data is stored on the target but whose manifest is not yet
+/// written: nothing lists it until [`Repository::commit`]. Dropped instead, it leaves
+/// indexed data that later backups reuse and no snapshot, as when a native backup
+/// fails RESTORE VERIFYONLY while its file is being stored.
+#[derive(Debug)]
+pub struct Ingested {
+    snapshot: Snapshot,
+    adopted_packs: usize,
+    packs_added: Vec<Id>,
+}
+
+impl Ingested {
+    /// What was read and stored.
+    pub fn summary(&self) -> &Summary {
+        &self.snapshot.summary
+    }
 }
 
 impl Repository {
     /// Backs up `sources` (folders or files) into a new snapshot.
     pub async fn backup(&self, sources: &[PathBuf], opts: &BackupOptions) -> Result<BackupReport> {
+        let ingested = self.ingest(sources, opts).await?;
+        self.commit(ingested).await
+    }
+
+    /// Stores the data of `sources` (packs and index) without writing the snapshot.
+    pub async fn ingest(&self, sources: &[PathBuf], opts: &BackupOptions) -> Result<Ingested> {
         let span = info_span!(
             "backup",
             target = self.storage.name(),
@@ -92,7 +120,7 @@ impl Repository {
         }
         let started = OffsetDateTime::now_utc();
         let mut index = self.load_index().await?;
-        let adopted_packs = self.adopt_orphan_packs(&mut index).await?;
+        let adopted = self.adopt_orphan_packs(&mut index).await?;
         let index = Arc::new(index);
         let repo = self.clone();
         let handle = tokio::runtime::Handle::current();
@@ -116,16 +144,32 @@ impl Repository {
             kind: opts.kind,
             sources: roots,
             entries,
-            summary: summary.clone(),
+            summary,
             pinned: opts.pinned,
             meta: opts.meta.clone(),
         };
+        Ok(Ingested {
+            snapshot,
+            adopted_packs: adopted.len(),
+            packs_added: adopted.into_iter().chain(written.packs).collect(),
+        })
+    }
+
+    /// Writes the manifest of an ingested snapshot: from now on it is listed.
+    pub async fn commit(&self, ingested: Ingested) -> Result<BackupReport> {
+        let Ingested {
+            snapshot,
+            adopted_packs,
+            packs_added,
+        } = ingested;
         let snapshot_id = self.save_snapshot(&snapshot).await?;
-        info!(snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
+        let summary = snapshot.summary;
+        info!(target = self.storage.name(), snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
         Ok(BackupReport {
             snapshot_id,
             summary,
             adopted_packs,
+            packs_added,
         })
     }
 }
@@ -191,7 +235,7 @@ impl ChunkSink<'_> {
 type PipelineOutput = (Vec<SourceRoot>, Vec<Entry>, Summary);
 
 /// What the pipeline wrote.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Written {
     /// Chunks that were new.
     pub(crate) new_chunks: u64,
@@ -199,8 +243,8 @@ pub(crate) struct Written {
     pub(crate) new_bytes: u64,
     /// Bytes stored (packs and index).
     pub(crate) added_bytes: u64,
-    /// Packs stored.
-    pub(crate) packs: usize,
+    /// Packs stored, in the order they were stored.
+    pub(crate) packs: Vec<Id>,
 }
 
 /// Runs the write pipeline of `repo` (blocking) while `produce` feeds it chunks;
@@ -356,18 +400,19 @@ fn packer(
 /// listing only packs whose upload finished; returns the bytes added. On failure the
 /// uploads in flight are awaited, so whatever got stored is adopted next time.
 /// Buffers the storage no longer holds go back to the packer through `used_packs`.
+/// Returns the bytes added and the packs stored.
 fn uploader(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     rx: Receiver<(Vec<u8>, Vec<GroupEntry>)>,
     used_packs: Sender<Vec<u8>>,
-) -> Result<(u64, usize)> {
+) -> Result<(u64, Vec<Id>)> {
     type Upload = tokio::task::JoinHandle<Result<(IndexedPack, Bytes)>>;
     let in_flight_max = repo.storage.upload_concurrency().max(1);
     let mut in_flight: std::collections::VecDeque<Upload> = std::collections::VecDeque::new();
     let mut unindexed: Vec<IndexedPack> = Vec::new();
     let mut added = 0u64;
-    let mut packs = 0usize;
+    let mut packs = Vec::new();
     let mut first_err: Option<Error> = None;
     let finish = |h: Upload,
                   unindexed: &mut Vec<IndexedPack>,
@@ -396,7 +441,7 @@ fn uploader(
         let id = Id::hash(&pack);
         let size = pack.len() as u64;
         let storage = repo.storage.clone();
-        packs += 1;
+        packs.push(id);
         in_flight.push_back(handle.spawn(async move {
             let pack = Bytes::from(pack);
             storage.write(&paths::pack(&id), pack.clone()).await?;

@@ -286,7 +286,7 @@ impl Repository {
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("copy task failed: {e}")))??;
-        report.packs_sent += written.packs;
+        report.packs_sent += written.packs.len();
         report.bytes_sent += written.added_bytes;
         // Manifests last, each once every pack and index it needs is stored.
         for (source_id, snap) in rewritten {

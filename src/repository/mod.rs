@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{info, warn};
 
-pub use backup::{BackupOptions, BackupReport};
+pub use backup::{BackupOptions, BackupReport, Ingested};
 pub use copy::CopyReport;
 pub use diff::{diff_snapshots, Change, ChangeKind, SnapshotDiff};
 pub use format::{ChunkerParams, RepoConfig};
@@ -296,7 +296,8 @@ impl Repository {
 
     /// Indexes packs that exist but no index lists (left by an interrupted backup),
     /// so their chunks are reused. Damaged leftovers are reported and skipped.
-    pub async fn adopt_orphan_packs(&self, index: &mut Index) -> Result<usize> {
+    /// Returns the packs adopted.
+    pub async fn adopt_orphan_packs(&self, index: &mut Index) -> Result<Vec<Id>> {
         let mut adopted = Vec::new();
         for obj in self.storage.list(paths::DATA).await? {
             let Some(id) = paths::id_of(&obj.path) else {
@@ -332,7 +333,7 @@ impl Repository {
                 "adopted packs left by an interrupted backup"
             );
         }
-        Ok(adopted.len())
+        Ok(adopted.iter().map(|p| p.id).collect())
     }
 
     /// All snapshots, oldest first.

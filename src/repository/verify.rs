@@ -7,7 +7,7 @@
 //! pack was last read is recorded in the repository, so sampled runs (`10%`) read
 //! the least recently verified packs first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -93,6 +93,9 @@ pub struct VerifyReport {
     pub packs_read: usize,
     /// Bytes read back.
     pub bytes_read: u64,
+    /// Packs checked only for presence and size (a snapshot's proof: they were read
+    /// back by the backup that stored them).
+    pub packs_present: usize,
     /// Chunks checked by their keyed id.
     pub chunks_checked: u64,
     /// Packs missing, truncated or damaged.
@@ -272,9 +275,14 @@ impl Repository {
         Ok(report)
     }
 
-    /// Reads back every pack that holds data of one snapshot and checks each chunk:
-    /// the offsite proof of a backup just stored, without reading the whole repository.
-    pub async fn verify_snapshot(&self, snap: &SnapshotRef) -> Result<VerifyReport> {
+    /// The offsite proof of a backup just stored, sized for every night rather than
+    /// for the whole repository: every chunk the snapshot needs is indexed and every
+    /// pack holding them is on the target with the size the index gives (one
+    /// listing); the packs in `fresh` (those the backup added to the index) are read
+    /// back and every chunk in them is checked. Older packs were proven the same way
+    /// by the backup that added them and are re-read by the scheduled
+    /// `verify --read-data`; `fresh` may name every pack to read everything back.
+    pub async fn verify_snapshot(&self, snap: &SnapshotRef, fresh: &[Id]) -> Result<VerifyReport> {
         let span = info_span!("verify_snapshot", target = self.storage.name(), snapshot = %snap.id.short());
         let _enter = span.enter();
         let mut report = VerifyReport {
@@ -297,14 +305,14 @@ impl Repository {
         let checked = tokio::task::spawn_blocking(move || snapshot_chunks(&reader, &snap_c))
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
-        let mut packs: BTreeMap<Id, u64> = BTreeMap::new();
+        let mut needed: BTreeMap<Id, u64> = BTreeMap::new();
         for (path, _lists, outcome) in checked {
             match outcome {
                 Ok(ids) => {
                     for id in ids {
                         match index.lookup(&id).and_then(|loc| index.pack(loc.pack)) {
                             Some(p) => {
-                                packs.insert(p.id, p.size);
+                                needed.insert(p.id, p.size);
                             }
                             None => report.missing_chunks.push(format!(
                                 "{}:{path}: chunk {} missing",
@@ -319,8 +327,44 @@ impl Repository {
                     .push(format!("{}:{path}: {e}", snap.id.short())),
             }
         }
-        let selected: Vec<(Id, u64)> = packs.into_iter().collect();
-        report.packs = selected.len();
+        report.packs = needed.len();
+        let stored: HashMap<Id, u64> = self
+            .storage
+            .list(paths::DATA)
+            .await?
+            .into_iter()
+            .filter_map(|o| paths::id_of(&o.path).map(|id| (id, o.size)))
+            .collect();
+        let fresh: HashSet<Id> = fresh.iter().copied().collect();
+        let mut selected = Vec::new();
+        for (&id, &size) in &needed {
+            let problem = match stored.get(&id) {
+                None => "pack is missing from the target".to_string(),
+                Some(&s) if s != size => {
+                    format!("pack is {s} bytes, the index says {size} (truncated?)")
+                }
+                Some(_) if fresh.contains(&id) => {
+                    selected.push((id, size));
+                    continue;
+                }
+                Some(_) => {
+                    report.packs_present += 1;
+                    continue;
+                }
+            };
+            report.damaged_packs.push(DamagedPack {
+                pack: id.to_hex(),
+                problem,
+                snapshots: vec![snap.id.short()],
+                files: Vec::new(),
+            });
+        }
+        // Fresh packs this snapshot does not need (adopted leftovers) are proven too.
+        for p in &indexed {
+            if fresh.contains(&p.id) && !needed.contains_key(&p.id) {
+                selected.push((p.id, p.size));
+            }
+        }
         let groups_of: HashMap<Id, usize> =
             indexed.iter().map(|p| (p.id, p.groups.len())).collect();
         let repo = self.clone();
@@ -347,6 +391,7 @@ impl Repository {
         info!(
             ok = report.ok(),
             packs_read = report.packs_read,
+            packs_present = report.packs_present,
             "snapshot verified"
         );
         Ok(report)
