@@ -22,7 +22,7 @@ use super::{date_text, free_space, stamp, Progress, Target};
 use crate::bakfile::{self, Lsn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{DatabaseSelection, Policy};
-use crate::repository::{BackupOptions, Ingested, SnapshotKind};
+use crate::repository::{BackupOptions, Ingested, ReadBack, SnapshotKind};
 use crate::sqlserver::catalog::{self, DatabaseInfo, MsdbBackup};
 use crate::sqlserver::{run_long, verifyonly_sql, BackupKind, BackupStatement, Instance};
 
@@ -621,8 +621,8 @@ async fn store(
 }
 
 /// Writes the snapshot of what [`store`] stored, then proves it on the target: every
-/// pack it needs is there with the right size, and the packs this backup added are
-/// read back and every chunk in them checked.
+/// pack it needs is there with the right size, and the packs this backup added (all
+/// of them, for a pinned backup) are read back and every chunk in them checked.
 async fn commit(t: &Target, mut c: OffsiteCopy, ingested: Option<Ingested>) -> OffsiteCopy {
     let Some(ingested) = ingested else {
         return c;
@@ -647,7 +647,13 @@ async fn commit(t: &Target, mut c: OffsiteCopy, ingested: Option<Ingested>) -> O
                 return c;
             }
         };
-        match t.repo.verify_snapshot(&snap, &rep.packs_added).await {
+        // A pinned (pre-upgrade) backup is the rollback point: read all of it back.
+        let read_back = if snap.snapshot.pinned {
+            ReadBack::All
+        } else {
+            ReadBack::Added(&rep.packs_added)
+        };
+        match t.repo.verify_snapshot(&snap, read_back).await {
             Ok(v) => {
                 c.packs_read = v.packs_read;
                 c.packs_present = v.packs_present;

@@ -35,7 +35,7 @@ pub use index::Index;
 pub use keys::KeyFile;
 pub use restore::{RestoreOptions, RestoreReport};
 pub use snapshot::{Entry, EntryKind, Snapshot, SnapshotKind, SnapshotRef, SourceRoot, Summary};
-pub use verify::{DamagedPack, ReadData, VerifyOptions, VerifyReport};
+pub use verify::{DamagedPack, ReadBack, ReadData, VerifyOptions, VerifyReport};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::Storage;

@@ -62,6 +62,17 @@ impl std::str::FromStr for ReadData {
     }
 }
 
+/// Which of a snapshot's packs [`Repository::verify_snapshot`] reads back.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadBack<'a> {
+    /// The packs the backup added to the index (stored or adopted): the nightly
+    /// proof. Older packs were proven the same way by the backup that added them and
+    /// are re-read by the scheduled `verify --read-data`.
+    Added(&'a [Id]),
+    /// Every pack the snapshot needs: for pinned (pre-upgrade) backups.
+    All,
+}
+
 /// Options of a verify run.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -275,14 +286,15 @@ impl Repository {
         Ok(report)
     }
 
-    /// The offsite proof of a backup just stored, sized for every night rather than
-    /// for the whole repository: every chunk the snapshot needs is indexed and every
-    /// pack holding them is on the target with the size the index gives (one
-    /// listing); the packs in `fresh` (those the backup added to the index) are read
-    /// back and every chunk in them is checked. Older packs were proven the same way
-    /// by the backup that added them and are re-read by the scheduled
-    /// `verify --read-data`; `fresh` may name every pack to read everything back.
-    pub async fn verify_snapshot(&self, snap: &SnapshotRef, fresh: &[Id]) -> Result<VerifyReport> {
+    /// The offsite proof of a backup just stored: every chunk the snapshot needs is
+    /// indexed and every pack holding them is on the target with the size the index
+    /// gives (one listing); the packs `read_back` names are read and every chunk in
+    /// them is checked. See [`ReadBack`] for which.
+    pub async fn verify_snapshot(
+        &self,
+        snap: &SnapshotRef,
+        read_back: ReadBack<'_>,
+    ) -> Result<VerifyReport> {
         let span = info_span!("verify_snapshot", target = self.storage.name(), snapshot = %snap.id.short());
         let _enter = span.enter();
         let mut report = VerifyReport {
@@ -335,7 +347,10 @@ impl Repository {
             .into_iter()
             .filter_map(|o| paths::id_of(&o.path).map(|id| (id, o.size)))
             .collect();
-        let fresh: HashSet<Id> = fresh.iter().copied().collect();
+        let fresh: HashSet<Id> = match read_back {
+            ReadBack::Added(ids) => ids.iter().copied().collect(),
+            ReadBack::All => needed.keys().copied().collect(),
+        };
         let mut selected = Vec::new();
         for (&id, &size) in &needed {
             let problem = match stored.get(&id) {

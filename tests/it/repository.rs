@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pacsbak::repository::{
-    BackupOptions, Entry, EntryKind, ReadData, Repository, RestoreOptions, VerifyOptions,
+    BackupOptions, Entry, EntryKind, ReadBack, ReadData, Repository, RestoreOptions, VerifyOptions,
 };
 use pacsbak::storage::{LocalFolder, Storage};
 use pacsbak::ErrorKind;
@@ -382,7 +382,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
         .block_on(repo.find_snapshot(&second.snapshot_id.to_hex()))
         .unwrap();
     let proof = rt
-        .block_on(repo.verify_snapshot(&snap, &second.packs_added))
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
         .unwrap();
     assert!(proof.ok(), "{proof:?}");
     assert_eq!(proof.packs_read, second.packs_added.len(), "{proof:?}");
@@ -402,7 +402,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     flipped[original.len() / 2] ^= 1;
     std::fs::write(&old, &flipped).unwrap();
     let proof = rt
-        .block_on(repo.verify_snapshot(&snap, &second.packs_added))
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
         .unwrap();
     assert!(proof.ok(), "{proof:?}");
     // ...the scheduled read-back does.
@@ -415,7 +415,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     // A truncated or missing older pack fails the nightly proof, named.
     std::fs::write(&old, &original[..original.len() - 10]).unwrap();
     let proof = rt
-        .block_on(repo.verify_snapshot(&snap, &second.packs_added))
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
         .unwrap();
     assert!(!proof.ok(), "{proof:?}");
     assert!(
@@ -425,21 +425,17 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     assert_eq!(proof.damaged_packs[0].pack, first.packs_added[0].to_hex());
     std::fs::remove_file(&old).unwrap();
     let proof = rt
-        .block_on(repo.verify_snapshot(&snap, &second.packs_added))
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
         .unwrap();
     assert!(
         !proof.ok() && proof.damaged_packs[0].problem.contains("missing"),
         "{proof:?}"
     );
-    // Naming every pack reads everything back.
+    // Reading everything back (pinned backups) finds the flipped byte too.
     std::fs::write(&old, &flipped).unwrap();
-    let all: Vec<_> = first
-        .packs_added
-        .iter()
-        .chain(&second.packs_added)
-        .copied()
-        .collect();
-    let proof = rt.block_on(repo.verify_snapshot(&snap, &all)).unwrap();
+    let proof = rt
+        .block_on(repo.verify_snapshot(&snap, ReadBack::All))
+        .unwrap();
     assert!(!proof.ok() && proof.packs_present == 0, "{proof:?}");
 }
 
