@@ -127,6 +127,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     row("BACKUP alone", &|r| {
         format!("{:.2} ({} MiB file)", r.alone, r.size >> 20)
     });
+    row(
+        "`zstd -3 -T2` of that file to /dev/null (compression alone)",
+        &|r| match r.zstd {
+            Some(z) => format!("{z:.2} ({:.2}x BACKUP alone)", z / r.alone),
+            None => "zstd not installed".into(),
+        },
+    );
     row("`backup db`: BACKUP", &|r| format!("{:.2}", r.backup));
     row(
         "`backup db`: RESTORE VERIFYONLY (beside the first ingest)",
@@ -157,6 +164,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// One measurement: BACKUP alone, then `backup db` of the same database.
 struct Run {
+    zstd: Option<f64>,
     alone: f64,
     size: u64,
     readings: usize,
@@ -192,6 +200,16 @@ async fn measure(
     )
     .await?;
     let size = std::fs::metadata(&alone)?.len();
+    // The floor for storing a new file compressed: zstd alone on the same file.
+    let t = Instant::now();
+    let zstd = std::process::Command::new("zstd")
+        .args(["-3", "-T2", "-q", "-c"])
+        .arg(&alone)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| t.elapsed().as_secs_f64());
     std::fs::remove_file(&alone)?;
 
     let t = Instant::now();
@@ -216,6 +234,7 @@ async fn measure(
         .find_snapshot(o.snapshot.as_deref().unwrap_or_default())
         .await?;
     Ok(Run {
+        zstd,
         alone: b.seconds,
         size,
         readings: readings.len(),
