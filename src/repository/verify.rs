@@ -145,31 +145,13 @@ impl Repository {
         let index = Arc::new(index);
         report.packs = index.packs().len();
 
-        let stored: HashMap<Id, u64> = self
-            .storage
-            .list(paths::DATA)
-            .await?
-            .into_iter()
-            .filter_map(|o| paths::id_of(&o.path).map(|id| (id, o.size)))
-            .collect();
+        let stored = self.stored_packs().await?;
         report.unindexed_packs = stored.keys().filter(|id| !index.has_pack(id)).count();
 
         let mut bad: BTreeMap<Id, String> = BTreeMap::new();
         for p in index.packs() {
-            match stored.get(&p.id) {
-                None => {
-                    bad.insert(p.id, "pack is missing from the target".into());
-                }
-                Some(&size) if size != p.size => {
-                    bad.insert(
-                        p.id,
-                        format!(
-                            "pack is {size} bytes, the index says {} (truncated?)",
-                            p.size
-                        ),
-                    );
-                }
-                Some(_) => {}
+            if let Some(problem) = presence_problem(&stored, &p.id, p.size) {
+                bad.insert(p.id, problem);
             }
         }
 
@@ -340,32 +322,20 @@ impl Repository {
             }
         }
         report.packs = needed.len();
-        let stored: HashMap<Id, u64> = self
-            .storage
-            .list(paths::DATA)
-            .await?
-            .into_iter()
-            .filter_map(|o| paths::id_of(&o.path).map(|id| (id, o.size)))
-            .collect();
+        let stored = self.stored_packs().await?;
         let fresh: HashSet<Id> = match read_back {
             ReadBack::Added(ids) => ids.iter().copied().collect(),
             ReadBack::All => needed.keys().copied().collect(),
         };
         let mut selected = Vec::new();
         for (&id, &size) in &needed {
-            let problem = match stored.get(&id) {
-                None => "pack is missing from the target".to_string(),
-                Some(&s) if s != size => {
-                    format!("pack is {s} bytes, the index says {size} (truncated?)")
-                }
-                Some(_) if fresh.contains(&id) => {
+            let Some(problem) = presence_problem(&stored, &id, size) else {
+                if fresh.contains(&id) {
                     selected.push((id, size));
-                    continue;
-                }
-                Some(_) => {
+                } else {
                     report.packs_present += 1;
-                    continue;
                 }
+                continue;
             };
             report.damaged_packs.push(DamagedPack {
                 pack: id.to_hex(),
@@ -410,6 +380,17 @@ impl Repository {
             "snapshot verified"
         );
         Ok(report)
+    }
+
+    /// Every pack object on the target, with its size (one listing).
+    async fn stored_packs(&self) -> Result<HashMap<Id, u64>> {
+        Ok(self
+            .storage
+            .list(paths::DATA)
+            .await?
+            .into_iter()
+            .filter_map(|o| paths::id_of(&o.path).map(|id| (id, o.size)))
+            .collect())
     }
 
     async fn load_verify_state(&self) -> VerifyState {
@@ -461,6 +442,17 @@ impl Repository {
         for p in previous {
             let _ = self.storage.delete(&p).await;
         }
+    }
+}
+
+/// What is wrong with pack `id` of `size` bytes by the listing `stored`, if anything.
+fn presence_problem(stored: &HashMap<Id, u64>, id: &Id, size: u64) -> Option<String> {
+    match stored.get(id) {
+        None => Some("pack is missing from the target".into()),
+        Some(&s) if s != size => Some(format!(
+            "pack is {s} bytes, the index says {size} (truncated?)"
+        )),
+        Some(_) => None,
     }
 }
 
