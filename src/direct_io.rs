@@ -16,10 +16,12 @@ use std::path::Path;
 
 /// Alignment `O_DIRECT` asks of buffer, offset and length (covers 512-byte and 4 KiB
 /// sector devices).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const ALIGN: usize = 4096;
 /// Size of each block handed to the writer thread.
 const BLOCK: usize = 4 * 1024 * 1024;
 /// Blocks per file: one being filled, the others queued or being written.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const BLOCKS: usize = 3;
 
 /// A file being written from start to end; call [`DirectWriter::finish`] to complete it.
@@ -36,16 +38,19 @@ enum Inner {
 impl DirectWriter {
     /// Creates `path`, which must not exist.
     pub fn create_new(path: &Path) -> std::io::Result<Self> {
-        #[cfg(target_os = "linux")]
-        if let Some(d) = linux::Direct::create_new(path)? {
-            return Ok(Self {
-                inner: Inner::Direct(d),
-            });
-        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)?;
+        #[cfg(target_os = "linux")]
+        let file = match linux::Direct::try_from_file(file)? {
+            Ok(d) => {
+                return Ok(Self {
+                    inner: Inner::Direct(d),
+                })
+            }
+            Err(file) => file,
+        };
         Ok(Self {
             inner: Inner::Buffered(BufWriter::with_capacity(BLOCK, file)),
         })
@@ -90,8 +95,7 @@ impl Write for DirectWriter {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::fs::File;
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    use std::path::Path;
+    use std::os::unix::fs::FileExt;
     use std::sync::Arc;
     use std::thread::JoinHandle;
 
@@ -134,17 +138,13 @@ mod linux {
     }
 
     impl Direct {
-        pub(super) fn create_new(path: &Path) -> std::io::Result<Option<Self>> {
-            let file = match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-            {
-                Ok(f) => Arc::new(f),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-                Err(e) => return Err(e),
-            };
+        /// Turns direct I/O on for `file`; gives the file back where the file system
+        /// refuses it. (Asking at `open` would leave the file created on refusal.)
+        pub(super) fn try_from_file(file: File) -> std::io::Result<Result<Self, File>> {
+            if set_direct(&file, true).is_err() {
+                return Ok(Err(file));
+            }
+            let file = Arc::new(file);
             let (jobs, job_rx) = bounded::<Job>(BLOCKS);
             let (done_tx, done) = bounded(BLOCKS);
             let f = file.clone();
@@ -152,13 +152,22 @@ mod linux {
                 .name("direct-write".into())
                 .spawn(move || {
                     for (mut buf, len, offset) in job_rx {
-                        let res = f.write_all_at(&buf.block()[..len], offset).map(|()| buf);
+                        let block = &buf.block()[..len];
+                        let res = match f.write_all_at(block, offset) {
+                            // Some file systems accept O_DIRECT at open and refuse the
+                            // write: the same block, buffered, is as good.
+                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                                set_direct(&f, false).and_then(|()| f.write_all_at(block, offset))
+                            }
+                            other => other,
+                        }
+                        .map(|()| buf);
                         if done_tx.send(res).is_err() {
                             return;
                         }
                     }
                 })?;
-            Ok(Some(Self {
+            Ok(Ok(Self {
                 file,
                 current: Aligned::new(),
                 filled: 0,
@@ -234,6 +243,27 @@ mod linux {
                 let _ = w.join();
             }
         }
+    }
+
+    /// Sets or clears `O_DIRECT` on an open file.
+    fn set_direct(file: &File, on: bool) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on a descriptor this `File` owns and keeps open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let wanted = if on {
+            flags | libc::O_DIRECT
+        } else {
+            flags & !libc::O_DIRECT
+        };
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, wanted) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn stopped() -> std::io::Error {
