@@ -552,6 +552,7 @@ struct Described {
     size: u64,
     notes: Vec<String>,
 }
+
 /// Tags and metadata of a native backup's snapshot.
 fn sql_snapshot_options(
     policy: &Policy,

@@ -15,8 +15,8 @@ use super::format::ChunkerParams;
 
 /// Size of the read buffer.
 const BUFFER: usize = 8 * 1024 * 1024;
-/// Read buffers the background cutter may have at once: one being cut, one with the
-/// consumer, one on its way back.
+/// Read buffers the background cutter may have at once: one being filled and cut,
+/// one queued in the channel, one with the consumer.
 const BUFFERS: usize = 3;
 
 /// Where chunking runs.

@@ -177,9 +177,9 @@ fn restore_file(
         out.write_all(data).map_err(|err| Error::io(&tmp, err))
     });
     // No fsync: the bytes were proven against the manifest as they were written, and
-    // where direct I/O is available they are on the disk already; elsewhere forcing a
-    // 100 GiB file out here would double the restore time. A drill or `inspect --check`
-    // re-reads it.
+    // forcing a 100 GiB file (its size and extents) to stable storage here would
+    // double the restore time. The operating system flushes it; a drill or
+    // `inspect --check` re-reads it.
     let res = res.and_then(|_| out.finish(false).map_err(|err| Error::io(&tmp, err)));
     let hash = hasher.finalize().to_hex().to_string();
     let verdict = res.and_then(|_| {

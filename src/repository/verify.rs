@@ -128,6 +128,21 @@ impl VerifyReport {
 struct VerifyState {
     /// Pack id (hex) → unix time of its last successful read.
     last_read: BTreeMap<String, i64>,
+    /// Pack id (hex) → unix time a read found it damaged. A pack damaged later than
+    /// its last good read is suspect: every snapshot proof that needs it reads it.
+    #[serde(default)]
+    damaged: BTreeMap<String, i64>,
+}
+
+impl VerifyState {
+    fn is_suspect(&self, id: &Id) -> bool {
+        let hex = id.to_hex();
+        match (self.damaged.get(&hex), self.last_read.get(&hex)) {
+            (Some(bad), Some(good)) => bad > good,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
 }
 
 impl Repository {
@@ -188,6 +203,7 @@ impl Repository {
                     }
                     Err(problem) => {
                         report.packs_read += 1;
+                        newly.damaged.insert(id.to_hex(), now);
                         bad.insert(id, problem);
                     }
                 }
@@ -327,10 +343,12 @@ impl Repository {
             ReadBack::Added(ids) => ids.iter().copied().collect(),
             ReadBack::All => needed.keys().copied().collect(),
         };
+        // Packs an earlier read found damaged are read again, whoever added them.
+        let state = self.load_verify_state().await;
         let mut selected = Vec::new();
         for (&id, &size) in &needed {
             let Some(problem) = presence_problem(&stored, &id, size) else {
-                if fresh.contains(&id) {
+                if fresh.contains(&id) || state.is_suspect(&id) {
                     selected.push((id, size));
                 } else {
                     report.packs_present += 1;
@@ -348,6 +366,7 @@ impl Repository {
         for p in &indexed {
             if fresh.contains(&p.id) && !needed.contains_key(&p.id) {
                 selected.push((p.id, p.size));
+                report.packs += 1;
             }
         }
         let groups_of: HashMap<Id, usize> =
@@ -358,20 +377,33 @@ impl Repository {
             tokio::task::spawn_blocking(move || read_packs(&repo, &handle, &selected, &groups_of))
                 .await
                 .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
+        let mut newly = VerifyState::default();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
         for (id, res) in results {
             report.packs_read += 1;
             match res {
                 Ok((bytes, chunks)) => {
                     report.bytes_read += bytes;
                     report.chunks_checked += chunks;
+                    if state.is_suspect(&id) {
+                        newly.last_read.insert(id.to_hex(), now);
+                    }
                 }
-                Err(problem) => report.damaged_packs.push(DamagedPack {
-                    pack: id.to_hex(),
-                    problem,
-                    snapshots: vec![snap.id.short()],
-                    files: Vec::new(),
-                }),
+                Err(problem) => {
+                    newly.damaged.insert(id.to_hex(), now);
+                    report.damaged_packs.push(DamagedPack {
+                        pack: id.to_hex(),
+                        problem,
+                        snapshots: vec![snap.id.short()],
+                        files: Vec::new(),
+                    })
+                }
             }
+        }
+        // Written only when something changed (rare), so the nightly proof leaves no
+        // state object behind on an append-only target.
+        if !newly.damaged.is_empty() || !newly.last_read.is_empty() {
+            self.save_verify_state(state, newly).await;
         }
         info!(
             ok = report.ok(),
@@ -410,6 +442,10 @@ impl Repository {
                     let e = state.last_read.entry(k).or_insert(v);
                     *e = (*e).max(v);
                 }
+                for (k, v) in s.damaged {
+                    let e = state.damaged.entry(k).or_insert(v);
+                    *e = (*e).max(v);
+                }
             }
         }
         state
@@ -421,7 +457,11 @@ impl Repository {
             Ok(l) => l.into_iter().map(|o| o.path).collect(),
             Err(_) => Vec::new(),
         };
+        for read_clean in newly.last_read.keys() {
+            old.damaged.remove(read_clean);
+        }
         old.last_read.extend(newly.last_read);
+        old.damaged.extend(newly.damaged);
         let Ok(json) = serde_json::to_vec(&old) else {
             return;
         };

@@ -7,7 +7,8 @@
 //! tests use); [`LocalFolder`] for a local folder or NAS share, writing packs past
 //! the page cache and reading through OpenDAL; wrappers implement the same trait around it
 //! and compose: append-only guard → retries → bandwidth and connection limits →
-//! OpenDAL (with per-call timeouts sized to the configured bandwidth).
+//! the target's own storage (`LocalFolder`, or OpenDAL with per-call timeouts sized
+//! to the configured bandwidth).
 
 mod build;
 pub mod check;

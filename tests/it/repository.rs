@@ -355,7 +355,8 @@ fn damaged_truncated_and_missing_packs_are_found_and_named() {
 /// The proof `backup db` runs after each backup reads back only the packs that backup
 /// added and checks the others by listing: a nightly cost, not a whole-repository one.
 /// A truncated or missing older pack is still caught; a flipped byte inside one is
-/// left to `verify --read-data`, which this test shows finds it.
+/// left to `verify --read-data`, which finds it and records it, so that every later
+/// proof that needs the pack reads it again until it reads clean.
 #[test]
 fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     let rt = rt();
@@ -412,6 +413,12 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
         }))
         .unwrap();
     assert!(!full.ok() && full.damaged_packs.len() == 1, "{full:?}");
+    // ...and from then on every proof that needs the pack reads it again.
+    let proof = rt
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
+        .unwrap();
+    assert!(!proof.ok(), "{proof:?}");
+    assert_eq!(proof.damaged_packs[0].pack, first.packs_added[0].to_hex());
     // A truncated or missing older pack fails the nightly proof, named.
     std::fs::write(&old, &original[..original.len() - 10]).unwrap();
     let proof = rt
@@ -437,6 +444,22 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
         .block_on(repo.verify_snapshot(&snap, ReadBack::All))
         .unwrap();
     assert!(!proof.ok() && proof.packs_present == 0, "{proof:?}");
+    // Repaired (the original bytes back), it is read once more, then trusted again.
+    std::fs::write(&old, &original).unwrap();
+    let proof = rt
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
+        .unwrap();
+    assert!(
+        proof.ok() && proof.packs_read == second.packs_added.len() + 1,
+        "{proof:?}"
+    );
+    let proof = rt
+        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
+        .unwrap();
+    assert!(
+        proof.ok() && proof.packs_read == second.packs_added.len(),
+        "{proof:?}"
+    );
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
