@@ -271,7 +271,7 @@ impl Repository {
                 Err(e) => {
                     return Err(Error::new(
                         ErrorKind::Integrity,
-                        format!("index file is damaged: {e}; run `pacsbak verify` and `pacsbak repo repair-index`"),
+                        format!("index file is damaged: {e}; move it out of index/ (keep it for the investigation): the next backup re-indexes its packs from their own headers"),
                     )
                     .with("target", self.storage.name())
                     .with("object", &obj.path))
