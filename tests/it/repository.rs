@@ -382,9 +382,12 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     let snap = rt
         .block_on(repo.find_snapshot(&second.snapshot_id.to_hex()))
         .unwrap();
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    // The proof `backup db` runs after this backup.
+    let nightly = || {
+        rt.block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
+            .unwrap()
+    };
+    let proof = nightly();
     assert!(proof.ok(), "{proof:?}");
     assert_eq!(proof.packs_read, second.packs_added.len(), "{proof:?}");
     assert!(proof.packs_present >= first.packs_added.len(), "{proof:?}");
@@ -402,9 +405,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     let mut flipped = original.clone();
     flipped[original.len() / 2] ^= 1;
     std::fs::write(&old, &flipped).unwrap();
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    let proof = nightly();
     assert!(proof.ok(), "{proof:?}");
     // ...the scheduled read-back does.
     let full = rt
@@ -414,16 +415,12 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
         .unwrap();
     assert!(!full.ok() && full.damaged_packs.len() == 1, "{full:?}");
     // ...and from then on every proof that needs the pack reads it again.
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    let proof = nightly();
     assert!(!proof.ok(), "{proof:?}");
     assert_eq!(proof.damaged_packs[0].pack, first.packs_added[0].to_hex());
     // A truncated or missing older pack fails the nightly proof, named.
     std::fs::write(&old, &original[..original.len() - 10]).unwrap();
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    let proof = nightly();
     assert!(!proof.ok(), "{proof:?}");
     assert!(
         proof.damaged_packs[0].problem.contains("truncated"),
@@ -431,9 +428,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     );
     assert_eq!(proof.damaged_packs[0].pack, first.packs_added[0].to_hex());
     std::fs::remove_file(&old).unwrap();
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    let proof = nightly();
     assert!(
         !proof.ok() && proof.damaged_packs[0].problem.contains("missing"),
         "{proof:?}"
@@ -446,16 +441,12 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     assert!(!proof.ok() && proof.packs_present == 0, "{proof:?}");
     // Repaired (the original bytes back), it is read once more, then trusted again.
     std::fs::write(&old, &original).unwrap();
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    let proof = nightly();
     assert!(
         proof.ok() && proof.packs_read == second.packs_added.len() + 1,
         "{proof:?}"
     );
-    let proof = rt
-        .block_on(repo.verify_snapshot(&snap, ReadBack::Added(&second.packs_added)))
-        .unwrap();
+    let proof = nightly();
     assert!(
         proof.ok() && proof.packs_read == second.packs_added.len(),
         "{proof:?}"
