@@ -28,6 +28,11 @@ python3 -c 'import pytds' 2>/dev/null || python3 -m pip install -q python-tds
 # S3 tests run against moto_server on a loopback port.
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
 
+# Cut caches of the tests' repositories go to a folder of this run, not ~/.cache.
+PACSBAK_CACHE_DIR="$(mktemp -d)"
+export PACSBAK_CACHE_DIR
+trap 'rm -rf "$PACSBAK_CACHE_DIR"' EXIT
+
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets

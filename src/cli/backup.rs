@@ -94,8 +94,16 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let repo = open_repository(global, target.as_deref()).await?;
+        // The same sources again are the next version of the same series.
+        let series = paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         let opts = BackupOptions {
             tags,
+            series: Some(format!("files\n{series}")),
             ..BackupOptions::default()
         };
         let report = repo.backup(&paths, &opts).await?;

@@ -571,11 +571,21 @@ fn sql_snapshot_options(
         tags.push("copy-only".into());
     }
     tags.extend(opts.tags.iter().cloned());
+    // Fulls (copy-only ones too) follow the last full, differentials the last
+    // differential; a log backup shares nothing with the one before.
+    let series = match kind {
+        BackupKind::Full | BackupKind::Diff => Some(format!(
+            "sql-backup\n{}\n{}\n{}",
+            policy.instance_name, db.name, kind
+        )),
+        BackupKind::Log => None,
+    };
     BackupOptions {
         tags,
         kind: SnapshotKind::SqlBackup,
         meta,
         pinned: opts.pinned,
+        series,
     }
 }
 

@@ -166,6 +166,7 @@ pub async fn run(
                     kind: SnapshotKind::Files,
                     meta,
                     pinned,
+                    series: Some(format!("folder\n{}\n{}", policy.name, f.name)),
                 };
                 for t in targets {
                     r.offsite

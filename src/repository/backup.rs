@@ -18,10 +18,12 @@ use tracing::{info, info_span, warn};
 
 use super::chunker::{chunk_stream, Cutting};
 use super::crypto::MasterKey;
+use super::cut_cache::{CutCache, SeriesCuts};
 use super::format::paths;
 use super::id::Id;
 use super::index::Index;
 use super::pack::{finish_pack, seal_group, GroupBuilder, GroupEntry, IndexedPack};
+use super::prediction::{chunk_stream_predicted, id_prefix, PredictionStats, PreviousCuts};
 use super::snapshot::{
     source_name, Entry, EntryKind, Snapshot, SnapshotKind, SourceRoot, Summary, IDS_PER_LIST,
     INLINE_CHUNKS, MANIFEST_VERSION,
@@ -45,6 +47,11 @@ pub struct BackupOptions {
     pub meta: BTreeMap<String, serde_json::Value>,
     /// Whether retention must keep it until unpinned.
     pub pinned: bool,
+    /// The series this backup is the next version of (one database's fulls, one
+    /// set of folders): large files are cut along the cuts its previous version
+    /// left in the local cut cache, and leave theirs for the next. `None`: cut
+    /// every file and remember nothing (log backups share nothing with the last).
+    pub series: Option<String>,
 }
 
 impl Default for BackupOptions {
@@ -54,6 +61,7 @@ impl Default for BackupOptions {
             kind: SnapshotKind::Files,
             meta: BTreeMap::new(),
             pinned: false,
+            series: None,
         }
     }
 }
@@ -67,6 +75,9 @@ pub struct BackupReport {
     pub summary: Summary,
     /// Packs left by an interrupted run and reused.
     pub adopted_packs: usize,
+    /// Chunks of large files taken along the cuts of the series' previous version
+    /// instead of being cut (see [`BackupOptions::series`]).
+    pub predicted_chunks: u64,
     /// Packs this backup added to the index, stored or adopted: the ones a
     /// read-back must prove.
     #[serde(skip)]
@@ -81,6 +92,7 @@ pub struct BackupReport {
 pub struct Ingested {
     snapshot: Snapshot,
     adopted_packs: usize,
+    predicted_chunks: u64,
     packs_added: Vec<Id>,
 }
 
@@ -119,19 +131,42 @@ impl Repository {
             })?;
         }
         let started = OffsetDateTime::now_utc();
+        let cache = opts
+            .series
+            .as_deref()
+            .and_then(|s| CutCache::open(&self.config.id, s));
+        let mut cuts = CutMemory {
+            previous: cache.as_ref().map(CutCache::load).unwrap_or_default(),
+            one_file: sources.len() == 1 && sources[0].is_file(),
+            ..CutMemory::default()
+        };
         let mut index = self.load_index().await?;
         let adopted = self.adopt_orphan_packs(&mut index).await?;
         let index = Arc::new(index);
         let repo = self.clone();
         let handle = tokio::runtime::Handle::current();
         let sources_owned = sources.to_vec();
-        let ((roots, entries, mut summary), written) = tokio::task::spawn_blocking(move || {
-            run_pipeline(&repo, &handle, &index, |sink| {
-                walk_sources(&repo, sink, &sources_owned).map_err(Error::from)
+        let (((roots, entries, mut summary), cuts), written) =
+            tokio::task::spawn_blocking(move || {
+                run_pipeline(&repo, &handle, &index, |sink| {
+                    let out = walk_sources(&repo, sink, &sources_owned, &mut cuts)?;
+                    Ok((out, cuts))
+                })
             })
-        })
-        .await
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
+        if cuts.stats != PredictionStats::default() {
+            info!(
+                predicted = cuts.stats.predicted,
+                cut = cuts.stats.cut,
+                "large files cut along their previous version"
+            );
+        }
+        if let Some(cache) = cache {
+            if let Err(e) = cache.save(&cuts.saved) {
+                warn!(error = %e, "cannot save the cut cache; the next backup cuts every file");
+            }
+        }
         summary.new_chunks = written.new_chunks;
         summary.new_bytes = written.new_bytes;
         summary.added_bytes = written.added_bytes;
@@ -151,6 +186,7 @@ impl Repository {
         Ok(Ingested {
             snapshot,
             adopted_packs: adopted.len(),
+            predicted_chunks: cuts.stats.predicted,
             packs_added: adopted.into_iter().chain(written.packs).collect(),
         })
     }
@@ -160,6 +196,7 @@ impl Repository {
         let Ingested {
             snapshot,
             adopted_packs,
+            predicted_chunks,
             packs_added,
         } = ingested;
         let snapshot_id = self.save_snapshot(&snapshot).await?;
@@ -169,6 +206,7 @@ impl Repository {
             snapshot_id,
             summary,
             adopted_packs,
+            predicted_chunks,
             packs_added,
         })
     }
@@ -207,7 +245,11 @@ impl From<Stopped> for Error {
 impl ChunkSink<'_> {
     /// Stores `data` unless the repository (or this run) already has it; its id.
     pub(crate) fn add(&mut self, data: &[u8]) -> std::result::Result<Id, Stopped> {
-        let id = self.key.chunk_id(data);
+        self.add_known(data, self.key.chunk_id(data))
+    }
+
+    /// [`Self::add`] for a chunk whose id the caller computed already.
+    pub(crate) fn add_known(&mut self, data: &[u8], id: Id) -> std::result::Result<Id, Stopped> {
         if !self.index.contains(&id) && self.pending.insert(id.prefix()) {
             self.group.push(id, data);
             self.new_chunks += 1;
@@ -471,10 +513,37 @@ fn uploader(
     Ok((added, packs))
 }
 
+/// The cuts a backup starts from and the ones it leaves (see `cut_cache`).
+#[derive(Default)]
+struct CutMemory {
+    /// The previous version's, by entry path.
+    previous: SeriesCuts,
+    /// Whether the backup is of one file: it then follows the previous version's
+    /// one file whatever its name (tonight's `.bak` is named for tonight).
+    one_file: bool,
+    /// This version's, for the next.
+    saved: SeriesCuts,
+    stats: PredictionStats,
+}
+
+impl CutMemory {
+    fn previous_of(&mut self, rel: &str, max_size: u32) -> Option<PreviousCuts> {
+        let chunks = match self.previous.remove(rel) {
+            Some(c) => c,
+            None if self.one_file && self.previous.len() == 1 => {
+                self.previous.pop_first().map(|(_, c)| c)?
+            }
+            None => return None,
+        };
+        Some(PreviousCuts::new(chunks, max_size)).filter(|p| !p.is_empty())
+    }
+}
+
 fn walk_sources(
     repo: &Repository,
     sink: &mut ChunkSink<'_>,
     sources: &[PathBuf],
+    cuts: &mut CutMemory,
 ) -> std::result::Result<PipelineOutput, Stopped> {
     let mut roots = Vec::new();
     let mut entries = Vec::new();
@@ -492,7 +561,7 @@ fn walk_sources(
             name: name.clone(),
             path: display,
         });
-        walk(repo, sink, src, &name, &mut entries, &mut summary)?;
+        walk(repo, sink, src, &name, &mut entries, &mut summary, cuts)?;
     }
     Ok((roots, entries, summary))
 }
@@ -504,6 +573,7 @@ fn walk(
     rel: &str,
     entries: &mut Vec<Entry>,
     summary: &mut Summary,
+    cuts: &mut CutMemory,
 ) -> std::result::Result<(), Stopped> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -565,11 +635,25 @@ fn walk(
                 &format!("{rel}/{name}"),
                 entries,
                 summary,
+                cuts,
             )?;
         }
     } else if ft.is_file() {
-        match backup_file(repo, sink, path) {
-            Ok(Some((size, hash, ids))) => {
+        let previous = cuts.previous_of(rel, repo.config.chunker.max_size);
+        match backup_file(repo, sink, path, previous.as_ref()) {
+            Ok(Some(FileChunks {
+                size,
+                hash,
+                ids,
+                sizes,
+                stats,
+            })) => {
+                cuts.stats.predicted += stats.predicted;
+                cuts.stats.cut += stats.cut;
+                if size >= BACKGROUND_CUTTING_FROM {
+                    let kept = ids.iter().zip(sizes).map(|(id, n)| (id_prefix(id), n));
+                    cuts.saved.insert(rel.to_string(), kept.collect());
+                }
                 summary.files += 1;
                 summary.bytes_read += size;
                 entry.size = size;
@@ -615,44 +699,85 @@ pub(crate) fn set_chunks(
     Ok(())
 }
 
-/// `Ok(None)` means the pipeline stopped; `Err` is a problem with this file.
-type FileResult = std::io::Result<Option<(u64, String, Vec<Id>)>>;
+/// What a file was cut into.
+struct FileChunks {
+    size: u64,
+    /// Plain blake3 of the file, hex.
+    hash: String,
+    ids: Vec<Id>,
+    sizes: Vec<u32>,
+    stats: PredictionStats,
+}
 
-fn backup_file(repo: &Repository, sink: &mut ChunkSink<'_>, path: &Path) -> FileResult {
+/// `Ok(None)` means the pipeline stopped; `Err` is a problem with this file.
+type FileResult = std::io::Result<Option<FileChunks>>;
+
+/// Cuts and stores one file; a large one along `previous`, when there is one.
+fn backup_file(
+    repo: &Repository,
+    sink: &mut ChunkSink<'_>,
+    path: &Path,
+    previous: Option<&PreviousCuts>,
+) -> FileResult {
     let file = File::open(path)?;
-    let cutting = match file.metadata() {
-        Ok(m) if m.len() >= BACKGROUND_CUTTING_FROM => Cutting::Background,
-        _ => Cutting::Inline,
+    let large = file
+        .metadata()
+        .is_ok_and(|m| m.len() >= BACKGROUND_CUTTING_FROM);
+    let mut out = FileChunks {
+        size: 0,
+        hash: String::new(),
+        ids: Vec::new(),
+        sizes: Vec::new(),
+        stats: PredictionStats::default(),
     };
     let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    let mut ids = Vec::new();
     let mut stopped = false;
-    let res = chunk_stream::<_, std::io::Error>(
-        file,
-        &repo.config.chunker,
-        repo.key.chunker_seed(),
-        cutting,
-        |chunk| {
-            hasher.update(chunk);
-            size += chunk.len() as u64;
-            match sink.add(chunk) {
-                Ok(id) => {
-                    ids.push(id);
-                    Ok(())
-                }
-                Err(Stopped) => {
-                    stopped = true;
-                    Err(std::io::Error::other("pipeline stopped"))
-                }
+    let mut take = |chunk: &[u8], id: Option<Id>| {
+        hasher.update(chunk);
+        out.size += chunk.len() as u64;
+        let added = match id {
+            Some(id) => sink.add_known(chunk, id),
+            None => sink.add(chunk),
+        };
+        match added {
+            Ok(id) => {
+                out.ids.push(id);
+                out.sizes.push(chunk.len() as u32);
+                Ok(())
             }
-        },
-    );
+            Err(Stopped) => {
+                stopped = true;
+                Err(std::io::Error::other("pipeline stopped"))
+            }
+        }
+    };
+    let params = &repo.config.chunker;
+    let seed = repo.key.chunker_seed();
+    let res = match previous {
+        Some(prev) if large => chunk_stream_predicted::<_, std::io::Error>(
+            file,
+            params,
+            seed,
+            prev,
+            |c| repo.key.chunk_id(c),
+            &mut take,
+        )
+        .map(|stats| out.stats = stats),
+        _ => {
+            let cutting = if large {
+                Cutting::Background
+            } else {
+                Cutting::Inline
+            };
+            chunk_stream::<_, std::io::Error>(file, params, seed, cutting, |c| take(c, None))
+        }
+    };
     if stopped {
         return Ok(None);
     }
     res?;
-    Ok(Some((size, hasher.finalize().to_hex().to_string(), ids)))
+    out.hash = hasher.finalize().to_hex().to_string();
+    Ok(Some(out))
 }
 
 #[cfg(unix)]

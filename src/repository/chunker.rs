@@ -9,7 +9,6 @@
 use std::io::Read;
 
 use crossbeam_channel::bounded;
-use fastcdc::v2020::{FastCDC, Normalization};
 
 use super::format::ChunkerParams;
 
@@ -34,38 +33,77 @@ pub enum Cutting {
 /// order. The chunks cover the stream exactly, so a whole-file hash can be fed from
 /// them while each is still in cache.
 pub fn chunk_stream<R: Read + Send, E: From<std::io::Error>>(
-    mut reader: R,
+    reader: R,
     params: &ChunkerParams,
     seed: u64,
     cutting: Cutting,
     mut on_chunk: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let size = BUFFER.max(2 * params.max_size as usize);
-    let mut buf = vec![0u8; size];
-    let mut cut = Cut::default();
-    let mut cuts = Vec::new();
-    if cutting == Cutting::Inline {
-        loop {
-            let consumed = cut.fill_and_cut(&mut reader, &mut buf, params, seed, &mut cuts)?;
-            for &(at, len) in &cuts {
-                on_chunk(&buf[at..at + len])?;
-            }
-            if cut.eof {
-                return Ok(());
-            }
-            buf.copy_within(consumed..cut.filled, 0);
-            cut.filled -= consumed;
+    let gear = Gear::new(params, seed);
+    let cut = |c: &mut Cut, r: &mut R, buf: &mut [u8], cuts: &mut Vec<(usize, usize)>| {
+        c.fill(r, buf)?;
+        let mut at = 0;
+        while let Some(len) = c.next_cut(&gear, buf, at) {
+            cuts.push((at, len));
+            at += len;
         }
+        Ok(at)
+    };
+    let consume = |data: &[u8], cuts: &[(usize, usize)]| {
+        for &(at, len) in cuts {
+            on_chunk(&data[at..at + len])?;
+        }
+        Ok(())
+    };
+    match cutting {
+        Cutting::Inline => cut_inline(reader, params, cut, consume),
+        Cutting::Background => cut_in_background(reader, params, cut, consume),
     }
-    let (full_tx, full_rx) = bounded::<(Vec<u8>, Vec<(usize, usize)>)>(1);
+}
+
+/// Runs `cut` over buffer after buffer of `reader` on this thread, handing each
+/// buffer's cuts to `consume`.
+pub(super) fn cut_inline<R: Read, T, E: From<std::io::Error>>(
+    mut reader: R,
+    params: &ChunkerParams,
+    mut cut: impl FnMut(&mut Cut, &mut R, &mut [u8], &mut Vec<T>) -> std::io::Result<usize>,
+    mut consume: impl FnMut(&[u8], &[T]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut buf = vec![0u8; buffer_size(params)];
+    let mut state = Cut::default();
+    let mut cuts = Vec::new();
+    loop {
+        cuts.clear();
+        let consumed = cut(&mut state, &mut reader, &mut buf, &mut cuts)?;
+        consume(&buf, &cuts)?;
+        if state.eof {
+            return Ok(());
+        }
+        buf.copy_within(consumed..state.filled, 0);
+        state.filled -= consumed;
+    }
+}
+
+/// Runs `cut` over buffer after buffer of `reader` on a thread of its own, a buffer
+/// ahead of `consume`, which runs on this thread.
+pub(super) fn cut_in_background<R: Read + Send, T: Send, E: From<std::io::Error>>(
+    mut reader: R,
+    params: &ChunkerParams,
+    mut cut: impl FnMut(&mut Cut, &mut R, &mut [u8], &mut Vec<T>) -> std::io::Result<usize> + Send,
+    mut consume: impl FnMut(&[u8], &[T]) -> Result<(), E>,
+) -> Result<(), E> {
+    let size = buffer_size(params);
+    let (full_tx, full_rx) = bounded::<(Vec<u8>, Vec<T>)>(1);
     let (free_tx, free_rx) = bounded::<Vec<u8>>(BUFFERS);
     std::thread::scope(|scope| {
         let cutter = scope.spawn(move || -> std::io::Result<()> {
+            let mut buf = vec![0u8; size];
+            let mut state = Cut::default();
             let mut allocated = 1;
             loop {
                 let mut cuts = Vec::new();
-                let consumed = cut.fill_and_cut(&mut reader, &mut buf, params, seed, &mut cuts)?;
-                if cuts.is_empty() && cut.eof {
+                let consumed = cut(&mut state, &mut reader, &mut buf, &mut cuts)?;
+                if cuts.is_empty() && state.eof {
                     return Ok(());
                 }
                 let mut next = match free_rx.try_recv() {
@@ -80,20 +118,18 @@ pub fn chunk_stream<R: Read + Send, E: From<std::io::Error>>(
                         Err(_) => return Ok(()),
                     },
                 };
-                let rest = cut.filled - consumed;
-                next[..rest].copy_from_slice(&buf[consumed..cut.filled]);
-                cut.filled = rest;
+                let rest = state.filled - consumed;
+                next[..rest].copy_from_slice(&buf[consumed..state.filled]);
+                state.filled = rest;
                 let done = std::mem::replace(&mut buf, next);
-                if full_tx.send((done, cuts)).is_err() || cut.eof {
+                if full_tx.send((done, cuts)).is_err() || state.eof {
                     return Ok(());
                 }
             }
         });
         let consumed = (|| {
             for (data, cuts) in full_rx.iter() {
-                for &(at, len) in &cuts {
-                    on_chunk(&data[at..at + len])?;
-                }
+                consume(&data, &cuts)?;
                 let _ = free_tx.try_send(data);
             }
             Ok::<(), E>(())
@@ -108,27 +144,22 @@ pub fn chunk_stream<R: Read + Send, E: From<std::io::Error>>(
     })
 }
 
+fn buffer_size(params: &ChunkerParams) -> usize {
+    BUFFER.max(2 * params.max_size as usize)
+}
+
 /// The state of cutting a stream buffer by buffer.
 #[derive(Default)]
-struct Cut {
+pub(super) struct Cut {
     /// Bytes of the buffer holding stream data.
-    filled: usize,
-    eof: bool,
+    pub(super) filled: usize,
+    /// Whether the stream has ended (the buffer holds its last bytes).
+    pub(super) eof: bool,
 }
 
 impl Cut {
-    /// Tops `buf` up from `reader` and puts the chunks that can be cut into `cuts`
-    /// as (offset, length); returns how many bytes they cover. A cut is accepted only
-    /// when at least `max_size` bytes follow the chunk's start (or the stream ended).
-    fn fill_and_cut<R: Read>(
-        &mut self,
-        reader: &mut R,
-        buf: &mut [u8],
-        params: &ChunkerParams,
-        seed: u64,
-        cuts: &mut Vec<(usize, usize)>,
-    ) -> std::io::Result<usize> {
-        cuts.clear();
+    /// Tops `buf` up from `reader`.
+    pub(super) fn fill<R: Read>(&mut self, reader: &mut R, buf: &mut [u8]) -> std::io::Result<()> {
         while !self.eof && self.filled < buf.len() {
             match reader.read(&mut buf[self.filled..]) {
                 Ok(0) => self.eof = true,
@@ -137,27 +168,105 @@ impl Cut {
                 Err(e) => return Err(e),
             }
         }
-        if self.filled == 0 {
-            return Ok(0);
+        Ok(())
+    }
+
+    /// Whether a chunk starting at `at` can be decided now: FastCDC decides from
+    /// at most `max_size` bytes after a chunk's start, so a cut is final when that
+    /// many follow in the buffer or the stream has ended.
+    pub(super) fn decidable(&self, gear: &Gear, at: usize) -> bool {
+        at < self.filled && (self.eof || self.filled - at >= gear.max)
+    }
+
+    /// The length of the chunk starting at `at`, if it can be decided now.
+    pub(super) fn next_cut(&self, gear: &Gear, buf: &[u8], at: usize) -> Option<usize> {
+        self.decidable(gear, at)
+            .then(|| gear.cut(&buf[at..self.filled]))
+    }
+}
+
+/// FastCDC 2020 with the repository's parameters and keyed gear table, called one
+/// cut at a time (the same cuts as `fastcdc::v2020::FastCDC`, which the tests check).
+pub(super) struct Gear {
+    min: usize,
+    avg: usize,
+    pub(super) max: usize,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+}
+
+impl Gear {
+    pub(super) fn new(params: &ChunkerParams, seed: u64) -> Gear {
+        use fastcdc::v2020::{get_gear_with_seed, logarithm2, MASKS};
+        let bits = logarithm2(params.avg_size);
+        // Normalization level 1, as the repository format pins.
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Gear {
+            min: params.min_size as usize,
+            avg: params.avg_size as usize,
+            max: params.max_size as usize,
+            mask_s: MASKS[(bits + 1) as usize],
+            mask_l: MASKS[(bits - 1) as usize],
+            gear,
+            gear_ls,
         }
-        let max = params.max_size as usize;
-        let mut consumed = 0usize;
-        let cdc = FastCDC::with_level_and_seed(
-            &buf[..self.filled],
-            params.min_size,
-            params.avg_size,
-            params.max_size,
-            Normalization::Level1,
-            seed,
-        );
-        for c in cdc {
-            if !self.eof && c.offset + max > self.filled {
-                break;
+    }
+
+    /// The length of the chunk that starts `data` (which holds the rest of the
+    /// stream, or at least `max` bytes of it).
+    pub(super) fn cut(&self, data: &[u8]) -> usize {
+        fastcdc::v2020::cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        )
+        .1
+    }
+
+    /// Whether FastCDC, cutting a chunk that starts `data` (at least `max` bytes of
+    /// stream), cuts it at exactly `len`, given that the same `len` bytes were cut
+    /// there before with at least `max` bytes following. Equal bytes keep every
+    /// earlier decision the same (none cut), and a cut at `len` is decided by the
+    /// gear hash of the 64 bytes up to and including `data[len]`, the first byte
+    /// after the chunk: only that decision is recomputed here.
+    pub(super) fn cuts_at(&self, data: &[u8], len: usize) -> bool {
+        if len == self.max {
+            return true;
+        }
+        if len < self.min || len >= data.len() || len > self.max {
+            return false;
+        }
+        // `cut_gear` rolls two bytes per step from `min / 2`; a byte's part of the
+        // hash is shifted out after 64 bits, so 32 steps back is exact.
+        let last = len / 2;
+        let first = (self.min / 2).max(last.saturating_sub(32));
+        let mut hash = 0u64;
+        for index in first..=last {
+            let mask = if index < self.avg / 2 {
+                self.mask_s
+            } else {
+                self.mask_l
+            };
+            let a = index * 2;
+            hash = (hash << 2).wrapping_add(self.gear_ls[data[a] as usize]);
+            if a == len {
+                return hash & (mask << 1) == 0;
             }
-            cuts.push((c.offset, c.length));
-            consumed = c.offset + c.length;
+            hash = hash.wrapping_add(self.gear[data[a + 1] as usize]);
+            if a + 1 == len {
+                return hash & mask == 0;
+            }
         }
-        Ok(consumed)
+        false
     }
 }
 
@@ -175,6 +284,7 @@ pub fn chunk_lengths(data: &[u8], params: &ChunkerParams, seed: u64) -> Vec<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fastcdc::v2020::{FastCDC, Normalization};
 
     fn pseudo_random(n: usize, mut s: u64) -> Vec<u8> {
         (0..n)

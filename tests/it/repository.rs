@@ -144,6 +144,102 @@ fn random_trees_and_large_files_round_trip_byte_identical() {
     assert_eq!(v.packs_read, v.packs);
 }
 
+/// A large file backed up again as the next version of its series is cut along
+/// the cuts the last version left in the local cut cache: the snapshot is the same
+/// as plain cutting gives (same chunk ids), most chunks are not cut again, and a
+/// damaged cache only costs the speed.
+#[test]
+fn a_later_version_is_cut_along_the_previous_one_with_the_same_result() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let series = |name: &str| BackupOptions {
+        series: Some(format!("test {name} {}", t.path("").display())),
+        ..BackupOptions::default()
+    };
+    let f = t.path("PACS_FULL_1.bak");
+    let mut data = pseudo_random(40 * 1024 * 1024, 3);
+    std::fs::write(&f, &data).unwrap();
+    let first = rt
+        .block_on(repo.backup(std::slice::from_ref(&f), &series("db")))
+        .unwrap();
+    assert_eq!(first.predicted_chunks, 0, "nothing to follow yet");
+
+    // Next week: a new name, pages changed, an extent inserted, growth.
+    for page in [10usize, 900, 2500] {
+        data[page * 8192..(page + 1) * 8192].copy_from_slice(&pseudo_random(8192, page as u64));
+    }
+    data.splice(20_000_000..20_000_000, pseudo_random(65_536, 4));
+    data.extend_from_slice(&pseudo_random(1024 * 1024, 5));
+    let g = t.path("PACS_FULL_2.bak");
+    std::fs::write(&g, &data).unwrap();
+    std::fs::remove_file(&f).unwrap();
+    let followed = rt
+        .block_on(repo.backup(std::slice::from_ref(&g), &series("db")))
+        .unwrap();
+    let plain = rt
+        .block_on(repo.backup(std::slice::from_ref(&g), &BackupOptions::default()))
+        .unwrap();
+    assert_eq!(plain.predicted_chunks, 0);
+    let chunks = (followed.summary.new_chunks, plain.summary.new_chunks);
+    assert!(
+        followed.predicted_chunks > 1000,
+        "most of 40 MiB (about 1,300 chunks) is predicted: {}",
+        followed.predicted_chunks
+    );
+    assert_eq!(
+        chunks.1, 0,
+        "plain cutting found every chunk already stored"
+    );
+    let entries = |id: &pacsbak::repository::Id| {
+        let s = rt.block_on(repo.find_snapshot(&id.to_hex())).unwrap();
+        s.snapshot
+            .entries
+            .into_iter()
+            .map(|e| (e.path, e.size, e.blake3, e.chunks, e.chunk_lists))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(entries(&followed.snapshot_id), entries(&plain.snapshot_id));
+
+    // A damaged cache: the next backup cuts everything, with the same result.
+    let dir = pacsbak::repository::cut_cache_dir()
+        .unwrap()
+        .join("cuts")
+        .join(repo.config().id.to_hex());
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one series, one file: {files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&files[0], bytes).unwrap();
+    let after_damage = rt
+        .block_on(repo.backup(std::slice::from_ref(&g), &series("db")))
+        .unwrap();
+    assert_eq!(after_damage.predicted_chunks, 0);
+    assert_eq!(
+        entries(&after_damage.snapshot_id),
+        entries(&plain.snapshot_id)
+    );
+    let again = rt
+        .block_on(repo.backup(std::slice::from_ref(&g), &series("db")))
+        .unwrap();
+    assert!(
+        again.predicted_chunks > 1000,
+        "the damaged cache was replaced"
+    );
+
+    let v = rt
+        .block_on(repo.verify(&VerifyOptions {
+            read_data: ReadData::All,
+        }))
+        .unwrap();
+    assert!(v.ok(), "{v:?}");
+}
+
 #[cfg(unix)]
 #[test]
 fn permissions_times_and_links_survive() {
