@@ -145,7 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     row(
         "`zstd -3 -T2` of that file to /dev/null (compression alone)",
         &|r| match r.zstd {
-            Some(z) => format!("{z:.2} ({:.2}x BACKUP alone)", z / r.alone),
+            Some(z) => format!("{z:.2} ({:.2}x BACKUP)", z / r.base()),
             None => "zstd not installed".into(),
         },
     );
@@ -156,9 +156,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     row("`backup db`: offsite ingest", &|r| {
         format!(
-            "{:.2} ({:.1} MB new after compression)",
+            "{:.2} ({:.1} MB new after compression; {} chunks cut along the last full)",
             r.ingest,
-            r.added as f64 / 1e6
+            r.added as f64 / 1e6,
+            r.predicted
         )
     });
     row("`backup db`: offsite proof", &|r| {
@@ -168,9 +169,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     });
     row("`backup db` end to end", &|r| format!("{:.2}", r.total));
-    row("ratio end to end / BACKUP alone (bar: 2x)", &|r| {
-        format!("{:.2}", r.total / r.alone)
-    });
+    row(
+        "ratio end to end / BACKUP (the faster of its two timings; bar: 2x)",
+        &|r| format!("{:.2}", r.total / r.base()),
+    );
     row("percent_complete readings (alone / backup db)", &|r| {
         format!("{} / {}", r.readings, r.progress_calls)
     });
@@ -179,9 +181,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The run whose end-to-end ratio is the median (its steps are shown as measured).
 fn median(mut runs: Vec<Run>) -> Run {
-    runs.sort_by(|a, b| (a.total / a.alone).total_cmp(&(b.total / b.alone)));
+    runs.sort_by(|a, b| (a.total / a.base()).total_cmp(&(b.total / b.base())));
     let mid = runs.len() / 2;
     runs.swap_remove(mid)
+}
+
+impl Run {
+    /// The BACKUP the ratio is taken against: the faster of BACKUP alone and the
+    /// BACKUP inside `backup db` (the same statement on the same database), so a
+    /// slow BACKUP-alone run on a noisy machine cannot flatter the ratio.
+    fn base(&self) -> f64 {
+        self.alone.min(self.backup)
+    }
 }
 
 /// One measurement: BACKUP alone, then `backup db` of the same database.
@@ -193,6 +204,7 @@ struct Run {
     backup: f64,
     verifyonly: f64,
     ingest: f64,
+    predicted: u64,
     proof: f64,
     added: u64,
     packs_read: usize,
@@ -280,6 +292,7 @@ async fn measure(
         backup: x.backup_seconds,
         verifyonly: x.verifyonly_seconds,
         ingest: o.ingest_seconds,
+        predicted: o.chunks_predicted,
         proof: o.verify_seconds,
         added: snap.snapshot.summary.added_bytes,
         packs_read: o.packs_read,

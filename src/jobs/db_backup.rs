@@ -57,6 +57,9 @@ pub struct OffsiteCopy {
     pub verified: bool,
     /// Seconds to store it.
     pub ingest_seconds: f64,
+    /// Chunks taken along the cuts of the series' previous backup instead of being
+    /// cut anew (docs/decisions/0007).
+    pub chunks_predicted: u64,
     /// Seconds to prove it.
     pub verify_seconds: f64,
     /// Packs read back (the ones this backup added).
@@ -607,6 +610,7 @@ async fn store(
         snapshot: None,
         verified: false,
         ingest_seconds: 0.0,
+        chunks_predicted: 0,
         verify_seconds: 0.0,
         packs_read: 0,
         packs_present: 0,
@@ -621,6 +625,7 @@ async fn store(
         }
     };
     c.ingest_seconds = s.elapsed().as_secs_f64();
+    c.chunks_predicted = ingested.predicted_chunks();
     if !ingested.summary().errors.is_empty() {
         c.error = Some(format!(
             "not stored: {}",

@@ -101,6 +101,11 @@ impl Ingested {
     pub fn summary(&self) -> &Summary {
         &self.snapshot.summary
     }
+
+    /// Chunks taken along the previous version's cuts (see [`BackupOptions::series`]).
+    pub fn predicted_chunks(&self) -> u64 {
+        self.predicted_chunks
+    }
 }
 
 impl Repository {
@@ -131,15 +136,10 @@ impl Repository {
             })?;
         }
         let started = OffsetDateTime::now_utc();
-        let cache = opts
-            .series
-            .as_deref()
-            .and_then(|s| CutCache::open(&self.config.id, s));
-        let mut cuts = CutMemory {
-            previous: cache.as_ref().map(CutCache::load).unwrap_or_default(),
-            one_file: sources.len() == 1 && sources[0].is_file(),
-            ..CutMemory::default()
-        };
+        let series_key = opts.series.as_deref().map(|s| {
+            self.key
+                .chunk_id(format!("pacsbak cut cache series\n{s}").as_bytes())
+        });
         let mut index = self.load_index().await?;
         let adopted = self.adopt_orphan_packs(&mut index).await?;
         let index = Arc::new(index);
@@ -148,10 +148,21 @@ impl Repository {
         let sources_owned = sources.to_vec();
         let (((roots, entries, mut summary), cuts), written) =
             tokio::task::spawn_blocking(move || {
-                run_pipeline(&repo, &handle, &index, |sink| {
-                    let out = walk_sources(&repo, sink, &sources_owned, &mut cuts)?;
-                    Ok((out, cuts))
-                })
+                let cache = series_key.and_then(|k| CutCache::open(&repo.config.id, &k));
+                let mut cuts = CutMemory {
+                    previous: cache.as_ref().map(CutCache::load).unwrap_or_default(),
+                    one_file: sources_owned.len() == 1 && sources_owned[0].is_file(),
+                    ..CutMemory::default()
+                };
+                let out = run_pipeline(&repo, &handle, &index, |sink| {
+                    walk_sources(&repo, sink, &sources_owned, &mut cuts).map_err(Error::from)
+                })?;
+                if let Some(cache) = cache {
+                    if let Err(e) = cache.save(&cuts.saved) {
+                        warn!(error = %e, "cannot save the cut cache; the next backup of this series cuts every file");
+                    }
+                }
+                Ok::<_, Error>(((out.0, cuts), out.1))
             })
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
@@ -161,11 +172,6 @@ impl Repository {
                 cut = cuts.stats.cut,
                 "large files cut along their previous version"
             );
-        }
-        if let Some(cache) = cache {
-            if let Err(e) = cache.save(&cuts.saved) {
-                warn!(error = %e, "cannot save the cut cache; the next backup cuts every file");
-            }
         }
         summary.new_chunks = written.new_chunks;
         summary.new_bytes = written.new_bytes;
@@ -527,8 +533,8 @@ struct CutMemory {
 }
 
 impl CutMemory {
-    fn previous_of(&mut self, rel: &str, max_size: u32) -> Option<PreviousCuts> {
-        let chunks = match self.previous.remove(rel) {
+    fn previous_of(&mut self, key: &[u8; 16], max_size: u32) -> Option<PreviousCuts> {
+        let chunks = match self.previous.remove(key) {
             Some(c) => c,
             None if self.one_file && self.previous.len() == 1 => {
                 self.previous.pop_first().map(|(_, c)| c)?
@@ -639,7 +645,12 @@ fn walk(
             )?;
         }
     } else if ft.is_file() {
-        let previous = cuts.previous_of(rel, repo.config.chunker.max_size);
+        // The cache knows files by a keyed hash of their path, never by name.
+        let path_key = repo
+            .key
+            .chunk_id(format!("pacsbak cut cache path\n{rel}").as_bytes())
+            .prefix();
+        let previous = cuts.previous_of(&path_key, repo.config.chunker.max_size);
         match backup_file(repo, sink, path, previous.as_ref()) {
             Ok(Some(FileChunks {
                 size,
@@ -652,7 +663,7 @@ fn walk(
                 cuts.stats.cut += stats.cut;
                 if size >= BACKGROUND_CUTTING_FROM {
                     let kept = ids.iter().zip(sizes).map(|(id, n)| (id_prefix(id), n));
-                    cuts.saved.insert(rel.to_string(), kept.collect());
+                    cuts.saved.insert(path_key, kept.collect());
                 }
                 summary.files += 1;
                 summary.bytes_read += size;

@@ -109,10 +109,12 @@ impl RepoConfig {
     /// Refuses parameters the format cannot hold or that would make objects unbounded.
     pub fn validate(&self) -> crate::error::Result<()> {
         let c = &self.chunker;
-        let ok = c.min_size >= 64
+        // fastcdc's own bounds (it panics outside them) and the order of the three.
+        let ok = (64..=1024 * 1024).contains(&c.min_size)
+            && (256..=4 * 1024 * 1024).contains(&c.avg_size)
+            && (1024..=16 * 1024 * 1024).contains(&c.max_size)
             && c.min_size <= c.avg_size
             && c.avg_size <= c.max_size
-            && c.max_size <= 16 * 1024 * 1024
             && (1..=22).contains(&self.zstd_level)
             && self.group_size >= c.max_size
             && self.group_size <= 16 * 1024 * 1024

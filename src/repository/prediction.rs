@@ -40,7 +40,8 @@ pub fn id_prefix(id: &Id) -> u64 {
 pub struct PreviousCuts {
     /// (id prefix, length) of each chunk.
     chunks: Vec<(u64, u32)>,
-    /// (id prefix, position in `chunks`), sorted: to find where a chunk was.
+    /// (id prefix, position in `chunks`), sorted: to find where a chunk was. With
+    /// `chunks`, 32 bytes a chunk.
     by_prefix: Vec<(u64, u32)>,
     /// How many leading chunks were cut with at least `max_size` bytes following;
     /// the last few were cut by the end of the file and predict nothing.
@@ -54,7 +55,8 @@ impl PreviousCuts {
         let mut offset = 0u64;
         let mut clean = 0;
         for c in &chunks {
-            if offset + u64::from(max_size) > total {
+            // A length no cut can have (a damaged cache) ends the predictions too.
+            if offset + u64::from(max_size) > total || c.1 == 0 || c.1 > max_size {
                 break;
             }
             clean += 1;
@@ -304,6 +306,28 @@ mod tests {
             moved > 0,
             "no byte after a cut ever moved it: the test tests nothing"
         );
+    }
+
+    #[test]
+    fn impossible_lengths_from_a_damaged_cache_end_the_predictions() {
+        let p = ChunkerParams::default();
+        let seed = 4;
+        let data = pseudo_random(6 * 1024 * 1024, 12);
+        let mut at = 0;
+        let mut chunks: Vec<(u64, u32)> = chunk_lengths(&data, &p, seed)
+            .into_iter()
+            .map(|len| {
+                let c = (id_prefix(&id_of(&data[at..at + len])), len as u32);
+                at += len;
+                c
+            })
+            .collect();
+        chunks[30].1 = u32::MAX;
+        chunks[10].1 = 0;
+        let prev = PreviousCuts::new(chunks, p.max_size);
+        let (lens, stats) = predicted(&data, &p, seed, &prev);
+        assert_eq!(lens, chunk_lengths(&data, &p, seed));
+        assert!(stats.predicted <= 10, "{stats:?}");
     }
 
     #[test]
