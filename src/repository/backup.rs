@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use time::OffsetDateTime;
-use tracing::{info, info_span, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::chunker::{chunk_stream, Cutting};
 use super::crypto::MasterKey;
@@ -122,79 +122,82 @@ impl Repository {
             target = self.storage.name(),
             sources = sources.len()
         );
-        let _enter = span.enter();
-        if sources.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "nothing to back up: give at least one path",
-            ));
-        }
-        for s in sources {
-            std::fs::symlink_metadata(s).map_err(|e| {
-                Error::new(ErrorKind::Io, format!("cannot read backup source: {e}"))
-                    .with("path", s.display())
-            })?;
-        }
-        let started = OffsetDateTime::now_utc();
-        let series_key = opts.series.as_deref().map(|s| {
-            self.key
-                .chunk_id(format!("pacsbak cut cache series\n{s}").as_bytes())
-        });
-        let mut index = self.load_index().await?;
-        let adopted = self.adopt_orphan_packs(&mut index).await?;
-        let index = Arc::new(index);
-        let repo = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        let sources_owned = sources.to_vec();
-        let (((roots, entries, mut summary), cuts), written) =
-            tokio::task::spawn_blocking(move || {
-                let cache = series_key.and_then(|k| CutCache::open(&repo.config.id, &k));
-                let mut cuts = CutMemory {
-                    previous: cache.as_ref().map(CutCache::load).unwrap_or_default(),
-                    one_file: sources_owned.len() == 1 && sources_owned[0].is_file(),
-                    ..CutMemory::default()
-                };
-                let out = run_pipeline(&repo, &handle, &index, |sink| {
-                    walk_sources(&repo, sink, &sources_owned, &mut cuts).map_err(Error::from)
+        async move {
+            if sources.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "nothing to back up: give at least one path",
+                ));
+            }
+            for s in sources {
+                std::fs::symlink_metadata(s).map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("cannot read backup source: {e}"))
+                        .with("path", s.display())
                 })?;
-                if let Some(cache) = cache {
-                    if let Err(e) = cache.save(&cuts.saved) {
-                        warn!(error = %e, "cannot save the cut cache; the next backup of this series cuts every file");
+            }
+            let started = OffsetDateTime::now_utc();
+            let series_key = opts.series.as_deref().map(|s| {
+                self.key
+                    .chunk_id(format!("pacsbak cut cache series\n{s}").as_bytes())
+            });
+            let mut index = self.load_index().await?;
+            let adopted = self.adopt_orphan_packs(&mut index).await?;
+            let index = Arc::new(index);
+            let repo = self.clone();
+            let handle = tokio::runtime::Handle::current();
+            let sources_owned = sources.to_vec();
+            let (((roots, entries, mut summary), cuts), written) =
+                tokio::task::spawn_blocking(move || {
+                    let cache = series_key.and_then(|k| CutCache::open(&repo.config.id, &k));
+                    let mut cuts = CutMemory {
+                        previous: cache.as_ref().map(CutCache::load).unwrap_or_default(),
+                        one_file: sources_owned.len() == 1 && sources_owned[0].is_file(),
+                        ..CutMemory::default()
+                    };
+                    let out = run_pipeline(&repo, &handle, &index, |sink| {
+                        walk_sources(&repo, sink, &sources_owned, &mut cuts).map_err(Error::from)
+                    })?;
+                    if let Some(cache) = cache {
+                        if let Err(e) = cache.save(&cuts.saved) {
+                            warn!(error = %e, "cannot save the cut cache; the next backup of this series cuts every file");
+                        }
                     }
-                }
-                Ok::<_, Error>(((out.0, cuts), out.1))
+                    Ok::<_, Error>(((out.0, cuts), out.1))
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
+            if cuts.stats != PredictionStats::default() {
+                info!(
+                    predicted = cuts.stats.predicted,
+                    cut = cuts.stats.cut,
+                    "large files cut along their previous version"
+                );
+            }
+            summary.new_chunks = written.new_chunks;
+            summary.new_bytes = written.new_bytes;
+            summary.added_bytes = written.added_bytes;
+            let snapshot = Snapshot {
+                version: MANIFEST_VERSION,
+                time: started,
+                finished: OffsetDateTime::now_utc(),
+                hostname: super::hostname(),
+                tags: opts.tags.clone(),
+                kind: opts.kind,
+                sources: roots,
+                entries,
+                summary,
+                pinned: opts.pinned,
+                meta: opts.meta.clone(),
+            };
+            Ok(Ingested {
+                snapshot,
+                adopted_packs: adopted.len(),
+                predicted_chunks: cuts.stats.predicted,
+                packs_added: adopted.into_iter().chain(written.packs).collect(),
             })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
-        if cuts.stats != PredictionStats::default() {
-            info!(
-                predicted = cuts.stats.predicted,
-                cut = cuts.stats.cut,
-                "large files cut along their previous version"
-            );
         }
-        summary.new_chunks = written.new_chunks;
-        summary.new_bytes = written.new_bytes;
-        summary.added_bytes = written.added_bytes;
-        let snapshot = Snapshot {
-            version: MANIFEST_VERSION,
-            time: started,
-            finished: OffsetDateTime::now_utc(),
-            hostname: super::hostname(),
-            tags: opts.tags.clone(),
-            kind: opts.kind,
-            sources: roots,
-            entries,
-            summary,
-            pinned: opts.pinned,
-            meta: opts.meta.clone(),
-        };
-        Ok(Ingested {
-            snapshot,
-            adopted_packs: adopted.len(),
-            predicted_chunks: cuts.stats.predicted,
-            packs_added: adopted.into_iter().chain(written.packs).collect(),
-        })
+        .instrument(span)
+        .await
     }
 
     /// Writes the manifest of an ingested snapshot: from now on it is listed.

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::info_span;
+use tracing::{info_span, Instrument};
 
 use super::fetch::GroupReader;
 use super::safe_path::{check_no_symlink_parents, resolve};
@@ -50,55 +50,58 @@ impl Repository {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let span = info_span!("restore", snapshot = %snap.id.short(), to = %to.display());
-        let _enter = span.enter();
-        let filter = opts
-            .path
-            .as_ref()
-            .map(|p| p.replace('\\', "/").trim_matches('/').to_string());
-        let selected: Vec<Entry> = snap
-            .snapshot
-            .entries
-            .iter()
-            .filter(|e| match &filter {
-                None => true,
-                Some(f) => e.path == *f || e.path.starts_with(&format!("{f}/")),
-            })
-            .cloned()
-            .collect();
-        if selected.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "nothing in the snapshot matches that path",
-            )
-            .with("snapshot", snap.id.short())
-            .with("path", opts.path.as_deref().unwrap_or("")));
-        }
-        std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
-        let root = to.canonicalize().map_err(|e| Error::io(to, e))?;
-        // Resolve every path and check for existing files before writing anything.
-        let mut planned = Vec::with_capacity(selected.len());
-        for e in selected {
-            let p = resolve(&root, &e.path)?;
-            if e.kind != EntryKind::Dir && !opts.overwrite && std::fs::symlink_metadata(&p).is_ok()
-            {
+        async move {
+            let filter = opts
+                .path
+                .as_ref()
+                .map(|p| p.replace('\\', "/").trim_matches('/').to_string());
+            let selected: Vec<Entry> = snap
+                .snapshot
+                .entries
+                .iter()
+                .filter(|e| match &filter {
+                    None => true,
+                    Some(f) => e.path == *f || e.path.starts_with(&format!("{f}/")),
+                })
+                .cloned()
+                .collect();
+            if selected.is_empty() {
                 return Err(Error::new(
-                    ErrorKind::Refused,
-                    "the restore folder already has this file; choose an empty folder or pass --overwrite",
+                    ErrorKind::Config,
+                    "nothing in the snapshot matches that path",
                 )
-                .with("path", p.display()));
+                .with("snapshot", snap.id.short())
+                .with("path", opts.path.as_deref().unwrap_or("")));
             }
-            planned.push((e, p));
+            std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+            let root = to.canonicalize().map_err(|e| Error::io(to, e))?;
+            // Resolve every path and check for existing files before writing anything.
+            let mut planned = Vec::with_capacity(selected.len());
+            for e in selected {
+                let p = resolve(&root, &e.path)?;
+                if e.kind != EntryKind::Dir && !opts.overwrite && std::fs::symlink_metadata(&p).is_ok()
+                {
+                    return Err(Error::new(
+                        ErrorKind::Refused,
+                        "the restore folder already has this file; choose an empty folder or pass --overwrite",
+                    )
+                    .with("path", p.display()));
+                }
+                planned.push((e, p));
+            }
+            let index = Arc::new(self.load_index().await?);
+            let reader = GroupReader {
+                repo: self.clone(),
+                index,
+                handle: tokio::runtime::Handle::current(),
+            };
+            let overwrite = opts.overwrite;
+            tokio::task::spawn_blocking(move || restore_entries(&reader, &root, &planned, overwrite))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("restore task failed: {e}")))?
         }
-        let index = Arc::new(self.load_index().await?);
-        let reader = GroupReader {
-            repo: self.clone(),
-            index,
-            handle: tokio::runtime::Handle::current(),
-        };
-        let overwrite = opts.overwrite;
-        tokio::task::spawn_blocking(move || restore_entries(&reader, &root, &planned, overwrite))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("restore task failed: {e}")))?
+        .instrument(span)
+        .await
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::{info, info_span, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::fetch::GroupReader;
 use super::format::paths;
@@ -149,139 +149,144 @@ impl Repository {
     /// Checks the repository; see the module docs.
     pub async fn verify(&self, opts: &VerifyOptions) -> Result<VerifyReport> {
         let span = info_span!("verify", target = self.storage.name());
-        let _enter = span.enter();
-        let mut report = VerifyReport::default();
-        let indexed = self.read_index_files().await?;
-        let mut index = super::index::Index::default();
-        for p in &indexed {
-            index.add_pack(p);
-        }
-        index.compact();
-        let index = Arc::new(index);
-        report.packs = index.packs().len();
-
-        let stored = self.stored_packs().await?;
-        report.unindexed_packs = stored.keys().filter(|id| !index.has_pack(id)).count();
-
-        let mut bad: BTreeMap<Id, String> = BTreeMap::new();
-        for p in index.packs() {
-            if let Some(problem) = presence_problem(&stored, &p.id, p.size) {
-                bad.insert(p.id, problem);
+        async move {
+            let mut report = VerifyReport::default();
+            let indexed = self.read_index_files().await?;
+            let mut index = super::index::Index::default();
+            for p in &indexed {
+                index.add_pack(p);
             }
-        }
+            index.compact();
+            let index = Arc::new(index);
+            report.packs = index.packs().len();
 
-        let snapshots = self.snapshots().await?;
-        report.snapshots = snapshots.len();
-        let reader = GroupReader {
-            repo: self.clone(),
-            index: index.clone(),
-            handle: tokio::runtime::Handle::current(),
-        };
+            let stored = self.stored_packs().await?;
+            report.unindexed_packs = stored.keys().filter(|id| !index.has_pack(id)).count();
 
-        // Read data first, so that the structural pass knows which packs are bad.
-        let state = self.load_verify_state().await;
-        let selected = select_packs(&index, &state, opts.read_data, &bad);
-        if !selected.is_empty() {
-            let repo = self.clone();
-            let handle = tokio::runtime::Handle::current();
-            let groups_of: HashMap<Id, usize> =
-                indexed.iter().map(|p| (p.id, p.groups.len())).collect();
-            let results = tokio::task::spawn_blocking(move || {
-                read_packs(&repo, &handle, &selected, &groups_of)
-            })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
-            let mut newly = VerifyState::default();
-            let now = OffsetDateTime::now_utc().unix_timestamp();
-            for (id, res) in results {
-                match res {
-                    Ok((bytes, chunks)) => {
-                        report.packs_read += 1;
-                        report.bytes_read += bytes;
-                        report.chunks_checked += chunks;
-                        newly.last_read.insert(id.to_hex(), now);
-                    }
-                    Err(problem) => {
-                        report.packs_read += 1;
-                        newly.damaged.insert(id.to_hex(), now);
-                        bad.insert(id, problem);
-                    }
+            let mut bad: BTreeMap<Id, String> = BTreeMap::new();
+            for p in index.packs() {
+                if let Some(problem) = presence_problem(&stored, &p.id, p.size) {
+                    bad.insert(p.id, problem);
                 }
             }
-            self.save_verify_state(state, newly).await;
-        }
 
-        // Structure: every chunk of every snapshot is indexed and its pack is sound.
-        let bad_prefixes: HashMap<[u8; 16], Id> = indexed
-            .iter()
-            .filter(|p| bad.contains_key(&p.id))
-            .flat_map(|p| {
-                p.groups
-                    .iter()
-                    .flat_map(move |g| g.chunks.iter().map(move |c| (c.prefix(), p.id)))
-            })
-            .collect();
-        let mut hits: BTreeMap<Id, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-        for snap in &snapshots {
-            let rb = reader.clone();
-            let snap_c = snap.clone();
-            let checked = tokio::task::spawn_blocking(move || snapshot_chunks(&rb, &snap_c))
+            let snapshots = self.snapshots().await?;
+            report.snapshots = snapshots.len();
+            let reader = GroupReader {
+                repo: self.clone(),
+                index: index.clone(),
+                handle: tokio::runtime::Handle::current(),
+            };
+
+            // Read data first, so that the structural pass knows which packs are bad.
+            let state = self.load_verify_state().await;
+            let selected = select_packs(&index, &state, opts.read_data, &bad);
+            if !selected.is_empty() {
+                let repo = self.clone();
+                let handle = tokio::runtime::Handle::current();
+                let groups_of: HashMap<Id, usize> =
+                    indexed.iter().map(|p| (p.id, p.groups.len())).collect();
+                let results = tokio::task::spawn_blocking(move || {
+                    read_packs(&repo, &handle, &selected, &groups_of)
+                })
                 .await
                 .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
-            for (path, lists, outcome) in checked {
-                match outcome {
-                    Ok(ids) => {
-                        for id in ids {
-                            if let Some(pack) = bad_prefixes.get(&id.prefix()) {
-                                let e = hits.entry(*pack).or_default();
-                                e.0.insert(snap.id.short());
-                                e.1.insert(format!("{}:{path}", snap.id.short()));
-                            } else if !index.contains(&id) {
-                                report.missing_chunks.push(format!(
-                                    "{}:{path}: chunk {} missing",
-                                    snap.id.short(),
-                                    id.short()
-                                ));
+                let mut newly = VerifyState::default();
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                for (id, res) in results {
+                    match res {
+                        Ok((bytes, chunks)) => {
+                            report.packs_read += 1;
+                            report.bytes_read += bytes;
+                            report.chunks_checked += chunks;
+                            newly.last_read.insert(id.to_hex(), now);
+                        }
+                        Err(problem) => {
+                            report.packs_read += 1;
+                            newly.damaged.insert(id.to_hex(), now);
+                            bad.insert(id, problem);
+                        }
+                    }
+                }
+                self.save_verify_state(state, newly).await;
+            }
+
+            // Structure: every chunk of every snapshot is indexed and its pack is sound.
+            let bad_prefixes: HashMap<[u8; 16], Id> = indexed
+                .iter()
+                .filter(|p| bad.contains_key(&p.id))
+                .flat_map(|p| {
+                    p.groups
+                        .iter()
+                        .flat_map(move |g| g.chunks.iter().map(move |c| (c.prefix(), p.id)))
+                })
+                .collect();
+            let mut hits: BTreeMap<Id, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+            for snap in &snapshots {
+                let rb = reader.clone();
+                let snap_c = snap.clone();
+                let checked = tokio::task::spawn_blocking(move || snapshot_chunks(&rb, &snap_c))
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Internal, format!("verify task failed: {e}"))
+                    })?;
+                for (path, lists, outcome) in checked {
+                    match outcome {
+                        Ok(ids) => {
+                            for id in ids {
+                                if let Some(pack) = bad_prefixes.get(&id.prefix()) {
+                                    let e = hits.entry(*pack).or_default();
+                                    e.0.insert(snap.id.short());
+                                    e.1.insert(format!("{}:{path}", snap.id.short()));
+                                } else if !index.contains(&id) {
+                                    report.missing_chunks.push(format!(
+                                        "{}:{path}: chunk {} missing",
+                                        snap.id.short(),
+                                        id.short()
+                                    ));
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // The chunk list itself could not be read: blame its pack.
+                            let list_packs: Vec<Id> = lists
+                                .iter()
+                                .filter_map(|l| index.lookup(l))
+                                .filter_map(|loc| index.pack(loc.pack).map(|p| p.id))
+                                .filter(|p| bad.contains_key(p))
+                                .collect();
+                            if list_packs.is_empty() {
+                                report
+                                    .missing_chunks
+                                    .push(format!("{}:{path}: {e}", snap.id.short()));
+                            }
+                            for id in list_packs {
+                                let h = hits.entry(id).or_default();
+                                h.0.insert(snap.id.short());
+                                h.1.insert(format!("{}:{path}", snap.id.short()));
                             }
                         }
                     }
-                    Err(e) => {
-                        // The chunk list itself could not be read: blame its pack.
-                        let list_packs: Vec<Id> = lists
-                            .iter()
-                            .filter_map(|l| index.lookup(l))
-                            .filter_map(|loc| index.pack(loc.pack).map(|p| p.id))
-                            .filter(|p| bad.contains_key(p))
-                            .collect();
-                        if list_packs.is_empty() {
-                            report
-                                .missing_chunks
-                                .push(format!("{}:{path}: {e}", snap.id.short()));
-                        }
-                        for id in list_packs {
-                            let h = hits.entry(id).or_default();
-                            h.0.insert(snap.id.short());
-                            h.1.insert(format!("{}:{path}", snap.id.short()));
-                        }
-                    }
                 }
             }
+            for (id, problem) in bad {
+                let (snaps, files) = hits.remove(&id).unwrap_or_default();
+                report.damaged_packs.push(DamagedPack {
+                    pack: id.to_hex(),
+                    problem,
+                    snapshots: snaps.into_iter().collect(),
+                    files: files.into_iter().collect(),
+                });
+            }
+            info!(
+                ok = report.ok(),
+                packs_read = report.packs_read,
+                "verify finished"
+            );
+            Ok(report)
         }
-        for (id, problem) in bad {
-            let (snaps, files) = hits.remove(&id).unwrap_or_default();
-            report.damaged_packs.push(DamagedPack {
-                pack: id.to_hex(),
-                problem,
-                snapshots: snaps.into_iter().collect(),
-                files: files.into_iter().collect(),
-            });
-        }
-        info!(
-            ok = report.ok(),
-            packs_read = report.packs_read,
-            "verify finished"
-        );
-        Ok(report)
+        .instrument(span)
+        .await
     }
 
     /// The offsite proof of a backup just stored: every chunk the snapshot needs is
@@ -294,124 +299,128 @@ impl Repository {
         read_back: ReadBack<'_>,
     ) -> Result<VerifyReport> {
         let span = info_span!("verify_snapshot", target = self.storage.name(), snapshot = %snap.id.short());
-        let _enter = span.enter();
-        let mut report = VerifyReport {
-            snapshots: 1,
-            ..VerifyReport::default()
-        };
-        let indexed = self.read_index_files().await?;
-        let mut index = super::index::Index::default();
-        for p in &indexed {
-            index.add_pack(p);
-        }
-        index.compact();
-        let index = Arc::new(index);
-        let reader = GroupReader {
-            repo: self.clone(),
-            index: index.clone(),
-            handle: tokio::runtime::Handle::current(),
-        };
-        let snap_c = snap.clone();
-        let checked = tokio::task::spawn_blocking(move || snapshot_chunks(&reader, &snap_c))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
-        let mut needed: BTreeMap<Id, u64> = BTreeMap::new();
-        for (path, _lists, outcome) in checked {
-            match outcome {
-                Ok(ids) => {
-                    for id in ids {
-                        match index.lookup(&id).and_then(|loc| index.pack(loc.pack)) {
-                            Some(p) => {
-                                needed.insert(p.id, p.size);
-                            }
-                            None => report.missing_chunks.push(format!(
-                                "{}:{path}: chunk {} missing",
-                                snap.id.short(),
-                                id.short()
-                            )),
-                        }
-                    }
-                }
-                Err(e) => report
-                    .missing_chunks
-                    .push(format!("{}:{path}: {e}", snap.id.short())),
-            }
-        }
-        report.packs = needed.len();
-        let stored = self.stored_packs().await?;
-        let fresh: HashSet<Id> = match read_back {
-            ReadBack::Added(ids) => ids.iter().copied().collect(),
-            ReadBack::All => needed.keys().copied().collect(),
-        };
-        // Packs an earlier read found damaged are read again, whoever added them.
-        let state = self.load_verify_state().await;
-        let mut selected = Vec::new();
-        for (&id, &size) in &needed {
-            let Some(problem) = presence_problem(&stored, &id, size) else {
-                if fresh.contains(&id) || state.is_suspect(&id) {
-                    selected.push((id, size));
-                } else {
-                    report.packs_present += 1;
-                }
-                continue;
+        async move {
+            let mut report = VerifyReport {
+                snapshots: 1,
+                ..VerifyReport::default()
             };
-            report.damaged_packs.push(DamagedPack {
-                pack: id.to_hex(),
-                problem,
-                snapshots: vec![snap.id.short()],
-                files: Vec::new(),
-            });
-        }
-        // Fresh packs this snapshot does not need (adopted leftovers) are proven too.
-        for p in &indexed {
-            if fresh.contains(&p.id) && !needed.contains_key(&p.id) {
-                selected.push((p.id, p.size));
-                report.packs += 1;
+            let indexed = self.read_index_files().await?;
+            let mut index = super::index::Index::default();
+            for p in &indexed {
+                index.add_pack(p);
             }
-        }
-        let groups_of: HashMap<Id, usize> =
-            indexed.iter().map(|p| (p.id, p.groups.len())).collect();
-        let repo = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        let results =
-            tokio::task::spawn_blocking(move || read_packs(&repo, &handle, &selected, &groups_of))
+            index.compact();
+            let index = Arc::new(index);
+            let reader = GroupReader {
+                repo: self.clone(),
+                index: index.clone(),
+                handle: tokio::runtime::Handle::current(),
+            };
+            let snap_c = snap.clone();
+            let checked = tokio::task::spawn_blocking(move || snapshot_chunks(&reader, &snap_c))
                 .await
                 .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
-        let mut newly = VerifyState::default();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        for (id, res) in results {
-            report.packs_read += 1;
-            match res {
-                Ok((bytes, chunks)) => {
-                    report.bytes_read += bytes;
-                    report.chunks_checked += chunks;
-                    if state.is_suspect(&id) {
-                        newly.last_read.insert(id.to_hex(), now);
+            let mut needed: BTreeMap<Id, u64> = BTreeMap::new();
+            for (path, _lists, outcome) in checked {
+                match outcome {
+                    Ok(ids) => {
+                        for id in ids {
+                            match index.lookup(&id).and_then(|loc| index.pack(loc.pack)) {
+                                Some(p) => {
+                                    needed.insert(p.id, p.size);
+                                }
+                                None => report.missing_chunks.push(format!(
+                                    "{}:{path}: chunk {} missing",
+                                    snap.id.short(),
+                                    id.short()
+                                )),
+                            }
+                        }
                     }
-                }
-                Err(problem) => {
-                    newly.damaged.insert(id.to_hex(), now);
-                    report.damaged_packs.push(DamagedPack {
-                        pack: id.to_hex(),
-                        problem,
-                        snapshots: vec![snap.id.short()],
-                        files: Vec::new(),
-                    })
+                    Err(e) => report
+                        .missing_chunks
+                        .push(format!("{}:{path}: {e}", snap.id.short())),
                 }
             }
+            report.packs = needed.len();
+            let stored = self.stored_packs().await?;
+            let fresh: HashSet<Id> = match read_back {
+                ReadBack::Added(ids) => ids.iter().copied().collect(),
+                ReadBack::All => needed.keys().copied().collect(),
+            };
+            // Packs an earlier read found damaged are read again, whoever added them.
+            let state = self.load_verify_state().await;
+            let mut selected = Vec::new();
+            for (&id, &size) in &needed {
+                let Some(problem) = presence_problem(&stored, &id, size) else {
+                    if fresh.contains(&id) || state.is_suspect(&id) {
+                        selected.push((id, size));
+                    } else {
+                        report.packs_present += 1;
+                    }
+                    continue;
+                };
+                report.damaged_packs.push(DamagedPack {
+                    pack: id.to_hex(),
+                    problem,
+                    snapshots: vec![snap.id.short()],
+                    files: Vec::new(),
+                });
+            }
+            // Fresh packs this snapshot does not need (adopted leftovers) are proven too.
+            for p in &indexed {
+                if fresh.contains(&p.id) && !needed.contains_key(&p.id) {
+                    selected.push((p.id, p.size));
+                    report.packs += 1;
+                }
+            }
+            let groups_of: HashMap<Id, usize> =
+                indexed.iter().map(|p| (p.id, p.groups.len())).collect();
+            let repo = self.clone();
+            let handle = tokio::runtime::Handle::current();
+            let results = tokio::task::spawn_blocking(move || {
+                read_packs(&repo, &handle, &selected, &groups_of)
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
+            let mut newly = VerifyState::default();
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            for (id, res) in results {
+                report.packs_read += 1;
+                match res {
+                    Ok((bytes, chunks)) => {
+                        report.bytes_read += bytes;
+                        report.chunks_checked += chunks;
+                        if state.is_suspect(&id) {
+                            newly.last_read.insert(id.to_hex(), now);
+                        }
+                    }
+                    Err(problem) => {
+                        newly.damaged.insert(id.to_hex(), now);
+                        report.damaged_packs.push(DamagedPack {
+                            pack: id.to_hex(),
+                            problem,
+                            snapshots: vec![snap.id.short()],
+                            files: Vec::new(),
+                        })
+                    }
+                }
+            }
+            // Written only when something changed (rare), so the nightly proof leaves no
+            // state object behind on an append-only target.
+            if !newly.damaged.is_empty() || !newly.last_read.is_empty() {
+                self.save_verify_state(state, newly).await;
+            }
+            info!(
+                ok = report.ok(),
+                packs_read = report.packs_read,
+                packs_present = report.packs_present,
+                "snapshot verified"
+            );
+            Ok(report)
         }
-        // Written only when something changed (rare), so the nightly proof leaves no
-        // state object behind on an append-only target.
-        if !newly.damaged.is_empty() || !newly.last_read.is_empty() {
-            self.save_verify_state(state, newly).await;
-        }
-        info!(
-            ok = report.ok(),
-            packs_read = report.packs_read,
-            packs_present = report.packs_present,
-            "snapshot verified"
-        );
-        Ok(report)
+        .instrument(span)
+        .await
     }
 
     /// Every pack object on the target, with its size (one listing).
