@@ -574,21 +574,24 @@ fn sql_snapshot_options(
         tags.push("copy-only".into());
     }
     tags.extend(opts.tags.iter().cloned());
-    // Fulls (copy-only ones too) follow the last full, differentials the last
-    // differential; a log backup shares nothing with the one before.
-    let series = match kind {
-        BackupKind::Full | BackupKind::Diff => Some(format!(
-            "sql-backup\n{}\n{}\n{}",
-            policy.instance_name, db.name, kind
-        )),
-        BackupKind::Log => None,
-    };
     BackupOptions {
         tags,
         kind: SnapshotKind::SqlBackup,
         meta,
         pinned: opts.pinned,
-        series,
+        series: backup_series(&policy.instance_name, &db.name, kind),
+    }
+}
+
+/// The series a native backup continues (docs/decisions/0007): fulls (copy-only
+/// ones too) follow the last full of the database, differentials the last
+/// differential; a log backup shares nothing with the one before and has none.
+fn backup_series(instance: &str, database: &str, kind: BackupKind) -> Option<String> {
+    match kind {
+        BackupKind::Full | BackupKind::Diff => {
+            Some(format!("sql-backup\n{instance}\n{database}\n{kind}"))
+        }
+        BackupKind::Log => None,
     }
 }
 
@@ -732,5 +735,21 @@ fn compare(
             "the backup file and msdb disagree ({}): the file is not what SQL Server recorded; nothing was stored offsite",
             diffs.join("; ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fulls_and_differentials_of_a_database_are_separate_series_and_logs_none() {
+        let full = backup_series("PACSDB01", "PACS", BackupKind::Full);
+        let diff = backup_series("PACSDB01", "PACS", BackupKind::Diff);
+        assert!(full.is_some() && diff.is_some());
+        assert_ne!(full, diff);
+        assert_ne!(full, backup_series("PACSDB01", "RIS", BackupKind::Full));
+        assert_ne!(full, backup_series("PACSDB02", "PACS", BackupKind::Full));
+        assert_eq!(backup_series("PACSDB01", "PACS", BackupKind::Log), None);
     }
 }
