@@ -281,21 +281,23 @@ pub fn chunk_lengths(data: &[u8], params: &ChunkerParams, seed: u64) -> Vec<usiz
     out
 }
 
+/// Reproducible noise (xorshift) for the chunking tests.
+#[cfg(test)]
+pub fn pseudo_random(n: usize, mut s: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use fastcdc::v2020::{FastCDC, Normalization};
-
-    fn pseudo_random(n: usize, mut s: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
 
     #[test]
     fn streaming_cuts_equal_whole_buffer_cuts() {

@@ -45,6 +45,16 @@ pub struct Index {
 }
 
 impl Index {
+    /// The index of `packs` (as index files list them; duplicates are ignored).
+    pub fn of_packs<'a>(packs: impl IntoIterator<Item = &'a IndexedPack>) -> Index {
+        let mut index = Index::default();
+        for p in packs {
+            index.add_pack(p);
+        }
+        index.compact();
+        index
+    }
+
     /// Adds a pack's groups and chunks; a pack already known is ignored.
     pub fn add_pack(&mut self, pack: &IndexedPack) {
         if self.pack_pos.contains_key(&pack.id) {

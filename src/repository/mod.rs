@@ -256,12 +256,7 @@ impl Repository {
 
     /// Loads every index file into memory.
     pub async fn load_index(&self) -> Result<Index> {
-        let mut index = Index::default();
-        for pack in self.read_index_files().await? {
-            index.add_pack(&pack);
-        }
-        index.compact();
-        Ok(index)
+        Ok(Index::of_packs(&self.read_index_files().await?))
     }
 
     /// Every pack entry of every index file (duplicates possible).

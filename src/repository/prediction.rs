@@ -177,19 +177,8 @@ pub fn chunk_stream_predicted<R: Read + Send, E: From<std::io::Error>>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::chunker::chunk_lengths;
+    use super::super::chunker::{chunk_lengths, pseudo_random};
     use super::*;
-
-    fn pseudo_random(n: usize, mut s: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
 
     fn id_of(data: &[u8]) -> Id {
         Id::hash(data)

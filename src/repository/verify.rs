@@ -18,7 +18,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::fetch::GroupReader;
 use super::format::paths;
 use super::id::Id;
-use super::pack::{open_group, read_pack_header, verify_group};
+use super::pack::{open_group, read_pack_header, verify_group, IndexedPack};
 use super::snapshot::{EntryKind, SnapshotRef};
 use super::Repository;
 use crate::error::{Error, ErrorKind, Result};
@@ -152,12 +152,7 @@ impl Repository {
         async move {
             let mut report = VerifyReport::default();
             let indexed = self.read_index_files().await?;
-            let mut index = super::index::Index::default();
-            for p in &indexed {
-                index.add_pack(p);
-            }
-            index.compact();
-            let index = Arc::new(index);
+            let index = Arc::new(super::index::Index::of_packs(&indexed));
             report.packs = index.packs().len();
 
             let stored = self.stored_packs().await?;
@@ -182,15 +177,7 @@ impl Repository {
             let state = self.load_verify_state().await;
             let selected = select_packs(&index, &state, opts.read_data, &bad);
             if !selected.is_empty() {
-                let repo = self.clone();
-                let handle = tokio::runtime::Handle::current();
-                let groups_of: HashMap<Id, usize> =
-                    indexed.iter().map(|p| (p.id, p.groups.len())).collect();
-                let results = tokio::task::spawn_blocking(move || {
-                    read_packs(&repo, &handle, &selected, &groups_of)
-                })
-                .await
-                .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
+                let results = self.read_packs_whole(selected, &indexed).await?;
                 let mut newly = VerifyState::default();
                 let now = OffsetDateTime::now_utc().unix_timestamp();
                 for (id, res) in results {
@@ -305,12 +292,7 @@ impl Repository {
                 ..VerifyReport::default()
             };
             let indexed = self.read_index_files().await?;
-            let mut index = super::index::Index::default();
-            for p in &indexed {
-                index.add_pack(p);
-            }
-            index.compact();
-            let index = Arc::new(index);
+            let index = Arc::new(super::index::Index::of_packs(&indexed));
             let reader = GroupReader {
                 repo: self.clone(),
                 index: index.clone(),
@@ -374,15 +356,7 @@ impl Repository {
                     report.packs += 1;
                 }
             }
-            let groups_of: HashMap<Id, usize> =
-                indexed.iter().map(|p| (p.id, p.groups.len())).collect();
-            let repo = self.clone();
-            let handle = tokio::runtime::Handle::current();
-            let results = tokio::task::spawn_blocking(move || {
-                read_packs(&repo, &handle, &selected, &groups_of)
-            })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))?;
+            let results = self.read_packs_whole(selected, &indexed).await?;
             let mut newly = VerifyState::default();
             let now = OffsetDateTime::now_utc().unix_timestamp();
             for (id, res) in results {
@@ -543,6 +517,24 @@ fn select_packs(
 }
 
 type PackOutcome = (Id, std::result::Result<(u64, u64), String>);
+
+impl Repository {
+    /// Reads the `selected` packs (id, size) whole on worker threads, checking each
+    /// against what `indexed` says it holds.
+    async fn read_packs_whole(
+        &self,
+        selected: Vec<(Id, u64)>,
+        indexed: &[IndexedPack],
+    ) -> Result<Vec<PackOutcome>> {
+        let groups_of: HashMap<Id, usize> =
+            indexed.iter().map(|p| (p.id, p.groups.len())).collect();
+        let repo = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || read_packs(&repo, &handle, &selected, &groups_of))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))
+    }
+}
 
 fn read_packs(
     repo: &Repository,
