@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::{date_text, free_space, stamp, Progress, Target};
@@ -379,9 +380,12 @@ async fn backup_steps(
     // RESTORE VERIFYONLY on the server while the file is described (msdb against its
     // own header) and goes into the first target: the snapshot is written only once
     // all have passed, and VERIFYONLY's verdict is reported first.
+    // A failed VERIFYONLY stops the ingest at its next chunk: what it stored stays
+    // indexed for later backups, and the failure is reported without waiting for it.
+    let unusable = CancellationToken::new();
     let verifyonly = async {
         let step = info_span!("step", step = "verifyonly", database = %db.name);
-        run_long(
+        let verdict = run_long(
             instance,
             &db.name,
             &verifyonly_sql(&server_files),
@@ -389,15 +393,26 @@ async fn backup_steps(
             &mut |_| {},
         )
         .instrument(step)
-        .await
+        .await;
+        if verdict.is_err() {
+            unusable.cancel();
+        }
+        verdict
     };
     let stored = async {
         let d = describe(instance, policy, opts, db, kind, &files).await?;
-        let bopts = sql_snapshot_options(policy, opts, db, kind, d.meta.clone());
+        let mut bopts = sql_snapshot_options(policy, opts, db, kind, d.meta.clone());
         let first = match targets.first() {
-            Some(t) => Some(store(t, &local, &bopts).await),
+            Some(t) => {
+                let first_opts = BackupOptions {
+                    cancel: Some(unusable.clone()),
+                    ..bopts.clone()
+                };
+                Some(store(t, &local, &first_opts).await)
+            }
             None => None,
         };
+        bopts.cancel = None;
         Ok::<_, Error>((d, bopts, first))
     };
     let (verified, stored) = tokio::join!(verifyonly, stored);
@@ -580,6 +595,7 @@ fn sql_snapshot_options(
         meta,
         pinned: opts.pinned,
         series: backup_series(&policy.instance_name, &db.name, kind),
+        cancel: None,
     }
 }
 

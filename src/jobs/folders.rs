@@ -167,6 +167,7 @@ pub async fn run(
                     meta,
                     pinned,
                     series: Some(format!("folder\n{}\n{}", policy.name, f.name)),
+                    cancel: None,
                 };
                 for t in targets {
                     r.offsite

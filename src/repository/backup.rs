@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::chunker::{chunk_stream, Cutting};
@@ -52,6 +53,10 @@ pub struct BackupOptions {
     /// left in the local cut cache, and leave theirs for the next. `None`: cut
     /// every file and remember nothing (log backups share nothing with the last).
     pub series: Option<String>,
+    /// Stops the ingest at its next chunk once cancelled (a native backup found
+    /// unusable meanwhile). What was stored by then stays indexed, so later backups
+    /// reuse it; no snapshot is written.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl Default for BackupOptions {
@@ -62,6 +67,7 @@ impl Default for BackupOptions {
             meta: BTreeMap::new(),
             pinned: false,
             series: None,
+            cancel: None,
         }
     }
 }
@@ -146,6 +152,7 @@ impl Repository {
             let repo = self.clone();
             let handle = tokio::runtime::Handle::current();
             let sources_owned = sources.to_vec();
+            let cancel = opts.cancel.clone();
             let (((roots, entries, mut summary), cuts), written) =
                 tokio::task::spawn_blocking(move || {
                     let cache = series_key.and_then(|k| CutCache::open(&repo.config.id, &k));
@@ -154,8 +161,15 @@ impl Repository {
                         one_file: sources_owned.len() == 1 && sources_owned[0].is_file(),
                         ..CutMemory::default()
                     };
-                    let out = run_pipeline(&repo, &handle, &index, |sink| {
+                    let out = run_pipeline(&repo, &handle, &index, cancel.as_ref(), |sink| {
                         walk_sources(&repo, sink, &sources_owned, &mut cuts).map_err(Error::from)
+                    })
+                    .map_err(|e| match &cancel {
+                        Some(c) if c.is_cancelled() => Error::new(
+                            ErrorKind::Refused,
+                            "stopped before the end because the backup was found unusable; what was stored stays for later backups",
+                        ),
+                        _ => e,
                     })?;
                     if let Some(cache) = cache {
                         if let Err(e) = cache.save(&cuts.saved) {
@@ -240,6 +254,7 @@ pub(crate) struct ChunkSink<'a> {
     spare: Receiver<Vec<u8>>,
     new_chunks: u64,
     new_bytes: u64,
+    cancel: Option<&'a CancellationToken>,
 }
 
 /// The pipeline stopped because a later stage failed; the cause is reported there.
@@ -259,6 +274,9 @@ impl ChunkSink<'_> {
 
     /// [`Self::add`] for a chunk whose id the caller computed already.
     pub(crate) fn add_known(&mut self, data: &[u8], id: Id) -> std::result::Result<Id, Stopped> {
+        if self.cancel.is_some_and(CancellationToken::is_cancelled) {
+            return Err(Stopped);
+        }
         if !self.index.contains(&id) && self.pending.insert(id.prefix()) {
             self.group.push(id, data);
             self.new_chunks += 1;
@@ -304,6 +322,7 @@ pub(crate) fn run_pipeline<T>(
     repo: &Repository,
     handle: &tokio::runtime::Handle,
     index: &Index,
+    cancel: Option<&CancellationToken>,
     produce: impl FnOnce(&mut ChunkSink<'_>) -> Result<T>,
 ) -> Result<(T, Written)> {
     let workers = std::thread::available_parallelism()
@@ -347,6 +366,7 @@ pub(crate) fn run_pipeline<T>(
             spare: spare_rx,
             new_chunks: 0,
             new_bytes: 0,
+            cancel,
         };
         let produced = produce(&mut sink);
         let flushed = sink.flush();

@@ -271,7 +271,7 @@ impl Repository {
         let dest_repo = dest.clone();
         let handle = tokio::runtime::Handle::current();
         let (rewritten, written) = tokio::task::spawn_blocking(move || {
-            run_pipeline(&dest_repo, &handle, &dest_index, |sink| {
+            run_pipeline(&dest_repo, &handle, &dest_index, None, |sink| {
                 let mut out = Vec::with_capacity(snapshots.len());
                 for (id, mut snap) in snapshots {
                     for entry in snap.entries.iter_mut() {

@@ -240,6 +240,42 @@ fn a_later_version_is_cut_along_the_previous_one_with_the_same_result() {
     assert!(v.ok(), "{v:?}");
 }
 
+/// A native backup found unusable while it is being stored (RESTORE VERIFYONLY
+/// failed) cancels the ingest: it stops with a refusal, writes no snapshot, and the
+/// repository stays sound for the next backup.
+#[test]
+fn a_cancelled_ingest_stops_without_a_snapshot() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let repo = rt
+        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap();
+    let f = t.path("PACS_FULL.bak");
+    std::fs::write(&f, pseudo_random(20 * 1024 * 1024, 8)).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let opts = BackupOptions {
+        cancel: Some(cancel),
+        ..BackupOptions::default()
+    };
+    let err = rt
+        .block_on(repo.ingest(std::slice::from_ref(&f), &opts))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+    assert!(err.to_string().contains("unusable"), "{err}");
+    assert!(rt.block_on(repo.snapshots()).unwrap().is_empty());
+    let later = rt
+        .block_on(repo.backup(std::slice::from_ref(&f), &BackupOptions::default()))
+        .unwrap();
+    assert_eq!(later.summary.files, 1);
+    let v = rt
+        .block_on(repo.verify(&VerifyOptions {
+            read_data: ReadData::All,
+        }))
+        .unwrap();
+    assert!(v.ok(), "{v:?}");
+}
+
 #[cfg(unix)]
 #[test]
 fn permissions_times_and_links_survive() {
