@@ -401,18 +401,17 @@ async fn backup_steps(
     };
     let stored = async {
         let d = describe(instance, policy, opts, db, kind, &files).await?;
-        let mut bopts = sql_snapshot_options(policy, opts, db, kind, d.meta.clone());
+        let bopts = sql_snapshot_options(policy, opts, db, kind, d.meta.clone());
         let first = match targets.first() {
-            Some(t) => {
+            Some(t) if !unusable.is_cancelled() => {
                 let first_opts = BackupOptions {
                     cancel: Some(unusable.clone()),
                     ..bopts.clone()
                 };
                 Some(store(t, &local, &first_opts).await)
             }
-            None => None,
+            _ => None,
         };
-        bopts.cancel = None;
         Ok::<_, Error>((d, bopts, first))
     };
     let (verified, stored) = tokio::join!(verifyonly, stored);

@@ -146,8 +146,15 @@ impl Repository {
                 self.key
                     .chunk_id(format!("pacsbak cut cache series\n{s}").as_bytes())
             });
+            let is_cancelled = || opts.cancel.as_ref().is_some_and(|c| c.is_cancelled());
+            if is_cancelled() {
+                return Err(cancelled());
+            }
             let mut index = self.load_index().await?;
             let adopted = self.adopt_orphan_packs(&mut index).await?;
+            if is_cancelled() {
+                return Err(cancelled());
+            }
             let index = Arc::new(index);
             let repo = self.clone();
             let handle = tokio::runtime::Handle::current();
@@ -165,10 +172,10 @@ impl Repository {
                         walk_sources(&repo, sink, &sources_owned, &mut cuts).map_err(Error::from)
                     })
                     .map_err(|e| match &cancel {
-                        Some(c) if c.is_cancelled() => Error::new(
-                            ErrorKind::Refused,
-                            "stopped before the end because the backup was found unusable; what was stored stays for later backups",
-                        ),
+                        // `Stopped` (Internal) after a cancel; a real failure keeps its own.
+                        Some(c) if c.is_cancelled() && e.kind() == ErrorKind::Internal => {
+                            cancelled()
+                        }
                         _ => e,
                     })?;
                     if let Some(cache) = cache {
@@ -233,6 +240,14 @@ impl Repository {
             packs_added,
         })
     }
+}
+
+/// The error of an ingest stopped through [`BackupOptions::cancel`].
+fn cancelled() -> Error {
+    Error::new(
+        ErrorKind::Refused,
+        "stopped before the end because the backup was found unusable; what was stored stays for later backups",
+    )
 }
 
 /// A group on its way to the packer.

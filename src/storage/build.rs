@@ -55,6 +55,10 @@ pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
                 .as_deref()
                 .ok_or_else(|| conf("fs target without root"))?;
             let local = LocalFolder::open(name, r)?.with_upload_concurrency(conns.min(2));
+            // Append-only means pacsbak deletes nothing there, not even its own leftovers.
+            if !t.append_only {
+                local.remove_crash_leftovers();
+            }
             return Ok(layered(Arc::new(local), t));
         }
         ServiceKind::S3 => {

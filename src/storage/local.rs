@@ -11,10 +11,14 @@
 //! and XFS (one journal, committed in order) also commits every earlier rename, so
 //! the packs an index or a manifest names are durable before it is. A pack's own
 //! rename is not flushed alone: that would cost a folder flush per 16 MiB pack for
-//! what the next index checkpoint gives anyway.
+//! what the next index checkpoint gives anyway on those file systems. On Windows,
+//! btrfs or a NAS share the order is the file system's. A share that cannot flush a
+//! folder (EINVAL or ENOTSUP, as some CIFS and FUSE mounts answer) is written
+//! without the flush rather than failing a write whose object is already in place.
 //!
-//! Temporary files a crashed writer left in `.tmp/` are removed when the folder is
-//! opened, once they are a day old (a running writer's are seconds old).
+//! [`LocalFolder::remove_crash_leftovers`] removes pacsbak's own temporary files a
+//! crashed writer left in `.tmp/`, once they are a day old (a running writer writes
+//! an object from memory in one go, so its file is seconds old).
 
 use std::io::Write;
 use std::ops::Range;
@@ -38,11 +42,16 @@ impl LocalFolder {
     /// Opens (creating if missing) the folder `root` as the target `name`.
     pub fn open(name: impl Into<String>, root: &Path) -> Result<Self> {
         let inner = OpendalStorage::local_folder(name, root)?;
-        remove_stale_temporaries(&root.join(".tmp"));
         Ok(Self {
             inner,
             root: root.to_path_buf(),
         })
+    }
+
+    /// Removes the temporary files of writers that crashed (pacsbak's own names, a
+    /// day old or more). Best effort: what cannot be removed now is tried next time.
+    pub fn remove_crash_leftovers(&self) {
+        remove_stale_temporaries(&self.root.join(".tmp"));
     }
 
     /// Sets how many packs the backup pipeline writes at once.
@@ -120,12 +129,23 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
     }
 }
 
-/// Makes the renames into `folder` durable.
+/// Makes the renames into `folder` durable, where the file system can.
 #[cfg(unix)]
 fn sync_folder(folder: &Path) -> Result<()> {
-    std::fs::File::open(folder)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(folder, e))
+    match std::fs::File::open(folder).and_then(|f| f.sync_all()) {
+        Ok(()) => Ok(()),
+        // EINVAL and ENOTSUP.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            tracing::debug!(folder = %folder.display(), "this file system cannot flush a folder");
+            Ok(())
+        }
+        Err(e) => Err(Error::io(folder, e)),
+    }
 }
 
 /// The standard library cannot open a folder for flushing on Windows; NTFS journals
@@ -138,21 +158,29 @@ fn sync_folder(_folder: &Path) -> Result<()> {
 /// A temporary file this old was left by a writer that crashed.
 const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Removes what crashed writers left in `tmp` (best effort: a file that cannot be
-/// removed now is tried again at the next open).
+/// Whether `name` is one [`write_atomically`] gives: `<object>.<16 hex digits>`.
+fn is_our_temporary(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(object, suffix)| {
+        !object.is_empty() && suffix.len() == 16 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Removes what crashed writers left in `tmp`.
 fn remove_stale_temporaries(tmp: &Path) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        let stale = entry
-            .metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_TEMPORARY);
+        let ours = entry.file_name().to_str().is_some_and(is_our_temporary);
+        let stale = ours
+            && entry
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMPORARY);
         if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
@@ -204,26 +232,38 @@ mod tests {
     }
 
     #[test]
-    fn day_old_temporaries_are_removed_at_open_and_fresh_ones_kept() {
+    fn day_old_temporaries_of_ours_are_removed_and_others_kept() {
         let dir = tempfile::tempdir().unwrap();
-        LocalFolder::open("t", dir.path()).unwrap();
+        let folder = LocalFolder::open("t", dir.path()).unwrap();
         let tmp = dir.path().join(".tmp");
-        let old = tmp.join("data_ab_pack.1");
-        let fresh = tmp.join("data_cd_pack.2");
-        std::fs::write(&old, b"partial").unwrap();
-        std::fs::write(&fresh, b"being written").unwrap();
+        let old = tmp.join("data_ab_pack.00112233aabbccdd");
+        let fresh = tmp.join("data_cd_pack.0011223344556677");
+        let not_ours = tmp.join("someone-elses.txt");
         let two_days_ago = std::time::SystemTime::now() - 2 * STALE_TEMPORARY;
-        std::fs::File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(two_days_ago)
-            .unwrap();
-        LocalFolder::open("t", dir.path()).unwrap();
+        for (f, modified) in [
+            (&old, Some(two_days_ago)),
+            (&fresh, None),
+            (&not_ours, Some(two_days_ago)),
+        ] {
+            std::fs::write(f, b"partial").unwrap();
+            if let Some(t) = modified {
+                std::fs::File::options()
+                    .write(true)
+                    .open(f)
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+        }
+        folder.remove_crash_leftovers();
         assert!(!old.exists(), "a day-old leftover is removed");
         assert!(
             fresh.exists(),
             "a file a writer may still be writing is kept"
+        );
+        assert!(
+            not_ours.exists(),
+            "only pacsbak's own temporary names are touched"
         );
     }
 }
