@@ -25,6 +25,7 @@ use super::id::Id;
 /// anyway) and only probes every [`PROBE_EVERY`]th: a file that has nothing in
 /// common with its predecessor then costs about what plain cutting costs.
 const GIVE_UP_AFTER: u32 = 64;
+/// Once given up, one chunk in this many cut is still hashed to look for the thread.
 const PROBE_EVERY: u64 = 16;
 
 /// The first 8 bytes of a chunk id: what the cut cache keeps of it. A prediction is
