@@ -170,13 +170,6 @@ impl Repository {
                     };
                     let out = run_pipeline(&repo, &handle, &index, cancel.as_ref(), |sink| {
                         walk_sources(&repo, sink, &sources_owned, &mut cuts).map_err(Error::from)
-                    })
-                    .map_err(|e| match &cancel {
-                        // `Stopped` (Internal) after a cancel; a real failure keeps its own.
-                        Some(c) if c.is_cancelled() && e.kind() == ErrorKind::Internal => {
-                            cancelled()
-                        }
-                        _ => e,
                     })?;
                     if let Some(cache) = cache {
                         if let Err(e) = cache.save(&cuts.saved) {
@@ -270,6 +263,8 @@ pub(crate) struct ChunkSink<'a> {
     new_chunks: u64,
     new_bytes: u64,
     cancel: Option<&'a CancellationToken>,
+    /// Whether a chunk was refused because `cancel` fired.
+    cancelled: bool,
 }
 
 /// The pipeline stopped because a later stage failed; the cause is reported there.
@@ -290,6 +285,7 @@ impl ChunkSink<'_> {
     /// [`Self::add`] for a chunk whose id the caller computed already.
     pub(crate) fn add_known(&mut self, data: &[u8], id: Id) -> std::result::Result<Id, Stopped> {
         if self.cancel.is_some_and(CancellationToken::is_cancelled) {
+            self.cancelled = true;
             return Err(Stopped);
         }
         if !self.index.contains(&id) && self.pending.insert(id.prefix()) {
@@ -382,10 +378,11 @@ pub(crate) fn run_pipeline<T>(
             new_chunks: 0,
             new_bytes: 0,
             cancel,
+            cancelled: false,
         };
         let produced = produce(&mut sink);
         let flushed = sink.flush();
-        let (new_chunks, new_bytes) = (sink.new_chunks, sink.new_bytes);
+        let (new_chunks, new_bytes, refused) = (sink.new_chunks, sink.new_bytes, sink.cancelled);
         drop(sink);
         let packed = packer
             .join()
@@ -393,9 +390,13 @@ pub(crate) fn run_pipeline<T>(
         let uploaded = uploader
             .join()
             .map_err(|_| Error::new(ErrorKind::Internal, "uploader thread panicked"))?;
-        // The first real failure wins; `Stopped` only means a later stage failed.
+        // The first real failure wins; `Stopped` only means a later stage failed, or
+        // the caller cancelled.
         let (added_bytes, packs) = uploaded?;
         packed?;
+        if refused {
+            return Err(cancelled());
+        }
         let value = produced?;
         flushed?;
         Ok((

@@ -408,6 +408,22 @@ impl Repository {
             .collect())
     }
 
+    /// Reads the `selected` packs (id, size) whole on worker threads, checking each
+    /// against what `indexed` says it holds.
+    async fn read_packs_whole(
+        &self,
+        selected: Vec<(Id, u64)>,
+        indexed: &[IndexedPack],
+    ) -> Result<Vec<PackOutcome>> {
+        let groups_of: HashMap<Id, usize> =
+            indexed.iter().map(|p| (p.id, p.groups.len())).collect();
+        let repo = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || read_packs(&repo, &handle, &selected, &groups_of))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))
+    }
+
     async fn load_verify_state(&self) -> VerifyState {
         let mut state = VerifyState::default();
         let Ok(list) = self.storage.list(paths::VERIFY).await else {
@@ -517,24 +533,6 @@ fn select_packs(
 }
 
 type PackOutcome = (Id, std::result::Result<(u64, u64), String>);
-
-impl Repository {
-    /// Reads the `selected` packs (id, size) whole on worker threads, checking each
-    /// against what `indexed` says it holds.
-    async fn read_packs_whole(
-        &self,
-        selected: Vec<(Id, u64)>,
-        indexed: &[IndexedPack],
-    ) -> Result<Vec<PackOutcome>> {
-        let groups_of: HashMap<Id, usize> =
-            indexed.iter().map(|p| (p.id, p.groups.len())).collect();
-        let repo = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || read_packs(&repo, &handle, &selected, &groups_of))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))
-    }
-}
 
 fn read_packs(
     repo: &Repository,

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::opendal_storage::LOCAL_TEMP_DIR;
 use super::{ObjectInfo, OpendalStorage, Storage};
 use crate::direct_io::DirectWriter;
 use crate::error::{Error, ErrorKind, Result};
@@ -51,7 +52,7 @@ impl LocalFolder {
     /// Removes the temporary files of writers that crashed (pacsbak's own names, a
     /// day old or more). Best effort: what cannot be removed now is tried next time.
     pub fn remove_crash_leftovers(&self) {
-        remove_stale_temporaries(&self.root.join(".tmp"));
+        remove_stale_temporaries(&self.root.join(LOCAL_TEMP_DIR));
     }
 
     /// Sets how many packs the backup pipeline writes at once.
@@ -111,7 +112,7 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    let tmp_dir = root.join(".tmp");
+    let tmp_dir = root.join(LOCAL_TEMP_DIR);
     let tmp = tmp_dir.join(format!(
         "{}.{:016x}",
         rel.replace('/', "_"),

@@ -47,6 +47,10 @@ impl std::fmt::Debug for OpendalStorage {
 /// Most parts a multipart upload may have (S3 and OSS).
 const MAX_PARTS: u64 = 10_000;
 
+/// The folder of a local-folder target where objects are written before they are
+/// renamed into place.
+pub(super) const LOCAL_TEMP_DIR: &str = ".tmp";
+
 impl OpendalStorage {
     /// Wraps `op` under the target name `name`.
     pub fn new(name: impl Into<String>, op: Operator) -> Self {
@@ -131,7 +135,7 @@ impl OpendalStorage {
     pub fn local_folder(name: impl Into<String>, root: &std::path::Path) -> Result<Self> {
         let name = name.into();
         std::fs::create_dir_all(root).map_err(|e| Error::io(root, e).with("target", &name))?;
-        let tmp = root.join(".tmp");
+        let tmp = root.join(LOCAL_TEMP_DIR);
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e).with("target", &name))?;
         let root_s = root.to_string_lossy();
         let tmp_s = tmp.to_string_lossy();

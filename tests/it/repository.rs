@@ -24,6 +24,20 @@ fn local(root: &Path) -> Arc<dyn Storage> {
     Arc::new(LocalFolder::open("local", root).unwrap())
 }
 
+/// A new repository in the test's local-folder target.
+fn init_repo(rt: &tokio::runtime::Runtime, t: &TestConfig) -> Repository {
+    rt.block_on(Repository::init(local(&t.repo()), PASSPHRASE))
+        .unwrap()
+}
+
+/// `verify --read-data` of the whole repository.
+fn read_all(rt: &tokio::runtime::Runtime, repo: &Repository) -> pacsbak::repository::VerifyReport {
+    rt.block_on(repo.verify(&VerifyOptions {
+        read_data: ReadData::All,
+    }))
+    .unwrap()
+}
+
 /// Writes a random tree: nested folders, Chinese names, empty files, links.
 fn random_tree(dir: &Path, seed: u64, max_file: usize) {
     let names = [
@@ -74,9 +88,7 @@ fn random_tree(dir: &Path, seed: u64, max_file: usize) {
 fn random_trees_and_large_files_round_trip_byte_identical() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     for seed in 1..=4u64 {
         let src = t.path(&format!("src{seed}"));
         random_tree(&src, seed * 7919, 3 * 1024 * 1024);
@@ -135,11 +147,7 @@ fn random_trees_and_large_files_round_trip_byte_identical() {
             std::fs::read(out.join(format!("big{i}.bak"))).unwrap() == std::fs::read(&f).unwrap()
         );
     }
-    let v = rt
-        .block_on(repo.verify(&VerifyOptions {
-            read_data: ReadData::All,
-        }))
-        .unwrap();
+    let v = read_all(&rt, &repo);
     assert!(v.ok(), "{v:?}");
     assert_eq!(v.packs_read, v.packs);
 }
@@ -152,9 +160,7 @@ fn random_trees_and_large_files_round_trip_byte_identical() {
 fn a_later_version_is_cut_along_the_previous_one_with_the_same_result() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let series = |name: &str| BackupOptions {
         series: Some(format!("test {name} {}", t.path("").display())),
         ..BackupOptions::default()
@@ -232,11 +238,7 @@ fn a_later_version_is_cut_along_the_previous_one_with_the_same_result() {
         "the damaged cache was replaced"
     );
 
-    let v = rt
-        .block_on(repo.verify(&VerifyOptions {
-            read_data: ReadData::All,
-        }))
-        .unwrap();
+    let v = read_all(&rt, &repo);
     assert!(v.ok(), "{v:?}");
 }
 
@@ -247,9 +249,7 @@ fn a_later_version_is_cut_along_the_previous_one_with_the_same_result() {
 fn a_cancelled_ingest_stops_without_a_snapshot() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let f = t.path("PACS_FULL.bak");
     std::fs::write(&f, pseudo_random(20 * 1024 * 1024, 8)).unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -268,11 +268,7 @@ fn a_cancelled_ingest_stops_without_a_snapshot() {
         .block_on(repo.backup(std::slice::from_ref(&f), &BackupOptions::default()))
         .unwrap();
     assert_eq!(later.summary.files, 1);
-    let v = rt
-        .block_on(repo.verify(&VerifyOptions {
-            read_data: ReadData::All,
-        }))
-        .unwrap();
+    let v = read_all(&rt, &repo);
     assert!(v.ok(), "{v:?}");
 }
 
@@ -293,9 +289,7 @@ fn permissions_times_and_links_survive() {
     let mtime = filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789);
     filetime::set_file_mtime(src.join("bin/start.sh"), mtime).unwrap();
     std::os::unix::fs::symlink("bin/start.sh", src.join("start")).unwrap();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let rep = rt
         .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
         .unwrap();
@@ -321,9 +315,7 @@ fn restore_refuses_to_overwrite_unless_told() {
     let src = t.path("s");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), b"new").unwrap();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let rep = rt
         .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
         .unwrap();
@@ -361,9 +353,7 @@ fn hostile_manifest_paths_cannot_write_outside_the_target() {
     let src = t.path("s");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), b"payload").unwrap();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let rep = rt
         .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
         .unwrap();
@@ -406,20 +396,14 @@ fn damaged_truncated_and_missing_packs_are_found_and_named() {
     let rt = rt();
     for damage in ["flip", "truncate", "delete"] {
         let t = TestConfig::new();
-        let repo = rt
-            .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-            .unwrap();
+        let repo = init_repo(&rt, &t);
         let src = t.path("db");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("PACS_full.bak"), pseudo_random(3 * 1024 * 1024, 5)).unwrap();
         let rep = rt
             .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
             .unwrap();
-        let clean = rt
-            .block_on(repo.verify(&VerifyOptions {
-                read_data: ReadData::All,
-            }))
-            .unwrap();
+        let clean = read_all(&rt, &repo);
         assert!(clean.ok());
         let pack = walk_files(&t.repo().join("data"))[0].clone();
         match damage {
@@ -435,11 +419,7 @@ fn damaged_truncated_and_missing_packs_are_found_and_named() {
             }
             _ => std::fs::remove_file(&pack).unwrap(),
         }
-        let v = rt
-            .block_on(repo.verify(&VerifyOptions {
-                read_data: ReadData::All,
-            }))
-            .unwrap();
+        let v = read_all(&rt, &repo);
         assert!(!v.ok(), "{damage} not detected");
         assert_eq!(v.damaged_packs.len(), 1, "{damage}: {v:?}");
         let d = &v.damaged_packs[0];
@@ -493,9 +473,7 @@ fn damaged_truncated_and_missing_packs_are_found_and_named() {
 fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let src = t.path("PACS_full.bak");
     let mut data = pseudo_random(12 * 1024 * 1024, 11);
     std::fs::write(&src, &data).unwrap();
@@ -540,11 +518,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     let proof = nightly();
     assert!(proof.ok(), "{proof:?}");
     // ...the scheduled read-back does.
-    let full = rt
-        .block_on(repo.verify(&VerifyOptions {
-            read_data: ReadData::All,
-        }))
-        .unwrap();
+    let full = read_all(&rt, &repo);
     assert!(!full.ok() && full.damaged_packs.len() == 1, "{full:?}");
     // ...and from then on every proof that needs the pack reads it again.
     let proof = nightly();
@@ -695,9 +669,7 @@ fn key_slots_add_list_remove() {
 fn workstation_copies_are_stored_once_and_diff_is_the_update_record() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let base = t.path("ws-template");
     random_tree(&base, 42, 2 * 1024 * 1024);
     let mut copies = Vec::new();
@@ -878,9 +850,7 @@ fn two_processes_backing_up_at_once_do_not_corrupt_the_repository() {
 fn sampled_read_data_reads_least_recently_verified_packs_first() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     let f = t.path("x.bak");
     std::fs::write(&f, pseudo_random(70 * 1024 * 1024, 9)).unwrap();
     rt.block_on(repo.backup(&[f], &BackupOptions::default()))
@@ -1001,9 +971,7 @@ fn config_errors_name_file_line_and_key_and_secrets_stay_out_of_toml() {
 fn windows_snapshot_names_survive_a_restore_on_linux_and_back() {
     let rt = rt();
     let t = TestConfig::new();
-    let repo = rt
-        .block_on(Repository::init(local(&t.repo()), PASSPHRASE))
-        .unwrap();
+    let repo = init_repo(&rt, &t);
     // Take a real snapshot, then rewrite it as the Windows host would have written it.
     let src = t.path("Server");
     std::fs::create_dir_all(src.join("影像 模块")).unwrap();
