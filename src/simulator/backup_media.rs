@@ -12,9 +12,9 @@
 //! as JSON. Whatever the MTF records hold (type, names, LSNs, dates, versions, files,
 //! checksum flag, striping) is taken from the reader, never from that JSON.
 //!
-//! WITH COMPRESSION: the writer writes uncompressed MTF only, so a compressed backup
-//! is marked compressed (msdb, HEADERONLY's Compressed column) but its bytes are plain
-//! MTF starting with `TAPE`, not SQL Server's `MSSQLBAK` container (docs/simulator.md).
+//! WITH COMPRESSION into a new file: SQL Server's `MSSQLBAK` container of XPRESS
+//! records, with the zero padding after the last data record that real servers write
+//! (docs/bakfile.md). Appended to an existing file, a set is written as plain MTF.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -97,9 +97,9 @@ pub struct SetHeader {
     pub diff_base_guid: String,
     /// BackupSize in bytes (after writing: the bytes of this family's set).
     pub backup_size: i64,
-    /// CompressedBackupSize in bytes (equal to BackupSize: written uncompressed).
+    /// CompressedBackupSize in bytes (the file's bytes).
     pub compressed_size: i64,
-    /// WITH COMPRESSION (recorded only: the bytes are uncompressed MTF).
+    /// WITH COMPRESSION (the file is an `MSSQLBAK` container).
     pub compressed: bool,
     /// WITH CHECKSUM.
     pub has_checksums: bool,
@@ -390,6 +390,9 @@ pub fn write_set(
         full: false,
     };
     let written = match append_at {
+        None if header.compressed => {
+            bakfile::writer::write_backup_compressed(&mut out, &desc, &mut pages, &log)
+        }
         None => bakfile::write_backup(&mut out, &desc, &mut pages, &log),
         Some(at) => bakfile::append_backup(&mut out, &desc, &mut pages, &log, at),
     };
@@ -454,37 +457,48 @@ pub fn damage(path: &Path) {
     let _ = flip();
 }
 
-fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, MediaError> {
-    let mut f = std::fs::File::open(path).map_err(MediaError::Open)?;
-    f.seek(SeekFrom::Start(offset)).map_err(MediaError::Open)?;
-    let mut b = Vec::new();
-    f.take(len).read_to_end(&mut b).map_err(MediaError::Open)?;
-    if (b.len() as u64) < len {
+/// `len` bytes at logical `offset`: the file's own bytes for plain MTF, the
+/// decompressed stream for an `MSSQLBAK` container (stream offsets are logical).
+fn read_range(path: &Path, plain: bool, offset: u64, len: u64) -> Result<Vec<u8>, MediaError> {
+    let file = std::fs::File::open(path).map_err(MediaError::Open)?;
+    let source = bakfile::source::FileSource::new(file).map_err(MediaError::Open)?;
+    let mut b = vec![0u8; usize::try_from(len).map_err(|_| malformed("stream too long"))?];
+    let n = if plain {
+        let mut s = source;
+        bakfile::source::read_full(&mut s, offset, &mut b)
+    } else {
+        let mut c = bakfile::container::Container::new(source);
+        bakfile::source::read_full(&mut c, offset, &mut b)
+    }
+    .map_err(MediaError::Open)?;
+    if (n as u64) < len {
         return Err(malformed("file ends inside a stream"));
     }
     Ok(b)
 }
 
 /// The payload bytes of the set's first stream of `kind` (after the 2-byte pad).
-fn stream_bytes(path: &Path, set: &BackupSet, kind: &str) -> Result<Option<Vec<u8>>, MediaError> {
+fn stream_bytes(
+    path: &Path,
+    plain: bool,
+    set: &BackupSet,
+    kind: &str,
+) -> Result<Option<Vec<u8>>, MediaError> {
     match set.streams.iter().find(|s| s.kind == kind) {
-        Some(s) if s.length >= 2 => read_range(path, s.data_offset + 2, s.length - 2).map(Some),
+        Some(s) if s.length >= 2 => {
+            read_range(path, plain, s.data_offset + 2, s.length - 2).map(Some)
+        }
         _ => Ok(None),
     }
 }
 
-/// The simulator's description of a set, with every value the MTF records hold
-/// taken from the reader.
 fn sim_header(
     path: &Path,
     set: &BackupSet,
     media: &bakfile::MediaInfo,
     plain: bool,
 ) -> Result<Option<(SetHeader, Vec<LogRecord>)>, MediaError> {
-    if !plain {
-        return Ok(None);
-    }
-    let Some(bytes) = stream_bytes(path, set, "MQTL")? else {
+    let Some(bytes) = stream_bytes(path, plain, set, "MQTL")? else {
         return Ok(None);
     };
     let Some(parsed) = decode_log(&bytes) else {
@@ -665,7 +679,7 @@ fn read_family(path: &Path, position: i64) -> Result<(SetHeader, SetPayload), Me
     let plain = file.container == bakfile::ContainerKind::Mtf;
     let (h, log) = sim_header(path, set, &file.media, plain)?.ok_or(MediaError::Foreign)?;
     let mut pages = Vec::new();
-    if let Some(data) = stream_bytes(path, set, "MQDA")? {
+    if let Some(data) = stream_bytes(path, plain, set, "MQDA")? {
         for p in data.chunks(PAGE_SIZE) {
             let (_, id) = bakfile::checksum::page_id(p);
             let page = Page::decode(p).map_err(|e| MediaError::PageError {
