@@ -24,8 +24,9 @@ use pacsbak::config::ConfigDir;
 use pacsbak::jobs::db_backup::{self, DbBackupOptions};
 use pacsbak::jobs::open_targets;
 use pacsbak::policy::Policy;
+use pacsbak::records::BackupKind;
 use pacsbak::repository::Repository;
-use pacsbak::sqlserver::{run_long, BackupKind, Instance};
+use pacsbak::sqlserver::{run_long, Instance};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -115,7 +116,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut targets = Vec::new();
     for _ in 0..runs {
         let _ = std::fs::remove_dir_all(d.join("repo"));
-        Repository::init(cfg.target(Some("local"))?.open()?, "benchmark passphrase").await?;
+        Repository::init(
+            pacsbak::storage::open_target(cfg.target(Some("local"))?)?,
+            "benchmark passphrase",
+        )
+        .await?;
         targets = open_targets(&cfg, &policy).await?;
         firsts.push(measure(&instance, &policy, &targets, d).await?);
     }

@@ -15,7 +15,8 @@
 use std::fmt;
 
 /// What kind of failure this is; decides the exit code and whether to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A configuration file, option or argument is wrong: fix the input.
@@ -40,12 +41,48 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The process exit code for a command that stopped with this error: 1 when
+    /// what it read was found damaged (the engineer must look at the data), 2 when
+    /// the command could not run (input, access, reach, or a refusal to protect
+    /// data). The one place exit codes of errors come from.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Integrity => 1,
+            _ => 2,
+        }
+    }
+
+    /// The kind's name as JSON and the journal spell it (`sql-server`, `storage`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Storage => "storage",
+            ErrorKind::StorageTransient => "storage-transient",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Format => "format",
+            ErrorKind::Io => "io",
+            ErrorKind::SqlServer => "sql-server",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The one public error type of the library.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     context: Vec<(&'static str, String)>,
+    sql_error: Option<u32>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -56,13 +93,24 @@ impl Error {
             kind,
             message: message.into(),
             context: Vec::new(),
+            sql_error: None,
             source: None,
         }
     }
 
-    /// Adds a key/value pair of context (`file`, `target`, `database`...).
+    /// Records SQL Server's error number (kept as a number, for outcomes and alerts).
+    pub fn with_sql_error(mut self, number: u32) -> Self {
+        self.sql_error = Some(number);
+        self
+    }
+
+    /// Adds a key/value pair of context (`file`, `target`, `database`...). A key
+    /// already present keeps its first (innermost) value, so an error passed up
+    /// through several layers names the server or database once.
     pub fn with(mut self, key: &'static str, value: impl fmt::Display) -> Self {
-        self.context.push((key, value.to_string()));
+        if self.context.iter().all(|(k, _)| *k != key) {
+            self.context.push((key, value.to_string()));
+        }
         self
     }
 
@@ -96,6 +144,25 @@ impl Error {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The SQL Server error number, when SQL Server (or the simulator) failed it.
+    pub fn sql_error(&self) -> Option<u32> {
+        self.sql_error
+    }
+
+    /// The structured form of this error, for outcomes, JSON and the journal.
+    pub fn record(&self) -> ErrorRecord {
+        ErrorRecord {
+            kind: self.kind,
+            message: self.message.clone(),
+            context: self
+                .context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            sql_error: self.sql_error,
+        }
+    }
+
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::StorageTransient)
@@ -110,18 +177,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if !self.context.is_empty() {
-            f.write_str(" (")?;
-            for (i, (k, v)) in self.context.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "{k}: {v}")?;
-            }
-            f.write_str(")")?;
-        }
-        Ok(())
+        self.record().fmt(f)
     }
 }
 
@@ -130,6 +186,71 @@ impl std::error::Error for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An error as data: what job outcomes, `--json` and the journal carry. Built from
+/// an [`Error`] with [`Error::record`], so it says exactly what the error said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorRecord {
+    /// What kind of failure: decides the exit code and whether a retry may help.
+    pub kind: ErrorKind,
+    /// The message for the engineer, without context.
+    pub message: String,
+    /// Where: file, line, key, target, server, database... in the order added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<(String, String)>,
+    /// SQL Server's error number, when SQL Server failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_error: Option<u32>,
+}
+
+impl ErrorRecord {
+    /// A record made here, not from an [`Error`] (a failure found by a job itself).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            context: Vec::new(),
+            sql_error: None,
+        }
+    }
+}
+
+impl From<&Error> for ErrorRecord {
+    fn from(e: &Error) -> Self {
+        e.record()
+    }
+}
+
+impl From<Error> for ErrorRecord {
+    fn from(e: Error) -> Self {
+        e.record()
+    }
+}
+
+impl fmt::Display for ErrorRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        let mut pairs: Vec<(&str, String)> = self
+            .context
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        if let Some(n) = self.sql_error {
+            pairs.push(("sql_error", n.to_string()));
+        }
+        if !pairs.is_empty() {
+            f.write_str(" (")?;
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{k}: {v}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
     }
 }
 

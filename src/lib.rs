@@ -7,14 +7,18 @@
 
 pub mod bakfile;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod direct_io;
 pub mod error;
 pub mod jobs;
+pub mod outcome;
 pub mod policy;
+pub mod records;
 pub mod simulator;
 pub mod sqlserver;
 
 pub use error::{Error, ErrorKind};
+pub mod render;
 pub mod repository;
 pub mod storage;

@@ -11,12 +11,10 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let cli = pacsbak::cli::Cli::parse();
     pacsbak::cli::init_tracing(&cli.global);
+    let (command, json) = (cli.command.name(), cli.global.json);
     match pacsbak::cli::run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) => pacsbak::cli::report_failure(command, &err, json),
     }
 }
 

@@ -63,6 +63,24 @@ impl Serialize for Lsn {
     }
 }
 
+/// Read back from the string form (a bare JSON number is accepted too).
+impl<'de> serde::Deserialize<'de> for Lsn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Number(u64),
+        }
+        match Form::deserialize(d)? {
+            Form::Text(t) => t
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("{t:?} is not an LSN"))),
+            Form::Number(n) => Ok(Lsn(u128::from(n))),
+        }
+    }
+}
+
 /// The kind of backup, as msdb's letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackupType {
@@ -84,6 +102,28 @@ impl BackupType {
             b'I' => Self::Differential,
             b'L' => Self::Log,
             other => Self::Other(other),
+        }
+    }
+
+    /// The file's type of a backup pacsbak takes.
+    pub fn from_kind(kind: crate::records::BackupKind) -> Self {
+        use crate::records::BackupKind;
+        match kind {
+            BackupKind::Full => Self::Full,
+            BackupKind::Diff => Self::Differential,
+            BackupKind::Log => Self::Log,
+        }
+    }
+
+    /// The kind pacsbak takes and restores, or `None` for the others (file,
+    /// partial...), which the planner reports instead of using.
+    pub fn native(&self) -> Option<crate::records::BackupKind> {
+        use crate::records::BackupKind;
+        match self {
+            Self::Full => Some(BackupKind::Full),
+            Self::Differential => Some(BackupKind::Diff),
+            Self::Log => Some(BackupKind::Log),
+            Self::Other(_) => None,
         }
     }
 
@@ -121,12 +161,17 @@ impl BackupType {
 
 impl fmt::Display for BackupType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Full => "full",
-            Self::Differential => "differential",
-            Self::Log => "log",
-            Self::Other(_) => "other",
-        })
+        match self.native() {
+            Some(k) => k.fmt(f),
+            None => f.pad("other"),
+        }
+    }
+}
+
+/// As [`crate::records::BackupKind`] spells it (`full`, `diff`, `log`), or `other`.
+impl Serialize for BackupType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

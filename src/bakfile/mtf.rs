@@ -349,6 +349,15 @@ impl Serialize for MtfDate {
     }
 }
 
+/// Read back from `YYYY-MM-DD HH:MM:SS` (what [`Serialize`] writes).
+impl<'de> serde::Deserialize<'de> for MtfDate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        MtfDate::parse_text(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a date and time")))
+    }
+}
+
 /// A stream found in a block: where its header and data are.
 #[derive(Debug, Clone)]
 pub struct Stream {

@@ -22,6 +22,7 @@ use serde::Serialize;
 use super::header::{BackupType, Lsn};
 use super::mtf::MtfDate;
 use super::reader::BackupFile;
+use crate::records::BackupKind;
 
 /// One backup (one file, or one stripe of a striped set), from wherever it is
 /// described: a file's headers or a repository manifest.
@@ -31,7 +32,9 @@ pub struct BackupDescription {
     pub source: String,
     pub database_name: String,
     pub server_name: String,
-    pub backup_type: char,
+    /// The set's type as the file or record says; types pacsbak does not restore
+    /// (file, partial) are reported, not planned.
+    pub backup_type: BackupType,
     pub position: u16,
     pub first_lsn: Option<Lsn>,
     pub last_lsn: Option<Lsn>,
@@ -63,7 +66,7 @@ impl BackupDescription {
                 source: f.path.clone(),
                 database_name: s.header.database_name.clone(),
                 server_name: s.header.server_name.clone(),
-                backup_type: s.kind.map_or('?', |k| k.letter()),
+                backup_type: s.kind.unwrap_or(BackupType::Other(b'?')),
                 position: s.header.position,
                 first_lsn: s.header.first_lsn,
                 last_lsn: s.header.last_lsn,
@@ -82,8 +85,8 @@ impl BackupDescription {
             .collect()
     }
 
-    fn kind(&self) -> BackupType {
-        BackupType::from_letter(self.backup_type as u8)
+    fn kind(&self) -> Option<BackupKind> {
+        self.backup_type.native()
     }
 }
 
@@ -99,8 +102,8 @@ pub struct PlanRequest {
 /// One RESTORE statement of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanStep {
-    /// `full`, `differential` or `log`.
-    pub kind: String,
+    /// Full, differential or log.
+    pub kind: BackupKind,
     /// Every file of the set, in family order.
     pub files: Vec<String>,
     pub position: u16,
@@ -146,10 +149,10 @@ impl SetGroup {
             .collect()
     }
 
-    fn step(&self, stop_at: Option<MtfDate>) -> PlanStep {
+    fn step(&self, kind: BackupKind, stop_at: Option<MtfDate>) -> PlanStep {
         let d = &self.first;
         PlanStep {
-            kind: d.kind().to_string(),
+            kind,
             files: self.stripes.values().cloned().collect(),
             position: d.position,
             first_lsn: d.first_lsn,
@@ -257,7 +260,7 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
                 source: g.name(),
                 reason: format!(
                     "{} backup striped over {} files: file(s) {} of the set are missing",
-                    g.first.kind(),
+                    g.first.backup_type,
                     g.first.family_count,
                     nums.join(", ")
                 ),
@@ -273,13 +276,13 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     // Differentials whose full backup is not among the descriptions.
     let fulls: Vec<Option<Lsn>> = complete
         .iter()
-        .filter(|g| g.first.kind() == BackupType::Full)
+        .filter(|g| g.first.kind() == Some(BackupKind::Full))
         .map(|g| g.first.checkpoint_lsn)
         .collect();
     let mut foreign: Vec<String> = Vec::new();
     for g in complete
         .iter()
-        .filter(|g| g.first.kind() == BackupType::Differential)
+        .filter(|g| g.first.kind() == Some(BackupKind::Diff))
     {
         if !fulls.contains(&g.first.database_backup_lsn) {
             foreign.push(g.name());
@@ -298,7 +301,7 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     // 1. The newest full.
     let full = complete
         .iter()
-        .filter(|g| g.first.kind() == BackupType::Full && in_time(g))
+        .filter(|g| g.first.kind() == Some(BackupKind::Full) && in_time(g))
         .max_by_key(|g| (g.first.checkpoint_lsn, g.first.last_lsn))
         .cloned();
     let Some(full) = full else {
@@ -316,7 +319,7 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     let diff = complete
         .iter()
         .filter(|g| {
-            g.first.kind() == BackupType::Differential
+            g.first.kind() == Some(BackupKind::Diff)
                 && g.first.database_backup_lsn == full.first.checkpoint_lsn
                 && in_time(g)
         })
@@ -330,7 +333,7 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     // 3. Logs, by LSN.
     let mut logs: Vec<&SetGroup> = complete
         .iter()
-        .filter(|g| g.first.kind() == BackupType::Log)
+        .filter(|g| g.first.kind() == Some(BackupKind::Log))
         .collect();
     logs.sort_by_key(|g| (g.first.first_lsn, g.first.last_lsn));
     let mut restored = steps.last().and_then(|g| g.first.last_lsn);
@@ -399,33 +402,42 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
         }
     }
     let n_logs = log_steps.len();
-    let mut out: Vec<PlanStep> = steps.iter().map(|g| g.step(None)).collect();
+    let mut out: Vec<PlanStep> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let kind = if i == 0 {
+                BackupKind::Full
+            } else {
+                BackupKind::Diff
+            };
+            g.step(kind, None)
+        })
+        .collect();
     for (i, g) in log_steps.iter().enumerate() {
         let stop = if i + 1 == n_logs && reached_at {
             req.at
         } else {
             None
         };
-        out.push(g.step(stop));
+        out.push(g.step(BackupKind::Log, stop));
     }
     plan.steps = out;
     let unused: Vec<&SetGroup> = complete
         .iter()
-        .filter(|g| g.first.kind() != BackupType::Log && !used.contains(&g.name()))
+        .filter(|g| g.first.kind() != Some(BackupKind::Log) && !used.contains(&g.name()))
         .collect();
     for g in unused {
         let reason = match g.first.kind() {
-            BackupType::Full => "older full backup: a newer one is used".to_string(),
-            BackupType::Differential
-                if g.first.database_backup_lsn == full.first.checkpoint_lsn =>
-            {
+            Some(BackupKind::Full) => "older full backup: a newer one is used".to_string(),
+            Some(BackupKind::Diff) if g.first.database_backup_lsn == full.first.checkpoint_lsn => {
                 "older differential: the newest one on the same base is used".to_string()
             }
-            BackupType::Differential if fulls.contains(&g.first.database_backup_lsn) => {
+            Some(BackupKind::Diff) if fulls.contains(&g.first.database_backup_lsn) => {
                 "differential on another full backup".to_string()
             }
-            BackupType::Differential => continue,
-            other => format!("{other} backup: not planned"),
+            Some(BackupKind::Diff) => continue,
+            _ => format!("{} backup: not planned", g.first.backup_type),
         };
         plan.skipped.push(Skipped {
             source: g.name(),

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::context::{human_bytes, open_repository, print_json, runtime};
+use super::context::{finish, open_repository, runtime};
 use super::GlobalArgs;
+use crate::outcome::Outcome;
+use crate::records::Series;
 use crate::repository::BackupOptions;
 
 /// Backups.
@@ -39,7 +41,7 @@ enum BackupCommand {
         policy: String,
         /// full, diff or log (default: what the policy's schedules make due now).
         #[arg(long = "type")]
-        kind: Option<crate::sqlserver::BackupKind>,
+        kind: Option<crate::records::BackupKind>,
         /// Only this database.
         #[arg(long)]
         database: Option<String>,
@@ -95,50 +97,12 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let repo = open_repository(global, target.as_deref()).await?;
         // The same sources again are the next version of the same series.
-        let series = paths
-            .iter()
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
         let opts = BackupOptions {
             tags,
-            series: Some(format!("files\n{series}")),
+            series: Series::files(&paths).key(),
             ..BackupOptions::default()
         };
         let report = repo.backup(&paths, &opts).await?;
-        let s = &report.summary;
-        if global.json {
-            print_json(&report)?;
-        } else {
-            println!("snapshot {} saved", report.snapshot_id.short());
-            println!(
-                "  {} files, {} folders, {} links, {} read",
-                s.files,
-                s.dirs,
-                s.symlinks,
-                human_bytes(s.bytes_read)
-            );
-            println!(
-                "  {} new chunks ({}), {} added to the repository",
-                s.new_chunks,
-                human_bytes(s.new_bytes),
-                human_bytes(s.added_bytes)
-            );
-            if report.adopted_packs > 0 {
-                println!(
-                    "  reused {} packs left by an interrupted backup",
-                    report.adopted_packs
-                );
-            }
-            for e in &s.errors {
-                eprintln!("  not backed up: {e}");
-            }
-        }
-        Ok(if s.errors.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        finish(&Outcome::BackupFiles(report), global.json)
     })
 }

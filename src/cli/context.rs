@@ -1,6 +1,7 @@
 //! What every repository command needs: the config folder, a runtime, the repository.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,7 +19,9 @@ pub fn config_dir(global: &GlobalArgs) -> PathBuf {
 /// Loads the configuration folder.
 pub fn load_config(global: &GlobalArgs) -> anyhow::Result<ConfigDir> {
     let dir = config_dir(global);
-    Ok(ConfigDir::load(&dir)?)
+    let cfg = ConfigDir::load(&dir)?;
+    crate::clock::install(crate::clock::Clock::system(cfg.main.time_zone.as_deref())?);
+    Ok(cfg)
 }
 
 /// A multi-threaded runtime for one command.
@@ -36,7 +39,7 @@ pub fn target_and_passphrase(
 ) -> anyhow::Result<(Arc<dyn Storage>, Passphrase)> {
     let cfg = load_config(global)?;
     let t = cfg.target(target)?;
-    let storage = t.open()?;
+    let storage = crate::storage::open_target(t)?;
     let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
     Ok((storage, pass))
 }
@@ -53,26 +56,16 @@ pub async fn open_repository(
         .with_context(|| format!("cannot open the repository on target {name:?}"))
 }
 
-/// Prints `value` as pretty JSON.
+/// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::render::write_json(&mut std::io::stdout().lock(), value)?;
     Ok(())
 }
 
-/// Human-readable byte counts.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+/// Prints a job's outcome (text, or JSON with `--json`) and gives its exit code.
+pub fn finish(outcome: &crate::outcome::Outcome, json: bool) -> anyhow::Result<ExitCode> {
+    crate::render::print(outcome, json)?;
+    Ok(ExitCode::from(outcome.exit_code()))
 }
 
 /// The configuration folder and the policy named by `--policy`.

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::context::{human_bytes, open_repository, print_json, runtime};
+use super::context::{finish, open_repository, runtime};
 use super::GlobalArgs;
+use crate::outcome::{CopyRun, CopyTarget, Outcome, Status};
 
 /// Copy snapshots between targets.
 #[derive(Debug, Args)]
@@ -28,53 +29,36 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let src = open_repository(global, Some(&args.from)).await?;
-        let mut results = Vec::new();
-        let mut failed = 0;
+        let mut targets = Vec::new();
         for to in &args.to {
-            let outcome = match open_repository(global, Some(to)).await {
+            let copied = match open_repository(global, Some(to)).await {
                 Ok(dest) => src.copy_to(&dest).await.map_err(anyhow::Error::from),
                 Err(e) => Err(e),
             };
-            match outcome {
-                Ok(r) => {
-                    if !global.json {
-                        println!(
-                            "{} -> {}{}: {} snapshots copied ({} already there), {} packs, {} sent",
-                            r.from,
-                            r.to,
-                            if r.reencrypted {
-                                " (other keys: re-encrypted)"
-                            } else {
-                                ""
-                            },
-                            r.copied.len(),
-                            r.already_present,
-                            r.packs_sent,
-                            human_bytes(r.bytes_sent)
-                        );
-                    }
-                    results.push(serde_json::json!({"target": to, "ok": true, "report": r}));
-                }
-                Err(e) => {
-                    failed += 1;
-                    if !global.json {
-                        eprintln!("{} -> {to}: FAILED: {e:#}", args.from);
-                    }
-                    results.push(
-                        serde_json::json!({"target": to, "ok": false, "error": format!("{e:#}")}),
-                    );
-                }
-            }
+            targets.push(match copied {
+                Ok(r) => CopyTarget {
+                    target: to.clone(),
+                    status: Status::Ok,
+                    ok: true,
+                    report: Some(r),
+                    error: None,
+                },
+                Err(e) => CopyTarget {
+                    target: to.clone(),
+                    status: Status::Failed,
+                    ok: false,
+                    report: None,
+                    error: Some(super::error_record(&e)),
+                },
+            });
         }
-        if global.json {
-            print_json(
-                &serde_json::json!({"from": args.from, "targets": results, "failed": failed}),
-            )?;
-        }
-        Ok(if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        let failed = targets.iter().filter(|t| !t.ok).count();
+        let outcome = Outcome::Copy(CopyRun {
+            from: args.from.clone(),
+            targets,
+            failed,
+            ok: failed == 0,
+        });
+        finish(&outcome, global.json)
     })
 }

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::context::{human_bytes, open_repository, print_json, runtime};
+use super::context::{open_repository, print_json, runtime};
 use super::GlobalArgs;
+use crate::render::human_bytes;
 use crate::repository::{diff_snapshots, ChangeKind};
 
 /// Options of `diff`.

@@ -80,11 +80,13 @@ pub enum Command {
 
 /// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_tracing(global: &GlobalArgs) {
+    use std::io::IsTerminal;
     let default = match global.verbose {
-        // tiberius warns on every plaintext connection; the policy's `encryption`
-        // already says so, and pacsbak warns itself where it matters.
-        0 => "warn,tiberius=error",
-        1 => "info,tiberius=error",
+        // tiberius warns on every plaintext connection (the policy's `encryption`
+        // already says so) and logs every server ERROR token itself, before pacsbak
+        // reports the same error once, with its context: it is silenced.
+        0 => "warn,tiberius=off",
+        1 => "info,tiberius=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,14 +94,74 @@ pub fn init_tracing(global: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// The structured form of a command's failure: the library's error (its kind,
+/// context and SQL Server error number) under what the command was doing.
+pub fn error_record(e: &anyhow::Error) -> crate::error::ErrorRecord {
+    let inner = e.chain().find_map(|c| c.downcast_ref::<crate::Error>());
+    let Some(inner) = inner else {
+        // Only argument checks of the CLI itself fail without a library error.
+        return crate::error::ErrorRecord::new(crate::ErrorKind::Config, format!("{e:#}"));
+    };
+    let mut record = inner.record();
+    // What the command was doing, outermost first, down to the library's error.
+    let doing: Vec<String> = e
+        .chain()
+        .take_while(|c| c.downcast_ref::<crate::Error>().is_none())
+        .map(|c| c.to_string())
+        .collect();
+    if !doing.is_empty() {
+        record.message = format!("{}: {}", doing.join(": "), record.message);
+    }
+    record
+}
+
+/// Reports a command that could not run, on stderr (or as JSON on stdout with
+/// `--json`), and gives its exit code: the one place errors become exit codes.
+pub fn report_failure(command: &str, e: &anyhow::Error, json: bool) -> ExitCode {
+    let record = error_record(e);
+    let code = record.kind.exit_code();
+    if json {
+        let failure = crate::outcome::Outcome::Failed(crate::outcome::JobFailure {
+            command: command.to_string(),
+            ok: false,
+            error: record,
+        });
+        if crate::render::print(&failure, true).is_err() {
+            eprintln!("error: {e:#}");
+        }
+    } else {
+        eprintln!("error: {record}");
+    }
+    ExitCode::from(code)
+}
+
+impl Command {
+    /// The command's name as outcomes and the journal record it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Repo(_) => "repo",
+            Command::Backup(_) => "backup",
+            Command::Snapshots(_) => "snapshots",
+            Command::Diff(_) => "diff",
+            Command::Restore(_) => "restore",
+            Command::Verify(_) => "verify",
+            Command::Inspect(_) => "inspect",
+            Command::Target(_) => "target",
+            Command::Copy(_) => "copy",
+            Command::Simulator(_) => "simulator",
+            Command::Check(_) => "check",
+            Command::Sandbox(_) => "sandbox",
+        }
+    }
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
-    // Read the local UTC offset while the process still has one thread.
-    crate::storage::init_local_offset();
     match cli.command {
         Command::Repo(a) => repo::run(g, a),
         Command::Backup(a) => backup::run(g, a),

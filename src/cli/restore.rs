@@ -4,15 +4,16 @@
 //! The subcommands are nested (`restore db plan`, later `restore db run`,
 //! `restore files`) so each kind of restore has its own group.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::context::{finish, load_policy, open_repository, runtime};
 use crate::bakfile::plan::{describe_folder, plan, PlanRequest};
 use crate::bakfile::MtfDate;
+use crate::outcome::{Outcome, PlanOutcome};
 
 /// `pacsbak restore`.
 #[derive(Debug, Args)]
@@ -110,9 +111,8 @@ fn parse_at(s: &str) -> anyhow::Result<MtfDate> {
 }
 
 fn run_plan(global: &super::GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let json = global.json;
     let at = args.at.as_deref().map(parse_at).transpose()?;
-    let (p, from) = match &args.from_folder {
+    let (plan, from) = match &args.from_folder {
         Some(folder) => {
             let (descriptions, unreadable) =
                 describe_folder(folder).with_context(|| format!("reading {}", folder.display()))?;
@@ -129,88 +129,27 @@ fn run_plan(global: &super::GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitC
                 .database
                 .clone()
                 .context("--database is required when planning from the repository")?;
-            let rt = super::context::runtime()?;
+            let rt = runtime()?;
             rt.block_on(async {
-                let repo = super::context::open_repository(global, args.target.as_deref()).await?;
+                let repo = open_repository(global, args.target.as_deref()).await?;
                 let p = crate::jobs::restore_db::plan_from_repository(&repo, &db, at).await?;
                 anyhow::Ok((p, format!("the repository on {}", repo.storage().name())))
             })?
         }
     };
-    print_plan(&p, &from, json)
-}
-
-/// Prints a plan; exit 1 when it is broken.
-pub fn print_plan(
-    p: &crate::bakfile::RestorePlan,
-    from: &str,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &p)?;
-        writeln!(out)?;
-    } else {
-        writeln!(
-            out,
-            "Restore plan for [{}] from {}{}",
-            p.database.as_deref().unwrap_or("?"),
-            from,
-            p.at.map(|a| format!(" to {a}")).unwrap_or_default()
-        )?;
-        for (i, s) in p.steps.iter().enumerate() {
-            let last = i + 1 == p.steps.len();
-            let recovery = if last { "RECOVERY" } else { "NORECOVERY" };
-            let stop = s
-                .stop_at
-                .map(|a| format!(", STOPAT = '{a}'"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "  {}. {:<12} {}  (taken {}, LSN {} .. {})  WITH {}{}",
-                i + 1,
-                s.kind,
-                s.files.join(" + "),
-                s.backup_start_date.map_or("?".into(), |d| d.to_string()),
-                s.first_lsn.map_or("?".into(), |l| l.to_string()),
-                s.last_lsn.map_or("?".into(), |l| l.to_string()),
-                recovery,
-                stop
-            )?;
-        }
-        for s in &p.skipped {
-            writeln!(out, "  not used: {}: {}", s.source, s.reason)?;
-        }
-        for pr in &p.problems {
-            writeln!(out, "  PROBLEM: {pr}")?;
-        }
-        writeln!(
-            out,
-            "  verdict: {}",
-            if p.ok {
-                "OK"
-            } else {
-                "BROKEN: the restore cannot reach its target"
-            }
-        )?;
-    }
-    Ok(if p.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    finish(
+        &Outcome::RestorePlan(PlanOutcome { from, plan }),
+        global.json,
+    )
 }
 
 fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCode> {
     let at = a.at.as_deref().map(parse_at).transpose()?;
-    let (cfg, policy) = super::context::load_policy(global, &a.policy)?;
-    let rt = super::context::runtime()?;
+    let (_cfg, policy) = load_policy(global, &a.policy)?;
+    let rt = runtime()?;
     rt.block_on(async {
-        let target = a.target.clone().or_else(|| policy.targets.first().cloned());
-        let t = cfg.target(target.as_deref())?;
-        let pass = crate::config::repository_passphrase(&cfg.main, &cfg.dir)?;
-        let repo = crate::repository::Repository::open(t.open()?, &pass).await?;
+        let target = policy.restore_target(a.target.as_deref());
+        let repo = open_repository(global, target).await?;
         let instance = crate::sqlserver::Instance::open(&policy.instance_spec()?).await?;
         let o = crate::jobs::restore_db::RestoreDbOptions {
             database: a.database.clone(),
@@ -221,20 +160,6 @@ fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCo
             replace: a.replace,
         };
         let r = crate::jobs::restore_db::run(&policy, &instance, &repo, &o).await?;
-        if global.json {
-            super::context::print_json(&r)?;
-        } else {
-            println!(
-                "Restored [{}] as [{}] from the repository on {}",
-                a.database, a.as_name, t.name
-            );
-            for f in &r.staged {
-                println!("  staged  {f}");
-            }
-            for s in &r.statements {
-                println!("  ran     {s}");
-            }
-        }
-        Ok(ExitCode::SUCCESS)
+        finish(&Outcome::RestoreDb(r), global.json)
     })
 }

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::backup_db::{print_db_run, print_folders_run};
 use super::context::{print_json, runtime, terminal_progress};
 use super::GlobalArgs;
+use crate::outcome::PlanOutcome;
+use crate::render;
 
 /// Arguments of `sandbox`.
 #[derive(Debug, Args)]
@@ -42,17 +43,25 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
         }
     );
     println!("1. The nightly plan on the simulated PACS database (BACKUP WITH CHECKSUM, RESTORE VERIFYONLY, offsite, read back):");
+    let mut out = std::io::stdout().lock();
     for n in &r.nightly {
-        print_db_run(n);
+        render::db_run(&mut out, n)?;
     }
     println!("\n2. Program folders (a switched-off workstation is missed, not a failure):");
-    print_folders_run(&r.folders);
+    render::folders_run(&mut out, &r.folders)?;
     println!("\n3. Manual pre-upgrade backup (COPY_ONLY, pinned):");
     for l in &r.manual.restorable {
         println!("  {l}");
     }
     println!("\n4. Restore plan for PACS from the repository alone (as if msdb were gone):");
-    let _ = super::restore::print_plan(&r.plan, "the repository", false)?;
+    render::plan(
+        &mut out,
+        &PlanOutcome {
+            from: "the repository".into(),
+            plan: r.plan.clone(),
+        },
+    )?;
+    drop(out);
     println!("\nWhere everything is:");
     println!("  configuration   {d}  (pacsbak.toml, policies/sandbox.toml, storage-targets/offsite.toml)");
     println!("  repository      {d}/repository  ({} snapshots, encrypted; passphrase in {d}/repository.pass)", r.snapshots);

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::context::{human_bytes, open_repository, print_json, runtime};
+use super::context::{open_repository, print_json, runtime};
 use super::GlobalArgs;
+use crate::render::human_bytes;
 
 /// Options of `snapshots`.
 #[derive(Debug, Args)]
@@ -27,6 +28,10 @@ struct Row {
     files: u64,
     size: u64,
     pinned: bool,
+    /// The typed record of a native backup (absent for other kinds, and for a
+    /// record that cannot be read: `meta` still shows what is there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<crate::records::BackupRecord>,
     meta: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -49,6 +54,9 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
                 files: s.snapshot.summary.files,
                 size: s.snapshot.total_size(),
                 pinned: s.snapshot.pinned,
+                record: (s.snapshot.kind == crate::repository::SnapshotKind::SqlBackup)
+                    .then(|| crate::records::BackupRecord::from_snapshot(&s.snapshot).ok())
+                    .flatten(),
                 meta: s.snapshot.meta.clone(),
             })
             .collect();

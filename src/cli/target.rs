@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::context::{human_bytes, load_config, print_json, runtime};
+use super::context::{load_config, print_json, runtime};
 use super::GlobalArgs;
+use crate::render::human_bytes;
 use crate::storage::check::check_target;
 
 /// Storage targets.
@@ -31,7 +32,7 @@ pub fn run(global: &GlobalArgs, args: TargetArgs) -> anyhow::Result<ExitCode> {
     let t = cfg.target(Some(&name))?;
     let rt = runtime()?;
     rt.block_on(async {
-        let storage = t.open()?;
+        let storage = crate::storage::open_target(t)?;
         let r = check_target(storage, t.append_only).await;
         if global.json {
             print_json(&r)?;

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 pub use secrets::{read_secret_file, read_secret_map, repository_passphrase, Passphrase};
 pub use target::{
-    parse_rate, parse_size, Addressing, CredentialRefs, Credentials, Limits, ServiceKind,
-    TargetConfig,
+    parse_rate, parse_size, Addressing, BandwidthSchedule, BandwidthWindow, CredentialRefs,
+    Credentials, Limits, ServiceKind, TargetConfig,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -33,6 +33,9 @@ pub struct MainConfig {
     /// Repository access.
     #[serde(default)]
     pub repository: RepositorySection,
+    /// The hospital's time zone, an IANA name (`Asia/Shanghai`): schedules and
+    /// bandwidth windows are read in it. Default: the machine's zone.
+    pub time_zone: Option<String>,
 }
 
 /// `[repository]` in `pacsbak.toml`.
@@ -72,6 +75,9 @@ impl ConfigDir {
             .with("file", main_path.display()));
         }
         let main: MainConfig = parse_file(&main_path)?;
+        // Refused here, naming the file, rather than at the first schedule.
+        crate::clock::Clock::system(main.time_zone.as_deref())
+            .map_err(|e| e.with("file", main_path.display()))?;
         let mut targets = BTreeMap::new();
         for path in toml_files(&dir.join("storage-targets"))? {
             let t = TargetConfig::load(&path, dir)?;

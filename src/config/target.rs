@@ -6,14 +6,12 @@
 //! environment variables or a secrets file the target file names.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{BandwidthSchedule, BandwidthWindow, Storage};
 
 /// The OpenDAL services pacsbak supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -352,12 +350,6 @@ impl TargetConfig {
         }
         Ok(creds)
     }
-
-    /// Connects to the target (no network I/O until the first call), with the
-    /// retry, bandwidth, connection and append-only wrappers.
-    pub fn open(&self) -> Result<Arc<dyn Storage>> {
-        crate::storage::open_target(self)
-    }
 }
 
 fn service_name(s: ServiceKind) -> &'static str {
@@ -547,5 +539,57 @@ mod tests {
         let e =
             load("service = \"fs\"\nroot = \"r\"\n[limits]\npart_size = \"1MiB\"\n").unwrap_err();
         assert_eq!(e.context("key"), Some("part_size"));
+    }
+}
+
+/// One time-of-day window of a bandwidth schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandwidthWindow {
+    /// Start, minutes after local midnight.
+    pub from: u16,
+    /// End (exclusive), minutes after local midnight; before `from` wraps midnight.
+    pub to: u16,
+    /// Bytes per second; `None` is unlimited.
+    pub limit: Option<u64>,
+}
+
+/// Bandwidth limits by time of day; outside every window the link is unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BandwidthSchedule {
+    windows: Vec<BandwidthWindow>,
+}
+
+impl BandwidthSchedule {
+    /// A schedule from windows; the first window that covers a minute wins.
+    pub fn new(windows: Vec<BandwidthWindow>) -> Self {
+        Self { windows }
+    }
+
+    /// The same limit all day.
+    pub fn constant(bytes_per_sec: u64) -> Self {
+        Self::new(vec![BandwidthWindow {
+            from: 0,
+            to: 24 * 60,
+            limit: Some(bytes_per_sec),
+        }])
+    }
+
+    /// Whether any window limits anything.
+    pub fn is_unlimited(&self) -> bool {
+        self.windows.iter().all(|w| w.limit.is_none())
+    }
+
+    /// The limit at `minute` after local midnight.
+    pub fn limit_at(&self, minute: u16) -> Option<u64> {
+        self.windows
+            .iter()
+            .find(|w| {
+                if w.from <= w.to {
+                    (w.from..w.to).contains(&minute)
+                } else {
+                    minute >= w.from || minute < w.to
+                }
+            })
+            .and_then(|w| w.limit)
     }
 }

@@ -10,8 +10,9 @@ use super::db_backup::select_databases;
 use super::free_space;
 use crate::error::Result;
 use crate::policy::Policy;
+use crate::records::BackupKind;
 use crate::sqlserver::catalog;
-use crate::sqlserver::{BackupKind, Instance};
+use crate::sqlserver::Instance;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

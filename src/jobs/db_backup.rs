@@ -10,22 +10,23 @@
 //! Nothing is ever deleted, here or offsite. One database failing does not stop the
 //! others; it makes the run fail.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::{date_text, free_space, stamp, Progress, Target};
-use crate::bakfile::{self, Lsn};
-use crate::error::{Error, ErrorKind, Result};
+use super::{free_space, stamp, Progress, Target};
+use crate::bakfile;
+use crate::error::{Error, ErrorKind, ErrorRecord, Result};
+use crate::outcome::Status;
 use crate::policy::{DatabaseSelection, Policy};
+use crate::records::BackupKind;
+use crate::records::{BackupRecord, CheckVerdict, Series, StripeFile, Tag};
 use crate::repository::{BackupOptions, Ingested, ReadBack, SnapshotKind};
 use crate::sqlserver::catalog::{self, DatabaseInfo, MsdbBackup};
-use crate::sqlserver::{run_long, verifyonly_sql, BackupKind, BackupStatement, Instance};
+use crate::sqlserver::{run_long, verifyonly_sql, BackupStatement, Instance};
 
 /// What to back up.
 #[derive(Clone, Default)]
@@ -68,7 +69,7 @@ pub struct OffsiteCopy {
     /// Packs checked for presence and size only (read back by earlier backups).
     pub packs_present: usize,
     /// What went wrong.
-    pub error: Option<String>,
+    pub error: Option<ErrorRecord>,
 }
 
 /// The outcome for one database.
@@ -94,14 +95,14 @@ pub struct DbBackupResult {
     pub verifyonly_seconds: f64,
     /// Copies on the targets.
     pub offsite: Vec<OffsiteCopy>,
-    /// The manifest metadata recorded.
-    pub meta: BTreeMap<String, Value>,
+    /// The backup record its snapshots carry, once the file was described.
+    pub record: Option<BackupRecord>,
+    /// Ok: backed up, verified, stored and read back on every target.
+    pub status: Status,
     /// Success: backed up, verified, stored and read back on every target.
     pub ok: bool,
     /// The failure, with server, database and SQL Server error number.
-    pub error: Option<String>,
-    /// The SQL Server error number, when SQL Server failed it.
-    pub sql_error: Option<u32>,
+    pub error: Option<ErrorRecord>,
 }
 
 /// The outcome of a run.
@@ -212,10 +213,10 @@ impl DbBackupResult {
             backup_seconds: 0.0,
             verifyonly_seconds: 0.0,
             offsite: Vec::new(),
-            meta: BTreeMap::new(),
+            record: None,
+            status: Status::Failed,
             ok: false,
             error: None,
-            sql_error: None,
         }
     }
 }
@@ -223,8 +224,7 @@ impl DbBackupResult {
 fn failed(db: &str, kind: BackupKind, copy_only: bool, e: Error) -> DbBackupResult {
     warn!(database = db, error = %e, "database backup failed");
     DbBackupResult {
-        sql_error: e.context("sql_error").and_then(|s| s.parse().ok()),
-        error: Some(e.to_string()),
+        error: Some(e.record()),
         ..DbBackupResult::pending(db, kind, copy_only)
     }
 }
@@ -246,16 +246,24 @@ async fn backup_one(
         Ok(()) => {
             res.ok = res.offsite.iter().all(|o| o.verified) && !res.offsite.is_empty();
             if !res.ok && res.error.is_none() {
-                res.error = Some("the offsite copy failed on at least one target".into());
+                res.error = Some(
+                    Error::new(
+                        ErrorKind::Storage,
+                        "the offsite copy failed on at least one target",
+                    )
+                    .with("server", &instance.name)
+                    .with("database", &db.name)
+                    .record(),
+                );
             }
         }
         Err(e) => {
             res.ok = false;
-            res.sql_error = e.context("sql_error").and_then(|s| s.parse().ok());
-            res.error = Some(e.to_string());
+            res.error = Some(e.record());
             warn!(database = %db.name, error = %e, "database backup failed");
         }
     }
+    res.status = if res.ok { Status::Ok } else { Status::Failed };
     res
 }
 
@@ -357,11 +365,7 @@ async fn backup_steps(
             .await
         {
             Ok(r) => break (files, r),
-            Err(e)
-                if attempt == 1
-                    && kind == BackupKind::Diff
-                    && e.context("sql_error") == Some("3035") =>
-            {
+            Err(e) if attempt == 1 && kind == BackupKind::Diff && e.sql_error() == Some(3035) => {
                 res.notes.push(
                     "SQL Server has no differential base (3035): took a full backup instead".into(),
                 );
@@ -401,7 +405,7 @@ async fn backup_steps(
     };
     let stored = async {
         let d = describe(instance, policy, opts, db, kind, &files).await?;
-        let bopts = sql_snapshot_options(policy, opts, db, kind, d.meta.clone());
+        let bopts = sql_snapshot_options(policy, opts, &d.record);
         let first = match targets.first() {
             Some(t) if !unusable.is_cancelled() => {
                 let first_opts = BackupOptions {
@@ -416,21 +420,24 @@ async fn backup_steps(
     };
     let (verified, stored) = tokio::join!(verifyonly, stored);
     let v = verified.map_err(|e| {
-        ctx(Error::new(
+        let failure = ctx(Error::new(
             ErrorKind::Integrity,
             format!(
                 "RESTORE VERIFYONLY failed: the backup is not usable and no snapshot of it was written offsite: {}",
                 e.message()
             ),
         ))
-        .with("sql_error", e.context("sql_error").unwrap_or("-"))
-        .with("file", &server_files[0])
+        .with("file", &server_files[0]);
+        match e.sql_error() {
+            Some(n) => failure.with_sql_error(n),
+            None => failure,
+        }
     })?;
     res.verifyonly_seconds = v.seconds;
     let (d, bopts, first) = stored?;
-    res.size = d.size;
+    res.size = d.record.size;
     res.notes.extend(d.notes);
-    res.meta = d.meta;
+    res.record = Some(d.record);
 
     // Offsite: every target, each copy proven by reading back what it stored.
     if let Some((copy, ingested)) = first {
@@ -443,8 +450,8 @@ async fn backup_steps(
     Ok(())
 }
 
-/// The manifest metadata of a native backup just taken: msdb's history row and the
-/// file's own header, which must agree on database, type and LSNs.
+/// The record of a native backup just taken: msdb's history row and the file's own
+/// header, which must agree on database, type and LSNs.
 async fn describe(
     instance: &Instance,
     policy: &Policy,
@@ -459,8 +466,8 @@ async fn describe(
     let mut sql = instance.connect().await?;
     let msdb = catalog::msdb_backup_for_device(&mut sql, &server_files[0]).await?;
     drop(sql);
-    let mut per_file = Vec::new();
-    let mut header_json = Value::Null;
+    let mut stripes = Vec::new();
+    let mut header = None;
     let mut size = 0;
     for (i, (srv, l)) in files.iter().enumerate() {
         let f = bakfile::inspect(l).map_err(|e| ctx(e).with("file", l.display()))?;
@@ -473,7 +480,6 @@ async fn describe(
             .with("file", l.display())
         })?;
         if i == 0 {
-            header_json = serde_json::to_value(&set.header).unwrap_or(Value::Null);
             if let Some(m) = &msdb {
                 compare(m, &set.header, set.kind.map(|k| k.letter())).map_err(|m| {
                     ctx(Error::new(ErrorKind::Integrity, m)).with("file", l.display())
@@ -481,92 +487,60 @@ async fn describe(
             } else {
                 notes.push("msdb has no history row for this file (error 3009?): the file's own header is the record".into());
             }
+            header = Some(set.header.clone());
         }
-        per_file.push(json!({
-            "name": l.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-            "server_path": srv,
-            "family_sequence": f.media.family_sequence.max(1),
-            "family_count": f.media.family_count.max(1),
-            "media_set_id": f.media.media_set_id,
-            "position": set.header.position,
-            "size": f.size,
-        }));
+        stripes.push(StripeFile {
+            name: l
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            server_path: srv.clone(),
+            family_sequence: f.media.family_sequence.max(1),
+            family_count: f.media.family_count.max(1),
+            media_set_id: f.media.media_set_id.clone(),
+            position: set.header.position,
+            size: f.size,
+        });
     }
-    let h = |k: &str| header_json.get(k).cloned().unwrap_or(Value::Null);
-    let lsn = |m: Option<Lsn>, hk: &str| m.map(|l| json!(l.to_string())).unwrap_or_else(|| h(hk));
-    let mut meta = BTreeMap::new();
-    meta.insert("instance".into(), json!(instance.name));
-    meta.insert("database".into(), json!(db.name));
-    meta.insert("type".into(), json!(kind.as_str()));
-    meta.insert(
-        "copy_only".into(),
-        json!(opts.copy_only && kind != BackupKind::Diff),
-    );
-    meta.insert(
-        "first_lsn".into(),
-        lsn(msdb.as_ref().and_then(|m| m.first_lsn), "FirstLSN"),
-    );
-    meta.insert(
-        "last_lsn".into(),
-        lsn(msdb.as_ref().and_then(|m| m.last_lsn), "LastLSN"),
-    );
-    meta.insert(
-        "checkpoint_lsn".into(),
-        lsn(
-            msdb.as_ref().and_then(|m| m.checkpoint_lsn),
-            "CheckpointLSN",
-        ),
-    );
-    meta.insert(
-        "database_backup_lsn".into(),
-        lsn(
-            msdb.as_ref().and_then(|m| m.database_backup_lsn),
-            "DatabaseBackupLSN",
-        ),
-    );
-    meta.insert(
-        "backup_start".into(),
-        msdb.as_ref()
+    let m = msdb.as_ref();
+    let h = header.as_ref();
+    let record = BackupRecord {
+        instance: instance.name.clone(),
+        database: db.name.clone(),
+        kind,
+        copy_only: opts.copy_only && kind != BackupKind::Diff,
+        pinned: opts.pinned,
+        reason: opts.reason.clone(),
+        policy: Some(policy.name.clone()),
+        first_lsn: m.and_then(|m| m.first_lsn).or(h.and_then(|h| h.first_lsn)),
+        last_lsn: m.and_then(|m| m.last_lsn).or(h.and_then(|h| h.last_lsn)),
+        checkpoint_lsn: m
+            .and_then(|m| m.checkpoint_lsn)
+            .or(h.and_then(|h| h.checkpoint_lsn)),
+        database_backup_lsn: m
+            .and_then(|m| m.database_backup_lsn)
+            .or(h.and_then(|h| h.database_backup_lsn)),
+        backup_start: m
             .and_then(|m| m.backup_start_date)
-            .map(|d| json!(date_text(d)))
-            .unwrap_or_else(|| h("BackupStartDate")),
-    );
-    meta.insert(
-        "backup_finish".into(),
-        msdb.as_ref()
+            .map(bakfile::MtfDate::from_datetime)
+            .or(h.and_then(|h| h.backup_start_date)),
+        backup_finish: m
             .and_then(|m| m.backup_finish_date)
-            .map(|d| json!(date_text(d)))
-            .unwrap_or(Value::Null),
-    );
-    meta.insert("size".into(), json!(size));
-    meta.insert(
-        "has_backup_checksums".into(),
-        json!(
-            msdb.as_ref()
-                .map(|m| m.has_backup_checksums)
-                .unwrap_or(false)
-                || h("HasBackupChecksums") == json!(true)
-        ),
-    );
-    meta.insert("verifyonly".into(), json!("passed"));
-    meta.insert("compression".into(), json!(policy.compression));
-    meta.insert("files".into(), Value::Array(per_file));
-    meta.insert("header".into(), header_json.clone());
-    meta.insert(
-        "msdb".into(),
-        serde_json::to_value(&msdb).unwrap_or(Value::Null),
-    );
-    meta.insert("policy".into(), json!(policy.name));
-    if let Some(r) = &opts.reason {
-        meta.insert("reason".into(), json!(r));
-    }
-    Ok(Described { meta, size, notes })
+            .map(bakfile::MtfDate::from_datetime),
+        size,
+        files: stripes,
+        has_backup_checksums: m.is_some_and(|m| m.has_backup_checksums)
+            || h.is_some_and(|h| h.has_backup_checksums),
+        compression: policy.compression,
+        verifyonly: CheckVerdict::Passed,
+        server_version: h.map(|h| h.software_version()),
+    };
+    Ok(Described { record, notes })
 }
 
 /// What [`describe`] found.
 struct Described {
-    meta: BTreeMap<String, Value>,
-    size: u64,
+    record: BackupRecord,
     notes: Vec<String>,
 }
 
@@ -574,39 +548,33 @@ struct Described {
 fn sql_snapshot_options(
     policy: &Policy,
     opts: &DbBackupOptions,
-    db: &DatabaseInfo,
-    kind: BackupKind,
-    meta: BTreeMap<String, Value>,
+    record: &BackupRecord,
 ) -> BackupOptions {
-    let mut tags = vec![
-        "sql-backup".to_string(),
-        format!("db:{}", db.name),
-        format!("type:{kind}"),
-        format!("policy:{}", policy.name),
-    ];
+    let mut tags: Vec<String> = [
+        Tag::SqlBackup,
+        Tag::Database(record.database.clone()),
+        Tag::Kind(record.kind),
+        Tag::Policy(policy.name.clone()),
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     if opts.copy_only {
-        tags.push("copy-only".into());
+        tags.push(Tag::CopyOnly.to_string());
     }
     tags.extend(opts.tags.iter().cloned());
     BackupOptions {
         tags,
         kind: SnapshotKind::SqlBackup,
-        meta,
+        meta: record.to_meta(),
         pinned: opts.pinned,
-        series: backup_series(&policy.instance_name, &db.name, kind),
-        cancel: None,
-    }
-}
-
-/// The series a native backup continues (docs/decisions/0007): fulls (copy-only
-/// ones too) follow the last full of the database, differentials the last
-/// differential; a log backup shares nothing with the one before and has none.
-fn backup_series(instance: &str, database: &str, kind: BackupKind) -> Option<String> {
-    match kind {
-        BackupKind::Full | BackupKind::Diff => {
-            Some(format!("sql-backup\n{instance}\n{database}\n{kind}"))
+        series: Series::Sql {
+            instance: policy.instance_name.clone(),
+            database: record.database.clone(),
+            kind: record.kind,
         }
-        BackupKind::Log => None,
+        .key(),
+        cancel: None,
     }
 }
 
@@ -638,17 +606,21 @@ async fn store(
     let ingested = match t.repo.ingest(files, bopts).instrument(span).await {
         Ok(i) => i,
         Err(e) => {
-            c.error = Some(e.with("target", &t.name).to_string());
+            c.error = Some(e.with("target", &t.name).record());
             return (c, None);
         }
     };
     c.ingest_seconds = s.elapsed().as_secs_f64();
     c.chunks_predicted = ingested.predicted_chunks();
     if !ingested.summary().errors.is_empty() {
-        c.error = Some(format!(
-            "not stored: {}",
-            ingested.summary().errors.join("; ")
-        ));
+        c.error = Some(
+            Error::new(
+                ErrorKind::Io,
+                format!("not stored: {}", ingested.summary().errors.join("; ")),
+            )
+            .with("target", &t.name)
+            .record(),
+        );
         return (c, None);
     }
     (c, Some(ingested))
@@ -667,7 +639,7 @@ async fn commit(t: &Target, mut c: OffsiteCopy, ingested: Option<Ingested>) -> O
         let rep = match t.repo.commit(ingested).await {
             Ok(r) => r,
             Err(e) => {
-                c.error = Some(e.with("target", &t.name).to_string());
+                c.error = Some(e.with("target", &t.name).record());
                 return c;
             }
         };
@@ -677,7 +649,7 @@ async fn commit(t: &Target, mut c: OffsiteCopy, ingested: Option<Ingested>) -> O
         let snap = match t.repo.find_snapshot(&rep.snapshot_id.to_hex()).await {
             Ok(s) => s,
             Err(e) => {
-                c.error = Some(e.to_string());
+                c.error = Some(e.with("target", &t.name).record());
                 return c;
             }
         };
@@ -694,14 +666,21 @@ async fn commit(t: &Target, mut c: OffsiteCopy, ingested: Option<Ingested>) -> O
                 if v.ok() {
                     c.verified = true;
                 } else {
-                    c.error = Some(format!(
-                        "read-back failed: {} damaged packs, {} missing chunks",
-                        v.damaged_packs.len(),
-                        v.missing_chunks.len()
-                    ))
+                    c.error = Some(
+                        Error::new(
+                            ErrorKind::Integrity,
+                            format!(
+                                "read-back failed: {} damaged packs, {} missing chunks",
+                                v.damaged_packs.len(),
+                                v.missing_chunks.len()
+                            ),
+                        )
+                        .with("target", &t.name)
+                        .record(),
+                    )
                 }
             }
-            Err(e) => c.error = Some(e.to_string()),
+            Err(e) => c.error = Some(e.with("target", &t.name).record()),
         }
         c.verify_seconds = s.elapsed().as_secs_f64();
         c
@@ -750,21 +729,5 @@ fn compare(
             "the backup file and msdb disagree ({}): the file is not what SQL Server recorded; nothing was stored offsite",
             diffs.join("; ")
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fulls_and_differentials_of_a_database_are_separate_series_and_logs_none() {
-        let full = backup_series("PACSDB01", "PACS", BackupKind::Full);
-        let diff = backup_series("PACSDB01", "PACS", BackupKind::Diff);
-        assert!(full.is_some() && diff.is_some());
-        assert_ne!(full, diff);
-        assert_ne!(full, backup_series("PACSDB01", "RIS", BackupKind::Full));
-        assert_ne!(full, backup_series("PACSDB02", "PACS", BackupKind::Full));
-        assert_eq!(backup_series("PACSDB01", "PACS", BackupKind::Log), None);
     }
 }

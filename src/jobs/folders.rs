@@ -14,7 +14,11 @@ use tracing::{info_span, warn, Instrument};
 
 use super::db_backup::{offsite, OffsiteCopy};
 use super::Target;
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind, ErrorRecord};
+use crate::outcome::Status;
 use crate::policy::{FolderRole, Policy};
+use crate::records::{Series, Tag, Tags};
 use crate::repository::{BackupOptions, SnapshotKind, SnapshotRef};
 
 /// What happened to one folder.
@@ -26,9 +30,10 @@ pub struct FolderResult {
     pub role: FolderRole,
     /// Path.
     pub path: String,
-    /// `backed-up`, `missed` (workstation unreachable), `failed`, or `not-due`
-    /// (its schedule has not fired since its last good copy).
-    pub status: String,
+    /// Ok (backed up on every target), missed (a workstation that could not be
+    /// reached), failed, or not due (its schedule has not fired since its last good
+    /// copy).
+    pub status: Status,
     /// For `not-due`: the schedule's next firing (local time).
     pub next_due: Option<String>,
     /// Copies per target.
@@ -38,7 +43,7 @@ pub struct FolderResult {
     /// Its age in hours.
     pub last_good_age_hours: Option<f64>,
     /// Why it was missed or failed.
-    pub error: Option<String>,
+    pub error: Option<ErrorRecord>,
 }
 
 /// The outcome of a run.
@@ -59,9 +64,9 @@ pub struct FolderFilter {
     pub only_server: bool,
     /// Only these folders, by name (empty: all).
     pub names: Vec<String>,
-    /// Only folders due at this local time: whose schedule fired since their last
+    /// Only folders due now by this clock: whose schedule fired since their last
     /// good copy (a folder without a schedule is always due).
-    pub due_at: Option<time::PrimitiveDateTime>,
+    pub due: Option<Clock>,
 }
 
 /// Backs up the policy's folders that `filter` selects.
@@ -91,17 +96,18 @@ pub async fn run(
                     name: f.name.clone(),
                     role: f.role,
                     path: f.path.display().to_string(),
-                    status: "backed-up".into(),
+                    status: Status::Ok,
                     next_due: None,
                     offsite: Vec::new(),
                     last_good: None,
                     last_good_age_hours: None,
                     error: None,
                 };
-                if filter.due_at.is_some() && known.is_none() {
+                if filter.due.is_some() && known.is_none() {
                     known = Some(snapshots_per_target(targets).await);
                 }
-                if let (Some(now), Some(cron)) = (filter.due_at, &f.schedule) {
+                if let (Some(clock), Some(cron)) = (&filter.due, &f.schedule) {
+                    let now = clock.now();
                     let last_good = known
                         .as_deref()
                         .and_then(|s| last_good_copy(s, &policy.name, &f.name));
@@ -109,29 +115,37 @@ pub async fn run(
                     let due = match last_good {
                         None => true,
                         Some(good) => cron
-                            .next_after(crate::storage::to_local(good))
+                            .next_instant_after(good, clock)
                             .is_some_and(|fired| fired <= now),
                     };
                     if !due {
-                        r.status = "not-due".into();
-                        r.next_due = cron.next_after(now).and_then(|t| {
-                            t.format(time::macros::format_description!(
-                                "[year]-[month]-[day] [hour]:[minute]"
-                            ))
-                            .ok()
+                        r.status = Status::NotDue;
+                        r.next_due = cron.next_instant_after(now, clock).and_then(|t| {
+                            clock
+                                .local(t)
+                                .format(time::macros::format_description!(
+                                    "[year]-[month]-[day] [hour]:[minute]"
+                                ))
+                                .ok()
                         });
-                        r.set_last_good(last_good);
+                        r.set_last_good(last_good, now);
                         return r;
                     }
                 }
                 if let Err(e) = std::fs::read_dir(&f.path) {
                     r.status = if f.role == FolderRole::Workstation {
-                        "missed"
+                        Status::Missed
                     } else {
-                        "failed"
-                    }
-                    .into();
-                    r.error = Some(format!("cannot read {}: {e}", f.path.display()));
+                        Status::Failed
+                    };
+                    r.error = Some(
+                        Error::new(
+                            ErrorKind::Io,
+                            format!("cannot read {}: {e}", f.path.display()),
+                        )
+                        .with("folder", &f.name)
+                        .record(),
+                    );
                     if known.is_none() {
                         known = Some(snapshots_per_target(targets).await);
                     }
@@ -139,23 +153,20 @@ pub async fn run(
                         known
                             .as_deref()
                             .and_then(|s| last_good_copy(s, &policy.name, &f.name)),
+                        crate::clock::current().now(),
                     );
-                    warn!(folder = %f.name, status = %r.status, "program folder not backed up");
+                    warn!(folder = %f.name, status = ?r.status, "program folder not backed up");
                     return r;
                 }
-                let mut tags = vec![
-                    "program-folder".to_string(),
-                    format!("folder:{}", f.name),
-                    format!(
-                        "role:{}",
-                        if f.role == FolderRole::Server {
-                            "server"
-                        } else {
-                            "workstation"
-                        }
-                    ),
-                    format!("policy:{}", policy.name),
-                ];
+                let mut tags: Vec<String> = [
+                    Tag::ProgramFolder,
+                    Tag::Folder(f.name.clone()),
+                    Tag::Role(f.role.as_str().to_string()),
+                    Tag::Policy(policy.name.clone()),
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect();
                 tags.extend(extra_tags.iter().cloned());
                 let mut meta = extra_meta.clone();
                 meta.insert("folder".into(), json!(f.name));
@@ -166,7 +177,11 @@ pub async fn run(
                     kind: SnapshotKind::Files,
                     meta,
                     pinned,
-                    series: Some(format!("folder\n{}\n{}", policy.name, f.name)),
+                    series: Series::Folder {
+                        policy: policy.name.clone(),
+                        folder: f.name.clone(),
+                    }
+                    .key(),
                     cancel: None,
                 };
                 for t in targets {
@@ -174,7 +189,7 @@ pub async fn run(
                         .push(offsite(t, std::slice::from_ref(&f.path), &bopts).await);
                 }
                 if r.offsite.iter().any(|o| !o.verified) {
-                    r.status = "failed".into();
+                    r.status = Status::Failed;
                     r.error = r.offsite.iter().find_map(|o| o.error.clone());
                 }
                 r
@@ -183,7 +198,7 @@ pub async fn run(
             .await;
             results.push(r);
         }
-        let ok = results.iter().all(|r| r.status != "failed");
+        let ok = results.iter().all(|r| !r.status.is_failure());
         FoldersRun {
             policy: policy.name.clone(),
             results,
@@ -202,13 +217,14 @@ fn last_good_copy(
     policy: &str,
     name: &str,
 ) -> Option<time::OffsetDateTime> {
-    let (folder_tag, policy_tag) = (format!("folder:{name}"), format!("policy:{policy}"));
+    let (folder_tag, policy_tag) = (Tag::Folder(name.into()), Tag::Policy(policy.into()));
     let newest = |snapshots: &Vec<SnapshotRef>| {
         snapshots
             .iter()
             .filter(|s| {
-                s.snapshot.tags.contains(&folder_tag)
-                    && s.snapshot.tags.contains(&policy_tag)
+                let tags = Tags(&s.snapshot.tags);
+                tags.has(&folder_tag)
+                    && tags.has(&policy_tag)
                     && s.snapshot.summary.errors.is_empty()
             })
             .map(|s| s.snapshot.time)
@@ -233,13 +249,12 @@ async fn snapshots_per_target(targets: &[Target]) -> Vec<Vec<SnapshotRef>> {
 }
 
 impl FolderResult {
-    fn set_last_good(&mut self, when: Option<time::OffsetDateTime>) {
+    fn set_last_good(&mut self, when: Option<time::OffsetDateTime>, now: time::OffsetDateTime) {
         if let Some(when) = when {
             self.last_good = when
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok();
-            self.last_good_age_hours =
-                Some((time::OffsetDateTime::now_utc() - when).as_seconds_f64() / 3600.0);
+            self.last_good_age_hours = Some((now - when).as_seconds_f64() / 3600.0);
         }
     }
 }
@@ -254,20 +269,15 @@ mod tests {
         SnapshotRef {
             id: Id::random(),
             snapshot: Snapshot {
-                version: 1,
                 time,
                 finished: time,
-                hostname: "h".into(),
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 kind: SnapshotKind::Files,
-                sources: Vec::new(),
-                entries: Vec::new(),
                 summary: Summary {
                     errors: errors.iter().map(|e| e.to_string()).collect(),
                     ..Summary::default()
                 },
-                pinned: false,
-                meta: BTreeMap::new(),
+                ..Snapshot::empty_for_tests()
             },
         }
     }

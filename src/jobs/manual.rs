@@ -13,8 +13,10 @@ use super::db_backup::{self, DbBackupOptions, DbBackupRun, OffsiteCopy};
 use super::folders::{self, FoldersRun};
 use super::{Progress, Target};
 use crate::error::Result;
+use crate::outcome::Status;
 use crate::policy::Policy;
-use crate::sqlserver::{BackupKind, Instance};
+use crate::records::BackupKind;
+use crate::sqlserver::Instance;
 
 /// The outcome of a manual backup.
 #[derive(Debug, Clone, Serialize)]
@@ -71,22 +73,22 @@ pub async fn run(
                 restorable.push(format!(
                     "database {}: copy-only full of {}, from {}",
                     r.database,
-                    r.meta
-                        .get("backup_start")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("?"),
+                    r.record
+                        .as_ref()
+                        .and_then(|rec| rec.backup_start)
+                        .map_or("?".into(), |d| d.to_string()),
                     copies(&r.offsite)
                 ));
             } else {
                 restorable.push(format!(
                     "database {}: NOT backed up: {}",
                     r.database,
-                    r.error.as_deref().unwrap_or("failed")
+                    r.error.as_ref().map_or("failed".into(), |e| e.to_string())
                 ));
             }
         }
         for f in &folders.results {
-            if f.status == "backed-up" {
+            if f.status == Status::Ok {
                 restorable.push(format!(
                     "folder {} ({}): from {}",
                     f.name,
@@ -98,7 +100,7 @@ pub async fn run(
                     "folder {} ({}): NOT backed up: {}",
                     f.name,
                     f.path,
-                    f.error.as_deref().unwrap_or("failed")
+                    f.error.as_ref().map_or("failed".into(), |e| e.to_string())
                 ));
             }
         }

@@ -38,7 +38,7 @@ pub async fn open_targets(cfg: &ConfigDir, policy: &Policy) -> Result<Vec<Target
     let mut out = Vec::new();
     for n in names {
         let t = cfg.target(n)?;
-        let storage: Arc<dyn crate::storage::Storage> = t.open()?;
+        let storage = crate::storage::open_target(t)?;
         let repo = Repository::open(storage, &pass)
             .await
             .map_err(|e| e.with("target", &t.name))?;
@@ -76,9 +76,4 @@ pub fn stamp(t: time::PrimitiveDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-/// `YYYY-MM-DD HH:MM:SS`, the form `--at` and the planner use.
-pub fn date_text(t: time::PrimitiveDateTime) -> String {
-    crate::bakfile::MtfDate::from_datetime(t).to_string()
 }

@@ -11,9 +11,10 @@ use serde::Serialize;
 use tracing::{info, info_span, Instrument};
 
 use crate::bakfile::plan::{plan, BackupDescription, PlanRequest, RestorePlan};
-use crate::bakfile::{Lsn, MtfDate};
+use crate::bakfile::{BackupType, MtfDate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{server_join, Policy};
+use crate::records::{BackupKind, BackupRecord, Tags};
 use crate::repository::{Repository, RestoreOptions, SnapshotKind, SnapshotRef};
 use crate::sqlserver::conn::text;
 use crate::sqlserver::{quote, run_long, Instance};
@@ -36,48 +37,50 @@ pub async fn describe_repository(
     Ok((out, snaps))
 }
 
+/// The planner's view of one snapshot's backup set: one description per stripe.
+/// A snapshot whose record cannot be read is described as unusable, with the
+/// reason, so the plan names it instead of failing or skipping it silently.
 fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
-    let m = &s.snapshot.meta;
-    let st = |k: &str| m.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let lsn = |k: &str| st(k).and_then(|v| v.parse::<Lsn>().ok());
-    let letter = match st("type").as_deref() {
-        Some("full") => 'D',
-        Some("diff") => 'I',
-        Some("log") => 'L',
-        _ => '?',
+    let record = match BackupRecord::from_snapshot(&s.snapshot) {
+        Ok(r) => r,
+        Err(e) => {
+            let tags = Tags(&s.snapshot.tags);
+            return vec![BackupDescription {
+                source: format!("{}:?", s.id.short()),
+                database_name: tags.database().unwrap_or_default(),
+                server_name: String::new(),
+                backup_type: BackupType::Other(b'?'),
+                position: 1,
+                first_lsn: None,
+                last_lsn: None,
+                checkpoint_lsn: None,
+                database_backup_lsn: None,
+                backup_start_date: None,
+                family_count: 1,
+                family_sequence: 1,
+                media_set_id: None,
+                unusable: Some(e.message().to_string()),
+            }];
+        }
     };
-    let files = m
-        .get("files")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    files
+    record
+        .files
         .iter()
-        .map(|f| {
-            let g = |k: &str| f.get(k).and_then(|v| v.as_u64()).unwrap_or(1) as u16;
-            BackupDescription {
-                source: format!(
-                    "{}:{}",
-                    s.id.short(),
-                    f.get("name").and_then(|v| v.as_str()).unwrap_or("?")
-                ),
-                database_name: st("database").unwrap_or_default(),
-                server_name: st("instance").unwrap_or_default(),
-                backup_type: letter,
-                position: g("position"),
-                first_lsn: lsn("first_lsn"),
-                last_lsn: lsn("last_lsn"),
-                checkpoint_lsn: lsn("checkpoint_lsn"),
-                database_backup_lsn: lsn("database_backup_lsn"),
-                backup_start_date: st("backup_start").and_then(|d| MtfDate::parse_text(&d)),
-                family_count: g("family_count"),
-                family_sequence: g("family_sequence"),
-                media_set_id: f
-                    .get("media_set_id")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string),
-                unusable: None,
-            }
+        .map(|f| BackupDescription {
+            source: format!("{}:{}", s.id.short(), f.name),
+            database_name: record.database.clone(),
+            server_name: record.instance.clone(),
+            backup_type: BackupType::from_kind(record.kind),
+            position: f.position,
+            first_lsn: record.first_lsn,
+            last_lsn: record.last_lsn,
+            checkpoint_lsn: record.checkpoint_lsn,
+            database_backup_lsn: record.database_backup_lsn,
+            backup_start_date: record.backup_start,
+            family_count: f.family_count,
+            family_sequence: f.family_sequence,
+            media_set_id: f.media_set_id.clone(),
+            unusable: None,
         })
         .collect()
 }
@@ -133,6 +136,12 @@ pub struct RestoreDbOptions {
 /// The outcome of a restore.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreDbRun {
+    /// The database whose backups were restored.
+    pub database: String,
+    /// The name it was restored as.
+    pub as_name: String,
+    /// The target it was restored from.
+    pub target: String,
     /// The plan followed.
     pub plan: RestorePlan,
     /// Files staged (as pacsbak sees them).
@@ -283,8 +292,8 @@ pub async fn run(
         let mut statements = Vec::new();
         for (i, s) in p.steps.iter().enumerate() {
             let mut with = vec![format!("FILE = {}", s.position)];
-            let stmt = match s.kind.as_str() {
-                "full" => {
+            let stmt = match s.kind {
+                BackupKind::Full => {
                     with.extend(moves.iter().cloned());
                     with.push("CHECKSUM".into());
                     if o.replace {
@@ -297,7 +306,7 @@ pub async fn run(
                         with.join(", ")
                     )
                 }
-                "differential" => {
+                BackupKind::Diff => {
                     with.push("NORECOVERY".into());
                     format!(
                         "RESTORE DATABASE {db} FROM {} WITH {}",
@@ -305,7 +314,7 @@ pub async fn run(
                         with.join(", ")
                     )
                 }
-                _ => {
+                BackupKind::Log => {
                     with.push("NORECOVERY".into());
                     if let Some(at) = s.stop_at {
                         with.push(format!(
@@ -331,6 +340,9 @@ pub async fn run(
         statements.push(recover);
         info!(steps = p.steps.len(), "database restored");
         Ok(RestoreDbRun {
+            database: o.database.clone(),
+            as_name: o.as_name.clone(),
+            target: repo.storage().name().to_string(),
             plan: p,
             staged,
             statements,

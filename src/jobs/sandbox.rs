@@ -24,8 +24,9 @@ use crate::bakfile::RestorePlan;
 use crate::config::{read_secret_file, ConfigDir};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::Policy;
+use crate::records::BackupKind;
 use crate::repository::Repository;
-use crate::sqlserver::{BackupKind, Instance};
+use crate::sqlserver::Instance;
 
 /// What a sandbox run did.
 #[derive(Debug, Clone, Serialize)]
@@ -175,7 +176,7 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         let policy = Policy::find(&dir, "sandbox")?;
         let pass = read_secret_file(&dir.join("repository.pass"))?;
         let t = cfg.target(Some("offsite"))?;
-        let storage = t.open()?;
+        let storage = crate::storage::open_target(t)?;
         let repo = match Repository::open(storage.clone(), &pass).await {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Config => Repository::init(storage, &pass).await?,

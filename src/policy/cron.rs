@@ -3,7 +3,9 @@
 //! or 7. Day-of-month and day-of-week combine as crontab does: when both are
 //! restricted, either matching is enough.
 
-use time::{Duration, PrimitiveDateTime};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime};
+
+use crate::clock::{Clock, Instant};
 
 /// A parsed schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,10 +149,140 @@ impl Cron {
     }
 }
 
+impl Cron {
+    /// Whether the schedule fires in every hour of the day (`*/15 * * * *`): such a
+    /// schedule keeps firing through the hour repeated at the end of summer time,
+    /// as its interval promises; one that names its hours fires once.
+    pub fn fires_every_hour(&self) -> bool {
+        self.hours == (1 << 24) - 1
+    }
+
+    /// The first instant after `after` at which the schedule fires, in `clock`'s
+    /// zone, across daylight-saving changes: a wall time skipped at the change to
+    /// summer time fires shifted forward by the gap (once); a wall time that happens
+    /// twice at the change back fires at its first occurrence, and also at its second
+    /// when the schedule fires every hour (docs/decisions/0008).
+    pub fn next_instant_after(
+        &self,
+        after: OffsetDateTime,
+        clock: &Clock,
+    ) -> Option<OffsetDateTime> {
+        // Wall times are not monotonic in instants around a change back, so look
+        // from a little before `after`'s wall time and keep the earliest instant
+        // past `after`; zones move their clocks by at most a few hours.
+        const MARGIN: Duration = Duration::hours(3);
+        let start = clock.local(after);
+        let mut wall = start - MARGIN;
+        let mut best: Option<OffsetDateTime> = None;
+        loop {
+            wall = self.next_after(wall)?;
+            if let Some(b) = best {
+                if wall > clock.local(b) + MARGIN {
+                    return Some(b);
+                }
+            } else if wall > start + Duration::days(367) {
+                return None;
+            }
+            let candidates = match clock.instant_of(wall) {
+                Instant::Unique(t) | Instant::Skipped(t) => [Some(t), None],
+                Instant::Twice(first, second) => {
+                    [Some(first), self.fires_every_hour().then_some(second)]
+                }
+            };
+            for t in candidates.into_iter().flatten() {
+                if t > after && best.is_none_or(|b| t < b) {
+                    best = Some(t);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// Every firing in `[from, to)`, as a scheduler would see them: ask for the
+    /// next instant, move the test clock there, fire, repeat.
+    fn firings(
+        cron: &Cron,
+        clock: &Clock,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Vec<OffsetDateTime> {
+        clock.set(from);
+        let mut out = Vec::new();
+        while let Some(t) = cron.next_instant_after(clock.now(), clock) {
+            if t >= to {
+                break;
+            }
+            clock.set(t);
+            out.push(t);
+        }
+        out
+    }
+
+    #[test]
+    fn schedules_fire_once_at_the_right_instant_across_daylight_saving_changes() {
+        let clock = Clock::manual(datetime!(2026-03-28 00:00 UTC), "Europe/Berlin").unwrap();
+        let nightly = Cron::parse("30 2 * * *").unwrap();
+        let logs = Cron::parse("*/15 * * * *").unwrap();
+
+        // Spring: 2026-03-29 02:00 CET becomes 03:00 CEST; 02:30 does not exist.
+        let spring = firings(
+            &nightly,
+            &clock,
+            datetime!(2026-03-28 00:00 UTC),
+            datetime!(2026-03-31 00:00 UTC),
+        );
+        assert_eq!(
+            spring,
+            [
+                datetime!(2026-03-28 01:30 UTC), // 02:30 CET
+                datetime!(2026-03-29 01:30 UTC), // 03:30 CEST: shifted by the gap, once
+                datetime!(2026-03-30 00:30 UTC), // 02:30 CEST
+            ]
+        );
+        // Logs every 15 minutes of real time, straight through the gap.
+        let l = firings(
+            &logs,
+            &clock,
+            datetime!(2026-03-29 00:00 UTC),
+            datetime!(2026-03-29 03:00 UTC),
+        );
+        let expected: Vec<_> = (1..12)
+            .map(|i| datetime!(2026-03-29 00:00 UTC) + Duration::minutes(15 * i))
+            .collect();
+        assert_eq!(l, expected);
+
+        // Autumn: 2026-10-25 03:00 CEST becomes 02:00 CET; 02:30 happens twice.
+        let autumn = firings(
+            &nightly,
+            &clock,
+            datetime!(2026-10-24 00:00 UTC),
+            datetime!(2026-10-27 00:00 UTC),
+        );
+        assert_eq!(
+            autumn,
+            [
+                datetime!(2026-10-24 00:30 UTC), // 02:30 CEST
+                datetime!(2026-10-25 00:30 UTC), // the first 02:30 only
+                datetime!(2026-10-26 01:30 UTC), // 02:30 CET
+            ]
+        );
+        // Logs keep their interval through the repeated hour: 12 in 3 real hours.
+        let l = firings(
+            &logs,
+            &clock,
+            datetime!(2026-10-24 23:00 UTC),
+            datetime!(2026-10-25 02:00 UTC),
+        );
+        let expected: Vec<_> = (1..12)
+            .map(|i| datetime!(2026-10-24 23:00 UTC) + Duration::minutes(15 * i))
+            .collect();
+        assert_eq!(l, expected);
+    }
 
     #[test]
     fn typical_pacs_plan() {

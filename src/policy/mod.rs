@@ -21,7 +21,8 @@ pub use cron::Cron;
 
 use crate::config::read_secret_file;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sqlserver::{BackupKind, Encryption, Endpoint, InstanceSpec};
+use crate::records::BackupKind;
+use crate::sqlserver::{Encryption, Endpoint, InstanceSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +148,16 @@ pub enum FolderRole {
     Workstation,
 }
 
+impl FolderRole {
+    /// `server` or `workstation`, as tags and JSON spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderRole::Server => "server",
+            FolderRole::Workstation => "workstation",
+        }
+    }
+}
+
 /// A program folder to snapshot.
 #[derive(Debug, Clone)]
 pub struct ProgramFolder {
@@ -256,6 +267,34 @@ pub fn server_join(folder: &str, name: &str) -> String {
 }
 
 impl Policy {
+    /// The target a restore reads from: the one asked for, else the policy's
+    /// first (where its nightly copies are proven first), else the default target.
+    pub fn restore_target<'a>(&'a self, asked: Option<&'a str>) -> Option<&'a str> {
+        asked.or(self.targets.first().map(String::as_str))
+    }
+
+    /// Refuses folder names the policy does not have, naming the ones it has.
+    pub fn check_folder_names(&self, names: &[String]) -> Result<()> {
+        match names
+            .iter()
+            .find(|n| !self.folders.iter().any(|f| &f.name == *n))
+        {
+            None => Ok(()),
+            Some(unknown) => {
+                let known: Vec<&str> = self.folders.iter().map(|f| f.name.as_str()).collect();
+                Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "policy {} has no folder named {unknown:?}; its folders: {}",
+                        self.name,
+                        known.join(", ")
+                    ),
+                )
+                .with("policy", &self.name))
+            }
+        }
+    }
+
     /// Finds `spec` (a file, or a name under `config_dir/policies/`) and loads it.
     pub fn find(config_dir: &Path, spec: &str) -> Result<Policy> {
         let as_path = PathBuf::from(spec);

@@ -3,7 +3,7 @@
 //! Built to keep a 1 TiB repository under 1 GiB of memory: per chunk only a 16-byte
 //! prefix of its keyed id and a 4-byte group number are kept, in one sorted array
 //! (20 bytes a chunk; 1 TiB of unique data at 32 KiB average chunks is about 34
-//! million chunks, 640 MiB). Groups (about 1 MiB of chunks each) carry the pack and
+//! million chunks, 640 MiB). Groups (about 4 MiB of chunks each) carry the pack and
 //! byte range. The full 32-byte ids live in the groups' own chunk tables, which a
 //! restore checks, so a prefix collision could never return wrong bytes silently.
 

@@ -135,7 +135,9 @@ pub struct Snapshot {
     /// Pinned snapshots are never removed by retention.
     #[serde(default)]
     pub pinned: bool,
-    /// Free-form origin facts (instance, database, LSNs for SQL backups).
+    /// Origin facts: for `sql-backup` snapshots the [`crate::records::BackupRecord`]
+    /// (read it with `BackupRecord::from_snapshot`); for program folders the policy,
+    /// folder and path; for copies the id they were copied from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, serde_json::Value>,
 }
@@ -161,6 +163,25 @@ impl Snapshot {
             .get(COPIED_FROM)
             .and_then(|v| v.as_str())
             .and_then(|s| s.parse().ok())
+    }
+
+    /// A snapshot with nothing in it, for tests that build their own.
+    #[cfg(test)]
+    pub(crate) fn empty_for_tests() -> Snapshot {
+        let t = time::OffsetDateTime::UNIX_EPOCH;
+        Snapshot {
+            version: MANIFEST_VERSION,
+            time: t,
+            finished: t,
+            hostname: "test".into(),
+            tags: Vec::new(),
+            kind: SnapshotKind::SqlBackup,
+            sources: Vec::new(),
+            entries: Vec::new(),
+            summary: Summary::default(),
+            pinned: false,
+            meta: BTreeMap::new(),
+        }
     }
 
     /// Total bytes of the files.

@@ -10,80 +10,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::conn::{float, Instance};
 use super::quote;
 use crate::error::{Error, ErrorKind, Result};
-
-/// The kind of a native backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum BackupKind {
-    /// BACKUP DATABASE.
-    Full,
-    /// BACKUP DATABASE ... WITH DIFFERENTIAL.
-    Diff,
-    /// BACKUP LOG.
-    Log,
-}
-
-impl BackupKind {
-    /// msdb's `type` letter (and the backup file reader's).
-    pub fn letter(self) -> char {
-        match self {
-            BackupKind::Full => 'D',
-            BackupKind::Diff => 'I',
-            BackupKind::Log => 'L',
-        }
-    }
-
-    /// File extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            BackupKind::Full | BackupKind::Diff => "bak",
-            BackupKind::Log => "trn",
-        }
-    }
-
-    /// `full`, `diff` or `log`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupKind::Full => "full",
-            BackupKind::Diff => "diff",
-            BackupKind::Log => "log",
-        }
-    }
-
-    /// From msdb's letter.
-    pub fn from_letter(c: char) -> Option<BackupKind> {
-        match c.to_ascii_uppercase() {
-            'D' => Some(BackupKind::Full),
-            'I' => Some(BackupKind::Diff),
-            'L' => Some(BackupKind::Log),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for BackupKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for BackupKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "full" => Ok(BackupKind::Full),
-            "diff" | "differential" => Ok(BackupKind::Diff),
-            "log" => Ok(BackupKind::Log),
-            _ => Err(format!("backup type is full, diff or log, not {s:?}")),
-        }
-    }
-}
+use crate::records::BackupKind;
 
 /// One BACKUP statement.
 #[derive(Debug, Clone)]

@@ -215,7 +215,7 @@ pub fn server_error(server: &str, t: &tiberius::error::TokenError) -> Error {
         format!("SQL Server error {}: {}", t.code(), t.message()),
     )
     .with("server", server)
-    .with("sql_error", t.code())
+    .with_sql_error(t.code())
 }
 
 /// One connection.

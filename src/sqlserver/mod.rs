@@ -8,5 +8,5 @@ pub mod catalog;
 pub mod conn;
 pub mod quote;
 
-pub use backup::{run_long, verifyonly_sql, BackupKind, BackupStatement, LongRun};
+pub use backup::{run_long, verifyonly_sql, BackupStatement, LongRun};
 pub use conn::{Encryption, Endpoint, Instance, InstanceSpec, Sql};

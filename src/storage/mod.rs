@@ -26,10 +26,7 @@ pub use build::open_target;
 pub use local::LocalFolder;
 pub use opendal_storage::{OpendalStorage, WriteMode};
 pub use retry::{AppendOnlyStorage, RetryStorage};
-pub use throttle::{
-    init_local_offset, local_now, to_local, BandwidthSchedule, BandwidthWindow, RateLimiter,
-    ThrottledStorage,
-};
+pub use throttle::{local_now, RateLimiter, ThrottledStorage};
 
 use crate::error::Result;
 

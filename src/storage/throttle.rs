@@ -8,7 +8,7 @@
 //! is not banked.
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,83 +17,13 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
 use super::{ObjectInfo, Storage};
+use crate::config::BandwidthSchedule;
 use crate::error::{Error, ErrorKind, Result};
 
-/// One time-of-day window of a bandwidth schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BandwidthWindow {
-    /// Start, minutes after local midnight.
-    pub from: u16,
-    /// End (exclusive), minutes after local midnight; before `from` wraps midnight.
-    pub to: u16,
-    /// Bytes per second; `None` is unlimited.
-    pub limit: Option<u64>,
-}
-
-/// Bandwidth limits by time of day; outside every window the link is unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BandwidthSchedule {
-    windows: Vec<BandwidthWindow>,
-}
-
-impl BandwidthSchedule {
-    /// A schedule from windows; the first window that covers a minute wins.
-    pub fn new(windows: Vec<BandwidthWindow>) -> Self {
-        Self { windows }
-    }
-
-    /// The same limit all day.
-    pub fn constant(bytes_per_sec: u64) -> Self {
-        Self::new(vec![BandwidthWindow {
-            from: 0,
-            to: 24 * 60,
-            limit: Some(bytes_per_sec),
-        }])
-    }
-
-    /// Whether any window limits anything.
-    pub fn is_unlimited(&self) -> bool {
-        self.windows.iter().all(|w| w.limit.is_none())
-    }
-
-    /// The limit at `minute` after local midnight.
-    pub fn limit_at(&self, minute: u16) -> Option<u64> {
-        self.windows
-            .iter()
-            .find(|w| {
-                if w.from <= w.to {
-                    (w.from..w.to).contains(&minute)
-                } else {
-                    minute >= w.from || minute < w.to
-                }
-            })
-            .and_then(|w| w.limit)
-    }
-}
-
-static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
-
-/// Records the local UTC offset; call while the process has one thread (the `time`
-/// crate refuses to read it later on Unix). Schedules fall back to UTC otherwise.
-pub fn init_local_offset() {
-    if let Ok(off) = time::UtcOffset::current_local_offset() {
-        let _ = LOCAL_OFFSET.set(off);
-    }
-}
-
-/// The local wall-clock time now (UTC when the offset could not be read), which
-/// bandwidth windows and folder schedules are written in.
+/// The local wall-clock time now, in the hospital's zone ([`crate::clock`]), which
+/// bandwidth windows are written in.
 pub fn local_now() -> time::PrimitiveDateTime {
-    let off = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
-    let t = time::OffsetDateTime::now_utc().to_offset(off);
-    time::PrimitiveDateTime::new(t.date(), t.time())
-}
-
-/// `t` (UTC or any offset) as local wall-clock time.
-pub fn to_local(t: time::OffsetDateTime) -> time::PrimitiveDateTime {
-    let off = LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
-    let t = t.to_offset(off);
-    time::PrimitiveDateTime::new(t.date(), t.time())
+    crate::clock::current().local_now()
 }
 
 /// Minutes after local midnight now.
@@ -229,6 +159,7 @@ impl Storage for ThrottledStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BandwidthWindow;
 
     #[test]
     fn windows_and_midnight() {

@@ -4,8 +4,11 @@
 //! `../shared/baks/`, a real SQL Server) print `skipped: <why>` and return.
 
 mod bakfile;
+mod bakfile_padding;
 mod common;
 mod config_files;
+mod fixture_repository;
+mod json_outcomes;
 mod repository;
 mod simulator;
 mod simulator_bakfile;

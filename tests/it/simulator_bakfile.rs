@@ -192,21 +192,25 @@ async fn simulator_backups_read_check_and_plan_as_real_ones() {
     let steps: Vec<(String, String)> = plan
         .steps
         .iter()
-        .map(|s| (s.kind.clone(), s.files[0].clone()))
+        .map(|s| (s.kind.to_string(), s.files[0].clone()))
         .collect();
     let name = |p: &Path| p.display().to_string();
     assert_eq!(
         steps,
         [
             ("full".to_string(), name(&full)),
-            ("differential".to_string(), name(&diff)),
+            ("diff".to_string(), name(&diff)),
             ("log".to_string(), name(&log2)),
         ]
     );
     let data = d.join("drill.mdf");
     let logf = d.join("drill.ldf");
     for (k, s) in plan.steps.iter().enumerate() {
-        let verb = if s.kind == "log" { "LOG" } else { "DATABASE" };
+        let verb = if s.kind == pacsbak::records::BackupKind::Log {
+            "LOG"
+        } else {
+            "DATABASE"
+        };
         let moves = if k == 0 {
             format!(
                 ", MOVE N'PACS' TO N'{}', MOVE N'PACS_log' TO N'{}'",
@@ -293,7 +297,8 @@ async fn striped_and_appended_sets_are_mtf_families_and_positions() {
     assert!(plan.ok, "{:?}", plan.problems);
     assert_eq!(plan.steps[0].files.len(), 2);
 
-    // COMPRESSION is recorded (msdb, HEADERONLY) but the bytes are uncompressed MTF.
+    // COMPRESSION writes SQL Server's container, with the zero-padded tail: it reads,
+    // checks and restores like the plain file.
     let z = d.join("z.bak");
     exec(
         &mut c,
@@ -303,9 +308,10 @@ async fn striped_and_appended_sets_are_mtf_families_and_positions() {
         ),
     )
     .await;
-    assert_eq!(&std::fs::read(&z).unwrap()[..4], b"TAPE");
+    assert_eq!(&std::fs::read(&z).unwrap()[..8], b"MSSQLBAK");
     let fz = bakfile::inspect(&z).unwrap();
-    assert!(!fz.sets[0].header.compressed);
+    assert_eq!(fz.container, bakfile::ContainerKind::MssqlbakCompressed);
+    assert!(fz.is_sound(), "{:?}", fz.damage);
     let h = rows(
         &mut c,
         &format!("RESTORE HEADERONLY FROM DISK = N'{}'", z.display()),
@@ -313,6 +319,16 @@ async fn striped_and_appended_sets_are_mtf_families_and_positions() {
     .await;
     assert_eq!(h[0].get::<bool, _>("Compressed"), Some(true));
     assert!(bakfile::check(&z).unwrap().ok);
+    exec(
+        &mut c,
+        &format!(
+            "RESTORE DATABASE [PACS_z] FROM DISK = N'{}' WITH MOVE N'PACS' TO N'{}', MOVE N'PACS_log' TO N'{}'",
+            z.display(),
+            d.join("z.mdf").display(),
+            d.join("z.ldf").display()
+        ),
+    )
+    .await;
 
     // NOINIT appends a second set to the same file: position 2, still one TAPE.
     let multi = d.join("multi.bak");

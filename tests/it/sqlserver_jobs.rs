@@ -11,19 +11,21 @@ use std::path::Path;
 use pacsbak::config::ConfigDir;
 use pacsbak::jobs::db_backup::{self, DbBackupOptions};
 use pacsbak::jobs::{manual, open_targets, restore_db, Target};
+use pacsbak::outcome::Status;
 use pacsbak::policy::Policy;
+use pacsbak::records::BackupKind;
 use pacsbak::repository::Repository;
-use pacsbak::sqlserver::{BackupKind, Instance};
+use pacsbak::sqlserver::Instance;
 use rand::Rng;
 
 use crate::common::{TestConfig, PASSPHRASE};
 use crate::simulator_support::{self as sim, PW};
 
-struct Env {
-    cfg: TestConfig,
-    policy: Policy,
-    instance: Instance,
-    targets: Vec<Target>,
+pub(crate) struct Env {
+    pub cfg: TestConfig,
+    pub policy: Policy,
+    pub instance: Instance,
+    pub targets: Vec<Target>,
 }
 
 impl Env {
@@ -42,7 +44,7 @@ fn private_file(path: &Path, text: &str) {
 }
 
 /// A config folder with a policy whose instance is reached through `ado`.
-async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
+pub(crate) async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     let cfg = TestConfig::new();
     let c = cfg.config();
     private_file(&c.join("repo.pass"), PASSPHRASE);
@@ -71,7 +73,7 @@ async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     )
     .unwrap();
     let dir = ConfigDir::load(&c).unwrap();
-    let storage = dir.target(Some("local")).unwrap().open().unwrap();
+    let storage = pacsbak::storage::open_target(dir.target(Some("local")).unwrap()).unwrap();
     Repository::init(storage, PASSPHRASE).await.unwrap();
     let policy = Policy::find(&c, "t").unwrap();
     let targets = open_targets(&dir, &policy).await.unwrap();
@@ -86,7 +88,7 @@ async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     }
 }
 
-fn sim_ado(addr: std::net::SocketAddr) -> String {
+pub(crate) fn sim_ado(addr: std::net::SocketAddr) -> String {
     format!(
         "Server=tcp:127.0.0.1,{};User Id=sa;Password={PW};encrypt=DANGER_PLAINTEXT",
         addr.port()
@@ -194,7 +196,10 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
             .await
             .unwrap();
             assert!(m.ok, "{m:#?}");
-            assert!(m.databases.results[0].meta["copy_only"] == serde_json::json!(true));
+            assert!(m.databases.results[0]
+                .record
+                .as_ref()
+                .is_some_and(|r| r.copy_only && r.pinned));
             assert!(m.restorable.iter().any(|l| l.contains("database PACS")));
             assert_eq!(m.folders.results.len(), 1, "only the server folder");
         }
@@ -269,7 +274,7 @@ async fn assert_fault(
     sim::exec(c, "SIMCTL CLEAR").await;
     let d = &r.results[0];
     assert!(!r.ok && !d.ok, "{fault}: {r:#?}");
-    let err = d.error.clone().unwrap();
+    let err = d.error.clone().unwrap().to_string();
     assert!(
         err.contains("server: SIM") && err.contains("database: PACS"),
         "{fault}: {err}"
@@ -279,7 +284,11 @@ async fn assert_fault(
         "{fault}: {err}"
     );
     if let Some(n) = number {
-        assert_eq!(d.sql_error, Some(n), "{fault}: {err}");
+        assert_eq!(
+            d.error.as_ref().and_then(|e| e.sql_error),
+            Some(n),
+            "{fault}: {err}"
+        );
     }
     assert_eq!(
         env.repo().snapshots().await.unwrap().len(),
@@ -365,7 +374,11 @@ async fn each_injected_fault_fails_clearly_and_stores_nothing() {
     .unwrap();
     sim::exec(&mut c, "SIMCTL RESUME").await;
     sim::exec(&mut c, "SIMCTL CLEAR").await;
-    let err = r.results[0].error.clone().unwrap_or_default();
+    let err = r.results[0]
+        .error
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(!r.ok && err.contains("stalled"), "{r:#?}");
     assert_eq!(env.repo().snapshots().await.unwrap().len(), before);
     // Pre-flight: SIMPLE recovery refuses log backups before any BACKUP runs.
@@ -382,9 +395,8 @@ async fn each_injected_fault_fails_clearly_and_stores_nothing() {
         !r.ok
             && r.results[0]
                 .error
-                .as_deref()
-                .unwrap_or("")
-                .contains("SIMPLE"),
+                .as_ref()
+                .is_some_and(|e| e.message.contains("SIMPLE")),
         "{r:#?}"
     );
     // And a database that does not exist is named.
@@ -397,9 +409,8 @@ async fn each_injected_fault_fails_clearly_and_stores_nothing() {
         !r.ok
             && r.results[0]
                 .error
-                .as_deref()
-                .unwrap_or("")
-                .contains("does not exist")
+                .as_ref()
+                .is_some_and(|e| e.message.contains("does not exist"))
     );
 }
 
@@ -417,40 +428,34 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.results[0].kind, BackupKind::Full);
     assert!(r.results[0].notes.iter().any(|n| n.contains("took a full")));
-    let m = &r.results[0].meta;
-    for k in [
-        "instance",
-        "database",
-        "type",
-        "copy_only",
-        "first_lsn",
-        "last_lsn",
-        "checkpoint_lsn",
-        "database_backup_lsn",
-        "backup_start",
-        "backup_finish",
-        "size",
-        "has_backup_checksums",
-        "header",
-        "files",
-    ] {
-        assert!(m.contains_key(k), "manifest meta lacks {k}");
-    }
-    assert_eq!(m["has_backup_checksums"], serde_json::json!(true));
+    let m = r.results[0].record.clone().unwrap();
+    assert_eq!((m.database.as_str(), m.kind), ("PACS", BackupKind::Full));
+    assert!(m.first_lsn.is_some() && m.last_lsn.is_some() && m.checkpoint_lsn.is_some());
+    assert!(m.backup_start.is_some() && m.backup_finish.is_some());
+    assert!(m.server_version.is_some() && m.size > 0 && m.files.len() == 1);
+    assert!(m.has_backup_checksums);
     let snaps = env.repo().snapshots().await.unwrap();
     assert!(snaps[0].snapshot.entries[0].blake3.is_some());
+    // The manifest holds exactly that record.
+    assert_eq!(
+        pacsbak::records::BackupRecord::from_snapshot(&snaps[0].snapshot).unwrap(),
+        m
+    );
     // Folders: the switched-off workstation is missed, not a failure.
     use pacsbak::jobs::folders::FolderFilter;
     let f = folders(&env, &FolderFilter::default()).await;
     assert!(f.ok, "{f:#?}");
-    assert_eq!(f.results.iter().filter(|r| r.status == "missed").count(), 1);
+    assert_eq!(
+        f.results
+            .iter()
+            .filter(|r| r.status == Status::Missed)
+            .count(),
+        1
+    );
     // By schedule: the server folder was copied after its last 02:00 firing, so it
     // is not due now; the workstation never got a copy, so it stays due (and missed).
     let status = |f: &pacsbak::jobs::folders::FoldersRun, name: &str| {
-        f.results
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.status.clone())
+        f.results.iter().find(|r| r.name == name).map(|r| r.status)
     };
     // Judged against the copy's own time, not the clock: just before the first 02:00
     // after it, and at that firing.
@@ -464,22 +469,20 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
         .map(|s| s.snapshot.time)
         .max()
         .unwrap();
+    let zone = pacsbak::clock::current().zone_name().to_string();
+    let clock = |at| pacsbak::clock::Clock::manual(at, &zone).unwrap();
     let firing = env.policy.folders[0]
         .schedule
         .as_ref()
         .unwrap()
-        .next_after(pacsbak::storage::to_local(copied))
+        .next_instant_after(copied, &clock(copied))
         .unwrap();
     let due = |at| FolderFilter {
-        due_at: Some(at),
+        due: Some(clock(at)),
         ..Default::default()
     };
     let f = folders(&env, &due(firing - time::Duration::minutes(1))).await;
-    assert_eq!(
-        status(&f, "pacs-server").as_deref(),
-        Some("not-due"),
-        "{f:#?}"
-    );
+    assert_eq!(status(&f, "pacs-server"), Some(Status::NotDue), "{f:#?}");
     let server = f.results.iter().find(|r| r.name == "pacs-server").unwrap();
     assert!(
         server
@@ -489,14 +492,10 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
         "{server:#?}"
     );
     assert!(server.last_good_age_hours.is_some());
-    assert_eq!(status(&f, "reg-1").as_deref(), Some("missed"));
+    assert_eq!(status(&f, "reg-1"), Some(Status::Missed));
     // Once that 02:00 firing has come, due again.
     let f = folders(&env, &due(firing)).await;
-    assert_eq!(
-        status(&f, "pacs-server").as_deref(),
-        Some("backed-up"),
-        "{f:#?}"
-    );
+    assert_eq!(status(&f, "pacs-server"), Some(Status::Ok), "{f:#?}");
     // By name: only the folder asked for.
     let only = FolderFilter {
         names: vec!["reg-1".into()],

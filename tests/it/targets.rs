@@ -647,7 +647,7 @@ fn s3_append_only_user_backs_up_verifies_and_restores_without_deleting() {
         "{out}"
     );
     let cfg = pacsbak::config::ConfigDir::load(&t.config()).unwrap();
-    let storage = cfg.target(Some("ao-raw")).unwrap().open().unwrap();
+    let storage = pacsbak::storage::open_target(cfg.target(Some("ao-raw")).unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let packs = storage.list("data/").await.unwrap();
@@ -794,7 +794,7 @@ fn s3_behind_proxy(t: &TestConfig, name: &str, limits: &str) -> Option<(Server, 
 
 fn stored_bytes(t: &TestConfig, target: &str) -> u64 {
     let cfg = pacsbak::config::ConfigDir::load(&t.config()).unwrap();
-    let storage = cfg.target(Some(target)).unwrap().open().unwrap();
+    let storage = pacsbak::storage::open_target(cfg.target(Some(target)).unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut n = 0;
@@ -1026,7 +1026,10 @@ fn copy_sends_only_missing_packs_and_reports_a_down_target() {
     assert_eq!(v["targets"][0]["ok"], true);
     assert_eq!(v["targets"][1]["ok"], false);
     assert!(
-        v["targets"][1]["error"].as_str().unwrap().contains("c"),
+        v["targets"][1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"c\""),
         "{out}"
     );
     let first = v["targets"][0]["report"]["bytes_sent"].as_u64().unwrap();

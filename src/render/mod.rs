@@ -1,0 +1,353 @@
+//! Outcomes rendered for people (text) and for scripts (JSON): the one place a
+//! job's result becomes output, so the CLI, the journal, `status` and the reports
+//! say the same thing the same way.
+
+use std::io::{self, Write};
+
+use crate::error::ErrorRecord;
+use crate::jobs::check::Severity;
+use crate::jobs::db_backup::DbBackupRun;
+use crate::jobs::folders::FoldersRun;
+use crate::outcome::{Outcome, PlanOutcome, Status};
+
+/// Writes `outcome` to stdout: pretty JSON with `json`, else text.
+pub fn print(outcome: &Outcome, json: bool) -> io::Result<()> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        write_json(&mut out, outcome)
+    } else {
+        write_text(&mut out, outcome)
+    }
+}
+
+/// Pretty JSON of any serializable value, one document, newline-terminated.
+pub fn write_json<T: serde::Serialize>(out: &mut impl Write, value: &T) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// Human-readable byte counts.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn error_text(e: Option<&ErrorRecord>, otherwise: &str) -> String {
+    e.map_or_else(|| otherwise.to_string(), ErrorRecord::to_string)
+}
+
+/// The text form of an outcome.
+pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
+    match outcome {
+        Outcome::BackupDb(r) => db_run(out, r),
+        Outcome::BackupFolders(r) => folders_run(out, r),
+        Outcome::BackupManual(r) => {
+            writeln!(out, "Manual backup: {}", r.reason)?;
+            db_run(out, &r.databases)?;
+            folders_run(out, &r.folders)?;
+            writeln!(
+                out,
+                "What can be restored from where (pinned: retention keeps it until unpinned):"
+            )?;
+            for l in &r.restorable {
+                writeln!(out, "  {l}")?;
+            }
+            Ok(())
+        }
+        Outcome::BackupFiles(report) => {
+            let s = &report.summary;
+            writeln!(out, "snapshot {} saved", report.snapshot_id.short())?;
+            writeln!(
+                out,
+                "  {} files, {} folders, {} links, {} read",
+                s.files,
+                s.dirs,
+                s.symlinks,
+                human_bytes(s.bytes_read)
+            )?;
+            writeln!(
+                out,
+                "  {} new chunks ({}), {} added to the repository",
+                s.new_chunks,
+                human_bytes(s.new_bytes),
+                human_bytes(s.added_bytes)
+            )?;
+            if report.adopted_packs > 0 {
+                writeln!(
+                    out,
+                    "  reused {} packs left by an interrupted backup",
+                    report.adopted_packs
+                )?;
+            }
+            for e in &s.errors {
+                writeln!(out, "  NOT backed up: {e}")?;
+            }
+            Ok(())
+        }
+        Outcome::RestoreDb(r) => {
+            writeln!(
+                out,
+                "Restored [{}] as [{}] from the repository on {}",
+                r.database, r.as_name, r.target
+            )?;
+            for f in &r.staged {
+                writeln!(out, "  staged  {f}")?;
+            }
+            for s in &r.statements {
+                writeln!(out, "  ran     {s}")?;
+            }
+            Ok(())
+        }
+        Outcome::RestorePlan(p) => plan(out, p),
+        Outcome::Check(r) => {
+            writeln!(out, "Check of policy {} on {}", r.policy, r.instance)?;
+            for f in &r.findings {
+                let sev = format!("{:?}", f.severity).to_uppercase();
+                writeln!(
+                    out,
+                    "  {sev:<8} {:<14} {}{}",
+                    f.area,
+                    f.database
+                        .as_ref()
+                        .map(|d| format!("[{d}] "))
+                        .unwrap_or_default(),
+                    f.finding
+                )?;
+                if f.severity >= Severity::Warning {
+                    writeln!(out, "           do: {}", f.action)?;
+                }
+            }
+            Ok(())
+        }
+        Outcome::Verify(v) => {
+            let report = &v.report;
+            writeln!(
+                out,
+                "{} snapshots, {} packs; {} packs read ({}), {} chunks checked",
+                report.snapshots,
+                report.packs,
+                report.packs_read,
+                human_bytes(report.bytes_read),
+                report.chunks_checked
+            )?;
+            for d in &report.damaged_packs {
+                writeln!(
+                    out,
+                    "DAMAGED pack {}: {}",
+                    d.pack.get(..16).unwrap_or(&d.pack),
+                    d.problem
+                )?;
+                writeln!(out, "  breaks snapshots: {}", d.snapshots.join(", "))?;
+                for f in &d.files {
+                    writeln!(out, "  breaks file: {f}")?;
+                }
+            }
+            for m in &report.missing_chunks {
+                writeln!(out, "MISSING {m}")?;
+            }
+            if report.unindexed_packs > 0 {
+                writeln!(
+                    out,
+                    "{} packs are stored but not indexed (left by an interrupted backup; the next backup reuses them)",
+                    report.unindexed_packs
+                )?;
+            }
+            writeln!(
+                out,
+                "{}",
+                if v.ok {
+                    "repository OK"
+                } else {
+                    "repository DAMAGED"
+                }
+            )
+        }
+        Outcome::Copy(r) => {
+            for t in &r.targets {
+                match (&t.report, &t.error) {
+                    (Some(c), _) => writeln!(
+                        out,
+                        "{} -> {}{}: {} snapshots copied ({} already there), {} packs, {} sent",
+                        c.from,
+                        c.to,
+                        if c.reencrypted {
+                            " (other keys: re-encrypted)"
+                        } else {
+                            ""
+                        },
+                        c.copied.len(),
+                        c.already_present,
+                        c.packs_sent,
+                        human_bytes(c.bytes_sent)
+                    )?,
+                    (None, e) => writeln!(
+                        out,
+                        "{} -> {}: FAILED: {}",
+                        r.from,
+                        t.target,
+                        error_text(e.as_ref(), "failed")
+                    )?,
+                }
+            }
+            Ok(())
+        }
+        Outcome::Failed(f) => writeln!(out, "error: {}", f.error),
+    }
+}
+
+/// A database backup run.
+pub fn db_run(out: &mut impl Write, r: &DbBackupRun) -> io::Result<()> {
+    writeln!(
+        out,
+        "Database backups of policy {} on {}",
+        r.policy, r.instance
+    )?;
+    for d in &r.results {
+        if d.ok {
+            writeln!(
+                out,
+                "  OK    {:<20} {:<4}{} {}  backup {:.1}s, verifyonly {:.1}s",
+                d.database,
+                d.kind,
+                if d.copy_only { " copy-only" } else { "" },
+                human_bytes(d.size),
+                d.backup_seconds,
+                d.verifyonly_seconds
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  FAIL  {:<20} {:<4} {}",
+                d.database,
+                d.kind,
+                error_text(d.error.as_ref(), "failed")
+            )?;
+        }
+        for n in &d.notes {
+            writeln!(out, "        note: {n}")?;
+        }
+        for f in &d.files {
+            writeln!(out, "        file: {f}")?;
+        }
+        for o in &d.offsite {
+            writeln!(
+                out,
+                "        offsite {}: snapshot {} {}",
+                o.target,
+                o.snapshot.as_deref().unwrap_or("-"),
+                if o.verified {
+                    format!(
+                        "stored {:.1}s, read back {:.1}s",
+                        o.ingest_seconds, o.verify_seconds
+                    )
+                } else {
+                    format!("FAILED: {}", error_text(o.error.as_ref(), "?"))
+                }
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A program folders run.
+pub fn folders_run(out: &mut impl Write, r: &FoldersRun) -> io::Result<()> {
+    writeln!(out, "Program folders of policy {}", r.policy)?;
+    let age = |h: Option<f64>| h.map_or_else(|| "none".into(), |h| format!("{h:.1} hours ago"));
+    for f in &r.results {
+        match f.status {
+            Status::Ok => writeln!(
+                out,
+                "  OK     {:<20} {}  -> {}",
+                f.name,
+                f.path,
+                f.offsite
+                    .iter()
+                    .map(|o| format!("{} {}", o.target, o.snapshot.as_deref().unwrap_or("-")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
+            Status::NotDue => writeln!(
+                out,
+                "  -      {:<20} {}  not due (last good copy {}; next {})",
+                f.name,
+                f.path,
+                age(f.last_good_age_hours),
+                f.next_due.as_deref().unwrap_or("-")
+            )?,
+            Status::Missed => writeln!(
+                out,
+                "  MISSED {:<20} {} ({}); last good copy: {}",
+                f.name,
+                f.path,
+                error_text(f.error.as_ref(), "unreachable"),
+                age(f.last_good_age_hours)
+            )?,
+            Status::Failed => writeln!(
+                out,
+                "  FAIL   {:<20} {}: {}",
+                f.name,
+                f.path,
+                error_text(f.error.as_ref(), "failed")
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// A restore plan, with the RECOVERY options each step runs with.
+pub fn plan(out: &mut impl Write, o: &PlanOutcome) -> io::Result<()> {
+    let p = &o.plan;
+    writeln!(
+        out,
+        "Restore plan for [{}] from {}{}",
+        p.database.as_deref().unwrap_or("?"),
+        o.from,
+        p.at.map(|a| format!(" to {a}")).unwrap_or_default()
+    )?;
+    for (i, s) in p.steps.iter().enumerate() {
+        let last = i + 1 == p.steps.len();
+        let recovery = if last { "RECOVERY" } else { "NORECOVERY" };
+        let stop = s
+            .stop_at
+            .map(|a| format!(", STOPAT = '{a}'"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}. {:<12} {}  (taken {}, LSN {} .. {})  WITH {}{}",
+            i + 1,
+            s.kind,
+            s.files.join(" + "),
+            s.backup_start_date.map_or("?".into(), |d| d.to_string()),
+            s.first_lsn.map_or("?".into(), |l| l.to_string()),
+            s.last_lsn.map_or("?".into(), |l| l.to_string()),
+            recovery,
+            stop
+        )?;
+    }
+    for s in &p.skipped {
+        writeln!(out, "  not used: {}: {}", s.source, s.reason)?;
+    }
+    for pr in &p.problems {
+        writeln!(out, "  PROBLEM: {pr}")?;
+    }
+    writeln!(
+        out,
+        "  verdict: {}",
+        if p.ok {
+            "OK"
+        } else {
+            "BROKEN: the restore cannot reach its target"
+        }
+    )
+}
