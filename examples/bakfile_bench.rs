@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.join("pacsbak-bench.bak");
     let pages = gib * (1 << 30) / 8192;
 
-    let mut desc = SetDescription::new("PACS", BackupType::Full);
+    let mut desc = SetDescription::new("PACS", BackupType::FULL);
     desc.first_lsn = "41000000010000001".parse()?;
     desc.last_lsn = "41000000012000001".parse()?;
     desc.checkpoint_lsn = desc.first_lsn;

@@ -16,7 +16,7 @@ const TAIL: usize = 8192;
 fn base() -> &'static [u8] {
     static FILE: OnceLock<Vec<u8>> = OnceLock::new();
     FILE.get_or_init(|| {
-        let desc = SetDescription::new("PACS", BackupType::Full);
+        let desc = SetDescription::new("PACS", BackupType::FULL);
         let pages: Vec<Vec<u8>> = (0..24u32)
             .map(|i| {
                 let mut p = vec![0u8; 8192];

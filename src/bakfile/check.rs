@@ -37,6 +37,7 @@ pub const BLIND_SPOTS: &[&str] = &[
 /// The verdict of `inspect --check` on one file.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
+    /// What `inspect` read: headers, sets and structural damage.
     pub file: BackupFile,
     /// Data and log streams read.
     pub streams_checked: u64,
@@ -50,6 +51,7 @@ pub struct CheckReport {
     pub bytes_read: u64,
     /// Every damaged place, structural ones first.
     pub damage: Vec<Damage>,
+    /// [`BLIND_SPOTS`], carried so every JSON verdict states them.
     pub blind_spots: Vec<&'static str>,
     /// No damage found and every set complete.
     pub ok: bool,

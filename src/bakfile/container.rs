@@ -421,7 +421,7 @@ mod tests {
 
     /// A written compressed backup, its plain twin, and where its zero padding is.
     fn written() -> (Vec<u8>, Vec<u8>, u64, u64) {
-        let desc = SetDescription::new("PACS", BackupType::Full);
+        let desc = SetDescription::new("PACS", BackupType::FULL);
         let p = pages(20);
         let log = vec![0x5au8; 1500];
         let mut packed = Vec::new();

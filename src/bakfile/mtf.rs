@@ -60,23 +60,47 @@ pub fn xor16(bytes: &[u8]) -> u16 {
 pub struct Tag(pub [u8; 4]);
 
 impl Tag {
+    /// MTF_TAPE: the media header block that opens the file (media name, software
+    /// name and vendor, password algorithm) with the RAID stream.
     pub const TAPE: Tag = Tag(*b"TAPE");
+    /// MTF_SFMB, the soft filemark: follows TAPE and brackets each set's ESET.
     pub const SFMB: Tag = Tag(*b"SFMB");
+    /// MTF_SSET: starts a backup set (name, description, user, Position, software
+    /// version).
     pub const SSET: Tag = Tag(*b"SSET");
+    /// MTF_VOLB: the volume block; SQL Server puts the machine name in it.
     pub const VOLB: Tag = Tag(*b"VOLB");
+    /// SQL Server's block holding the MQCI stream.
     pub const MSCI: Tag = Tag(*b"MSCI");
+    /// SQL Server's block holding the data pages (MQDA); absent from log backups.
     pub const MSDA: Tag = Tag(*b"MSDA");
+    /// SQL Server's block holding the transaction log (MQTL).
     pub const MSTL: Tag = Tag(*b"MSTL");
+    /// SQL Server's block seen near the end of a set (a trailing copy of the MQCI
+    /// information); not read.
     pub const MSLS: Tag = Tag(*b"MSLS");
+    /// MTF_ESET: ends a backup set; a set that does not reach it is truncated.
     pub const ESET: Tag = Tag(*b"ESET");
+    /// MTF stream padding to the next block boundary; it ends a block's streams.
     pub const SPAD: Tag = Tag(*b"SPAD");
+    /// Padding stream placed so the next stream's payload (after its header and
+    /// 2-byte pad) starts on a 512-byte boundary.
     pub const APAD: Tag = Tag(*b"APAD");
+    /// SQL Server's stream of catalog records: SCIN, SFGI, SFIN (see `records`).
     pub const MQCI: Tag = Tag(*b"MQCI");
+    /// SQL Server's stream of 8 KiB database pages, after a 2-byte zero pad; an
+    /// empty one closes MSDA.
     pub const MQDA: Tag = Tag(*b"MQDA");
+    /// SQL Server's stream of transaction log bytes, after a 2-byte zero pad.
     pub const MQTL: Tag = Tag(*b"MQTL");
+    /// Stream whose data is the u32 backup checksum of the preceding MQDA/MQTL
+    /// (sets taken WITH CHECKSUM).
     pub const CSUM: Tag = Tag(*b"CSUM");
+    /// Stream of the TAPE block: media set GUID, family count and family sequence.
     pub const RAID: Tag = Tag(*b"RAID");
+    /// Stream of the ESET block; not read, covered by no checksum.
     pub const OTCP: Tag = Tag(*b"OTCP");
+    /// Stream of the ESET block; not read, covered by no checksum.
     pub const TSMP: Tag = Tag(*b"TSMP");
 
     /// Whether the tag looks like an MTF type: four upper-case letters or digits.
@@ -109,18 +133,27 @@ impl fmt::Debug for Tag {
 /// The common 52-byte header of every MTF block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockHeader {
+    /// Block type, the 4 ASCII bytes at offset 0.
     pub kind: Tag,
+    /// MTF block attributes, u32 at offset 4; not interpreted by the reader.
     pub attributes: u32,
     /// Distance from the block start to its first stream.
     pub first_event: u16,
+    /// MTF OS id, byte 10; carried, not interpreted.
     pub os_id: u8,
+    /// MTF OS version, byte 11; carried, not interpreted.
     pub os_version: u8,
+    /// MTF displayable size, u64 at offset 12; carried, not interpreted.
     pub displayable_size: u64,
+    /// MTF format logical address of the block, u64 at offset 20; not checked.
     pub format_logical_address: u64,
+    /// MTF control block id, u32 at offset 36; not checked.
     pub control_block_id: u32,
+    /// The OS-specific data, `{size, offset}` at offset 44.
     pub os_data: StrRef,
     /// 1 ANSI, 2 UTF-16.
     pub string_type: u8,
+    /// u16 at offset 50: XOR of the 25 preceding u16 words.
     pub checksum: u16,
 }
 
@@ -173,13 +206,20 @@ impl BlockHeader {
 /// The 22-byte header in front of every stream's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamHeader {
+    /// Stream type, the 4 ASCII bytes at offset 0 (`MQDA`, `SPAD`...).
     pub id: Tag,
+    /// File-system attributes, u16 at offset 4; not interpreted.
     pub fs_attributes: u16,
     /// Bit 0x100: a CSUM stream follows in the same block.
     pub media_attributes: u16,
+    /// Data bytes after the header, u64 at offset 8; the next stream starts on
+    /// the following 4-byte boundary.
     pub length: u64,
+    /// Encryption algorithm, u16 at offset 16; not interpreted (the writer puts 0).
     pub encryption: u16,
+    /// Compression algorithm, u16 at offset 18; not interpreted (the writer puts 0).
     pub compression: u16,
+    /// u16 at offset 20: XOR of the first 10 u16 words.
     pub checksum: u16,
 }
 
@@ -226,7 +266,9 @@ impl StreamHeader {
 /// An MTF `{size u16, offset u16}` reference to a string inside a block or record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StrRef {
+    /// Length of the string in bytes (not characters).
     pub size: u16,
+    /// Where the string starts, from the start of the block or record.
     pub offset: u16,
 }
 
@@ -262,11 +304,17 @@ impl StrRef {
 /// MTF_DATE_TIME: five bytes packing year (14 bits), month, day, hour, minute, second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MtfDate {
+    /// Full year, 14 bits.
     pub year: u16,
+    /// Month, 1-12 in a valid date (checked only by `to_datetime`).
     pub month: u8,
+    /// Day of the month, 1-31 in a valid date.
     pub day: u8,
+    /// Hour, 0-23.
     pub hour: u8,
+    /// Minute, 0-59.
     pub minute: u8,
+    /// Second, 0-59.
     pub second: u8,
 }
 
@@ -361,18 +409,26 @@ impl<'de> serde::Deserialize<'de> for MtfDate {
 /// A stream found in a block: where its header and data are.
 #[derive(Debug, Clone)]
 pub struct Stream {
+    /// Where the stream header starts (in the decompressed MTF stream for
+    /// compressed files).
     pub offset: u64,
+    /// Its parsed 22-byte header.
     pub header: StreamHeader,
+    /// Where its data starts, right after the header.
     pub data_offset: u64,
 }
 
 /// A block: its header, the fixed area up to the first stream, and its streams.
 #[derive(Debug, Clone)]
 pub struct Block {
+    /// Where the block starts (in the decompressed MTF stream for compressed files).
     pub offset: u64,
+    /// Its common 52-byte header.
     pub header: BlockHeader,
     /// The bytes from the block start to the first stream (strings live here).
     pub fixed: Vec<u8>,
+    /// Its streams in order; the last is SPAD when the block ends with one (SFMB
+    /// has none).
     pub streams: Vec<Stream>,
 }
 

@@ -30,16 +30,26 @@ use crate::records::BackupKind;
 pub struct BackupDescription {
     /// Where it comes from: a path or a repository object name.
     pub source: String,
+    /// HEADERONLY's DatabaseName; a plan covers one database (compared
+    /// case-insensitively).
     pub database_name: String,
+    /// HEADERONLY's ServerName; shown, not used by the rules.
     pub server_name: String,
     /// The set's type as the file or record says; types pacsbak does not restore
     /// (file, partial) are reported, not planned.
     pub backup_type: BackupType,
+    /// The set's Position in its file (RESTORE's `FILE =`).
     pub position: u16,
+    /// FirstLSN; a backup without First/LastLSN is skipped.
     pub first_lsn: Option<Lsn>,
+    /// LastLSN: where the restore stands after applying it.
     pub last_lsn: Option<Lsn>,
+    /// CheckpointLSN: picks the newest full; differentials point at it.
     pub checkpoint_lsn: Option<Lsn>,
+    /// DatabaseBackupLSN: for a differential, the CheckpointLSN of its base full.
     pub database_backup_lsn: Option<Lsn>,
+    /// BackupStartDate, compared with `--at`; without one a set is not used when
+    /// `--at` is given.
     pub backup_start_date: Option<MtfDate>,
     /// Media families (files) the set is striped over, 1 when not striped.
     pub family_count: u16,
@@ -106,9 +116,13 @@ pub struct PlanStep {
     pub kind: BackupKind,
     /// Every file of the set, in family order.
     pub files: Vec<String>,
+    /// The set's Position in each file (RESTORE's `FILE =`).
     pub position: u16,
+    /// The set's FirstLSN.
     pub first_lsn: Option<Lsn>,
+    /// The set's LastLSN.
     pub last_lsn: Option<Lsn>,
+    /// The set's BackupStartDate.
     pub backup_start_date: Option<MtfDate>,
     /// STOPAT for the last log when a point in time was asked for.
     pub stop_at: Option<MtfDate>,
@@ -117,15 +131,21 @@ pub struct PlanStep {
 /// A backup that is not part of the plan, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
+    /// The file left out (a striped set's files joined by ` + `).
     pub source: String,
+    /// Why, in words.
     pub reason: String,
 }
 
 /// The planner's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestorePlan {
+    /// The database planned for: as asked, or the only one found; `None` when
+    /// none could be chosen.
     pub database: Option<String>,
+    /// The point in time asked for (`--at`).
     pub at: Option<MtfDate>,
+    /// The RESTORE statements in order: full, differential if any, logs.
     pub steps: Vec<PlanStep>,
     /// What breaks the plan: with any of these the restore cannot reach its target.
     pub problems: Vec<String>,

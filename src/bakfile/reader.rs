@@ -66,7 +66,10 @@ pub struct DataStream {
     pub kind: String,
     /// Offset of the stream header (in the decompressed stream for compressed files).
     pub header_offset: u64,
+    /// Offset of the stream data, its 2-byte pad first (same coordinates as
+    /// `header_offset`).
     pub data_offset: u64,
+    /// Data length from the stream header, pad included.
     pub length: u64,
     /// The stream's media-format attributes say a CSUM follows.
     pub expects_csum: bool,
@@ -77,12 +80,16 @@ pub struct DataStream {
 /// One backup set in a file: a HEADERONLY row and its FILELISTONLY rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupSet {
+    /// The set's HEADERONLY row.
     pub header: BackupHeader,
+    /// The set's FILELISTONLY rows.
     pub files: Vec<FileListEntry>,
     /// ESET was reached: the set is complete up to its end.
     pub complete: bool,
+    /// Its non-empty MQDA/MQTL streams in file order, for `--check`.
     #[serde(skip)]
     pub streams: Vec<DataStream>,
+    /// The type SCIN gives; `None` when no SCIN was read (reported as damage).
     #[serde(skip)]
     pub kind: Option<BackupType>,
 }
@@ -119,10 +126,15 @@ impl Damage {
 /// Everything `inspect` learns about one file.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupFile {
+    /// The path as given.
     pub path: String,
+    /// File size in bytes (on disk, compressed or not).
     pub size: u64,
+    /// Plain MTF or the compressed container.
     pub container: ContainerKind,
+    /// What the TAPE block says about the media.
     pub media: MediaInfo,
+    /// Backup sets in file order, an incomplete last one included.
     pub sets: Vec<BackupSet>,
     /// Structural problems: a non-empty list means the file is damaged.
     pub damage: Vec<Damage>,
@@ -137,7 +149,9 @@ impl BackupFile {
 
 /// An opened backup: the file and the MTF view over it.
 pub enum Opened {
+    /// Plain MTF, read as is.
     Mtf(FileSource),
+    /// The `MSSQLBAK` container, read through its decompressing view.
     Compressed(Box<Container<FileSource>>),
 }
 

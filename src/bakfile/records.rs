@@ -24,37 +24,59 @@ pub const SCIN_FLAG_DIFFERENTIAL: u32 = 0x800;
 /// The SCIN record: one backup set as SQL Server describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scin {
+    /// Flag word, u32 at 0x08 (`SCIN_FLAG_*`); HEADERONLY's Flags.
     pub flags: u32,
+    /// SQL Server build, u16 at 0x18.
     pub build: u16,
+    /// SQL Server minor version, byte 0x1A.
     pub minor: u8,
+    /// SQL Server major version, byte 0x1B.
     pub major: u8,
+    /// FirstLSN, 10 bytes at 0x20; `None` when zero.
     pub first_lsn: Option<Lsn>,
+    /// LastLSN, 10 bytes at 0x2A; `None` when zero.
     pub last_lsn: Option<Lsn>,
+    /// CheckpointLSN, 10 bytes at 0x34; `None` when zero.
     pub checkpoint_lsn: Option<Lsn>,
+    /// DatabaseBackupLSN, 10 bytes at 0x3E; `None` when zero.
     pub database_backup_lsn: Option<Lsn>,
+    /// Database creation date, MTF_DATE_TIME at 0x48.
     pub database_creation_date: Option<MtfDate>,
+    /// Backup start date, MTF_DATE_TIME at 0x4D.
     pub backup_start_date: Option<MtfDate>,
+    /// The msdb letter at 0x57 ('D', 'I', 'L'...); `None` when the byte is 0.
     pub backup_type: Option<BackupType>,
+    /// Sort order, byte 0x58.
     pub sort_order: u8,
+    /// Compatibility level, byte 0x5B.
     pub compatibility_level: u8,
+    /// Database version, u16 at 0x5E.
     pub database_version: u16,
+    /// Database name, UTF-16 string referenced at 0x68.
     pub database_name: String,
+    /// Server\instance name, UTF-16 string referenced at 0x6C.
     pub server_name: String,
+    /// UnicodeLocaleId, u32 at 0x74.
     pub unicode_locale_id: u32,
+    /// UnicodeComparisonStyle, u32 at 0x78.
     pub unicode_comparison_style: u32,
 }
 
 /// What MQCI holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Catalog {
+    /// The SCIN record (`parse_mqci` fails without one).
     pub scin: Option<Scin>,
+    /// One FILELISTONLY row per SFIN, group names filled in from SFGI.
     pub files: Vec<FileListEntry>,
 }
 
 /// Why an MQCI stream could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
+    /// Offset in the MQCI data of the record at fault (0 when SCIN is missing).
     pub offset: usize,
+    /// What is wrong, in words.
     pub message: String,
 }
 

@@ -34,35 +34,60 @@ const BLOCK: u64 = 512;
 /// will report for the written file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetDescription {
+    /// Full, differential or log: SCIN's letter and flags, SSET's attributes, and
+    /// whether an MSDA with pages is written (not for logs).
     pub backup_type: BackupType,
+    /// SCIN's database name (DatabaseName).
     pub database_name: String,
+    /// SCIN's server\instance name (ServerName).
     pub server_name: String,
+    /// VOLB's machine name (MachineName).
     pub machine_name: String,
+    /// SSET's user name (UserName).
     pub user_name: String,
+    /// SSET's set name (BackupName).
     pub backup_name: String,
+    /// SSET's description (BackupDescription).
     pub backup_description: String,
+    /// SSET's data set number (Position): 1, or the next one when appending.
     pub position: u16,
+    /// SCIN's FirstLSN.
     pub first_lsn: Lsn,
+    /// SCIN's LastLSN.
     pub last_lsn: Lsn,
+    /// SCIN's CheckpointLSN.
     pub checkpoint_lsn: Lsn,
+    /// SCIN's DatabaseBackupLSN; `None` writes zero, read back as null.
     pub database_backup_lsn: Option<Lsn>,
+    /// SCIN's BackupStartDate, also the date of the TAPE, SSET and VOLB blocks.
     pub backup_start_date: MtfDate,
+    /// SCIN's DatabaseCreationDate.
     pub database_creation_date: MtfDate,
     /// (major, minor, build), e.g. (16, 0, 1000).
     pub software_version: (u8, u8, u16),
+    /// SCIN's DatabaseVersion (957 is SQL Server 2022's).
     pub database_version: u16,
+    /// SCIN's CompatibilityLevel.
     pub compatibility_level: u8,
+    /// SCIN's SortOrder.
     pub sort_order: u8,
+    /// SCIN's UnicodeLocaleId.
     pub unicode_locale_id: u32,
+    /// SCIN's UnicodeComparisonStyle.
     pub unicode_comparison_style: u32,
     /// WITH CHECKSUM: CSUM streams and the SCIN flag.
     pub with_checksum: bool,
     /// Compute the page checksum of every page whose header asks for one.
     pub fill_page_checksums: bool,
+    /// The FILELISTONLY rows: one SFIN each, one SFGI per named filegroup; files
+    /// of type 'L' are written in group 0.
     pub files: Vec<FileListEntry>,
     /// Striping: how many files the set spans and which one this is (1-based).
     pub family_count: u16,
+    /// This file's family number, 1-based (RAID stream u16 at 24).
     pub family_sequence: u16,
+    /// The media set GUID as its 16 stored bytes (RAID stream; the first 4 are
+    /// also TAPE's media family id).
     pub media_set_id: [u8; 16],
 }
 
@@ -462,7 +487,7 @@ fn mqci(d: &SetDescription) -> Vec<u8> {
     if d.with_checksum {
         flags |= SCIN_FLAG_CHECKSUM;
     }
-    if d.backup_type == BackupType::Differential {
+    if d.backup_type == BackupType::DIFF {
         flags |= SCIN_FLAG_DIFFERENTIAL;
     }
     let letter = [d.backup_type.letter() as u8];
@@ -682,7 +707,7 @@ where
 {
     // SSET: the set's name, user, position and software version.
     let mut f = Fixed::new(52, 100);
-    let attrs: u32 = if desc.backup_type == BackupType::Differential {
+    let attrs: u32 = if desc.backup_type == BackupType::DIFF {
         0x8
     } else {
         0x4
@@ -717,7 +742,7 @@ where
     } else {
         0
     };
-    if desc.backup_type != BackupType::Log {
+    if desc.backup_type != BackupType::LOG {
         o.block(Tag::MSDA, 0, &[0u8; 8])?;
         o.apad()?;
         o.stream_header(Tag::MQDA, 0x2 | csum_attr, 2 + npages * PAGE as u64)?;
@@ -814,7 +839,7 @@ impl SetDescription {
             }
         }
         Self {
-            backup_type: set.kind.unwrap_or(BackupType::Full),
+            backup_type: set.kind.unwrap_or(BackupType::FULL),
             database_name: h.database_name.clone(),
             server_name: h.server_name.clone(),
             machine_name: h.machine_name.clone(),

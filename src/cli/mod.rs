@@ -29,8 +29,10 @@ mod verify;
 #[derive(Debug, Parser)]
 #[command(name = "pacsbak", version, about, long_about = None)]
 pub struct Cli {
+    /// Options every command takes.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }

@@ -96,18 +96,7 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
             RepoCommand::Init { target, copy_keys_from: None, avg_chunk_kib, zstd_level, group_kib } => {
                 let (storage, pass) = target_and_passphrase(global, target.as_deref())?;
                 let name = storage.name().to_string();
-                let mut config = RepoConfig::new_default();
-                if let Some(avg) = avg_chunk_kib {
-                    config.chunker.avg_size = avg * 1024;
-                    config.chunker.min_size = avg * 256;
-                    config.chunker.max_size = avg * 4096;
-                }
-                if let Some(l) = zstd_level {
-                    config.zstd_level = l;
-                }
-                if let Some(g) = group_kib {
-                    config.group_size = g * 1024;
-                }
+                let config = RepoConfig::new_default().tuned(avg_chunk_kib, zstd_level, group_kib)?;
                 let repo = Repository::init_with(storage, &pass, config)
                     .await
                     .with_context(|| format!("cannot create a repository on target {name:?}"))?;

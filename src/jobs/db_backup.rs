@@ -578,7 +578,7 @@ fn sql_snapshot_options(
     }
 }
 
-/// Stores `files` on one target as a snapshot and proves the copy (see [`commit`]).
+/// Stores `files` on one target as a snapshot and proves the copy (see `commit`).
 pub async fn offsite(t: &Target, files: &[PathBuf], bopts: &BackupOptions) -> OffsiteCopy {
     let (copy, ingested) = store(t, files, bopts).await;
     commit(t, copy, ingested).await
@@ -702,7 +702,7 @@ fn compare(
         ));
     }
     if let Some(l) = letter {
-        if l != m.backup_type {
+        if l != m.backup_type.letter() {
             diffs.push(format!("type: msdb {}, file {l}", m.backup_type));
         }
     }

@@ -70,7 +70,7 @@ fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
             source: format!("{}:{}", s.id.short(), f.name),
             database_name: record.database.clone(),
             server_name: record.instance.clone(),
-            backup_type: BackupType::from_kind(record.kind),
+            backup_type: BackupType::from(record.kind),
             position: f.position,
             first_lsn: record.first_lsn,
             last_lsn: record.last_lsn,

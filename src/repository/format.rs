@@ -130,6 +130,30 @@ impl RepoConfig {
         }
     }
 
+    /// Benchmark tuning of a new repository (`repo init`'s hidden options): an
+    /// average chunk size in KiB (minimum a quarter, maximum four times it), a zstd
+    /// level, a group size in KiB. Checked like any configuration before use.
+    pub fn tuned(
+        mut self,
+        avg_chunk_kib: Option<u32>,
+        zstd_level: Option<i32>,
+        group_kib: Option<u32>,
+    ) -> crate::error::Result<Self> {
+        if let Some(avg) = avg_chunk_kib {
+            self.chunker.avg_size = avg.saturating_mul(1024);
+            self.chunker.min_size = avg.saturating_mul(256);
+            self.chunker.max_size = avg.saturating_mul(4096);
+        }
+        if let Some(l) = zstd_level {
+            self.zstd_level = l;
+        }
+        if let Some(g) = group_kib {
+            self.group_size = g.saturating_mul(1024);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// The defaults for a new repository.
     pub fn new_default() -> Self {
         RepoConfig {

@@ -74,7 +74,7 @@ pub struct Entry {
     /// Plain blake3 of the file's bytes, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blake3: Option<String>,
-    /// Chunk ids, for files of at most [`INLINE_CHUNKS`] chunks.
+    /// Chunk ids, for files of at most `INLINE_CHUNKS` (64) chunks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<Id>,
     /// Chunk-list blobs, for larger files.

@@ -203,9 +203,9 @@ fn guid_bytes(s: &str) -> [u8; 16] {
 /// The MTF description of the simulator's set.
 fn description(h: &SetHeader) -> SetDescription {
     let kind = match h.backup_type {
-        2 => BackupType::Log,
-        5 => BackupType::Differential,
-        _ => BackupType::Full,
+        2 => BackupType::LOG,
+        5 => BackupType::DIFF,
+        _ => BackupType::FULL,
     };
     let mut d = SetDescription::new(&h.database_name, kind);
     d.server_name = h.server_name.clone();

@@ -62,8 +62,8 @@ pub struct MsdbBackup {
     pub database_name: String,
     /// server_name.
     pub server_name: String,
-    /// type: D, I, L.
-    pub backup_type: char,
+    /// type: D, I, L (or another letter, kept to be reported).
+    pub backup_type: crate::bakfile::BackupType,
     /// is_copy_only.
     pub is_copy_only: bool,
     /// first_lsn.
@@ -74,9 +74,11 @@ pub struct MsdbBackup {
     pub checkpoint_lsn: Option<Lsn>,
     /// database_backup_lsn.
     pub database_backup_lsn: Option<Lsn>,
-    /// backup_start_date (server local time).
+    /// backup_start_date (server local time; `YYYY-MM-DD HH:MM:SS` in JSON).
+    #[serde(serialize_with = "server_local_time")]
     pub backup_start_date: Option<PrimitiveDateTime>,
     /// backup_finish_date.
+    #[serde(serialize_with = "server_local_time")]
     pub backup_finish_date: Option<PrimitiveDateTime>,
     /// backup_size.
     pub backup_size: Option<u128>,
@@ -84,6 +86,18 @@ pub struct MsdbBackup {
     pub has_backup_checksums: bool,
     /// is_damaged.
     pub is_damaged: bool,
+}
+
+/// msdb's dates carry no offset (the server's local time): written as SQL Server
+/// shows them, not as arrays of numbers.
+fn server_local_time<S: serde::Serializer>(
+    t: &Option<PrimitiveDateTime>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.collect_str(&crate::bakfile::MtfDate::from_datetime(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 /// The newest backup set written to `device` (the path SQL Server was given).
@@ -102,9 +116,11 @@ pub async fn msdb_backup_for_device(sql: &mut Sql, device: &str) -> Result<Optio
         media_set_id: int(r, 1usize).unwrap_or(0),
         database_name: text(r, 2usize).unwrap_or_default(),
         server_name: text(r, 3usize).unwrap_or_default(),
-        backup_type: text(r, 4usize)
-            .and_then(|s| s.chars().next())
-            .unwrap_or('?'),
+        backup_type: crate::bakfile::BackupType::from_letter(
+            text(r, 4usize)
+                .and_then(|s| s.bytes().next())
+                .unwrap_or(b'?'),
+        ),
         is_copy_only: bit(r, 5usize).unwrap_or(false),
         first_lsn: big(r, 6usize).map(Lsn),
         last_lsn: big(r, 7usize).map(Lsn),

@@ -476,7 +476,7 @@ fn bakfile_written_sets_read_back_identically_and_pass_check() {
 
 #[test]
 fn bakfile_writer_fills_page_checksums_and_flips_are_found() {
-    let mut desc = bakfile::SetDescription::new("PACS", bakfile::BackupType::Full);
+    let mut desc = bakfile::SetDescription::new("PACS", bakfile::BackupType::FULL);
     desc.first_lsn = "41000000010000001".parse().expect("lsn");
     desc.last_lsn = "41000000012000001".parse().expect("lsn");
     desc.checkpoint_lsn = desc.first_lsn;

@@ -76,13 +76,13 @@ fn padding(b: &[u8]) -> (usize, usize) {
 
 /// A full and a log backup of one chain, compressed, in a folder.
 fn written_chain(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let mut full_desc = desc(BackupType::Full, "41000000010000001", "41000000012000001");
+    let mut full_desc = desc(BackupType::FULL, "41000000010000001", "41000000012000001");
     full_desc.backup_start_date =
         bakfile::MtfDate::parse_text("2026-11-25 01:00:00").expect("date");
     let mut full = Vec::new();
     write_backup_compressed(&mut full, &full_desc, pages(40, 3).iter(), &[0x11u8; 5000])
         .expect("write full");
-    let mut log_desc = desc(BackupType::Log, "41000000012000001", "41000000020000001");
+    let mut log_desc = desc(BackupType::LOG, "41000000012000001", "41000000020000001");
     log_desc.backup_start_date = bakfile::MtfDate::parse_text("2026-11-25 02:00:00").expect("date");
     let log_bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7 / 5) as u8).collect();
     let mut log = Vec::new();
