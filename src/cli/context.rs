@@ -62,6 +62,12 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit code of a command whose report says whether everything was done: 0, or
+/// 1 (something found damaged or not done), as for [`crate::outcome::Outcome`].
+pub fn done(ok: bool) -> ExitCode {
+    ExitCode::from(if ok { 0 } else { 1 })
+}
+
 /// Prints a job's outcome (text, or JSON with `--json`) and gives its exit code.
 pub fn finish(outcome: &crate::outcome::Outcome, json: bool) -> anyhow::Result<ExitCode> {
     crate::render::print(outcome, json)?;

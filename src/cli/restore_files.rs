@@ -56,6 +56,6 @@ pub fn run(global: &GlobalArgs, args: RestoreFilesArgs) -> anyhow::Result<ExitCo
                 eprintln!("FAILED {e}");
             }
         }
-        Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(super::context::done(report.errors.is_empty()))
     })
 }

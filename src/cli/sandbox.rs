@@ -27,11 +27,7 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
     ))?;
     if global.json {
         print_json(&r)?;
-        return Ok(if r.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+        return Ok(super::context::done(r.ok));
     }
     let d = &r.dir;
     println!(
@@ -83,9 +79,5 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
         },
         r.seconds
     );
-    Ok(if r.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(super::context::done(r.ok))
 }

@@ -69,10 +69,6 @@ pub fn run(global: &GlobalArgs, args: TargetArgs) -> anyhow::Result<ExitCode> {
                 Some(d) => println!("target {} is NOT usable: {d}", r.target),
             }
         }
-        Ok(if r.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok(super::context::done(r.ok))
     })
 }

@@ -160,11 +160,7 @@ fn restore_file(
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
     }
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = p.with_file_name(format!(".{name}.pacsbak-partial"));
+    let tmp = partial_name(p);
     // A partial file left by an interrupted restore is ours to replace.
     match std::fs::remove_file(&tmp) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&tmp, err)),
@@ -271,4 +267,17 @@ fn set_mode(p: &Path, mode: u32) {
         perms.set_readonly(mode & 0o222 == 0);
         let _ = std::fs::set_permissions(p, perms);
     }
+}
+
+/// The temporary name a file is restored under until its blake3 is proven: short
+/// and fixed in length whatever the file's name (a name near the 255-byte limit
+/// must still restore), and the same for the same path, so an interrupted
+/// restore's leftover is found and replaced.
+fn partial_name(p: &Path) -> std::path::PathBuf {
+    let name = p
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or_default();
+    let tag = blake3::hash(name).to_hex();
+    p.with_file_name(format!(".pacsbak-partial-{}", &tag[..16]))
 }

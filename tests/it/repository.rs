@@ -1016,3 +1016,34 @@ fn windows_snapshot_names_survive_a_restore_on_linux_and_back() {
     assert_eq!(win_paths, back_paths);
     assert_eq!(again.summary.new_chunks, 0, "same content must dedup");
 }
+
+/// Issue 14, fault 6: a file whose name is near the 255-byte limit backs up, and
+/// restores (its temporary name during the restore must fit too).
+#[test]
+fn a_file_name_near_the_length_limit_restores() {
+    let rt = rt();
+    let t = TestConfig::new();
+    let src = t.path("prog");
+    std::fs::create_dir_all(&src).unwrap();
+    let name = format!("{}.ini", "配".repeat(78)); // 78 * 3 + 4 = 238 bytes
+    assert!(name.len() > 235 && name.len() <= 255);
+    std::fs::write(src.join(&name), b"[pacs]\nserver=sql01\n").unwrap();
+    let repo = init_repo(&rt, &t);
+    let rep = rt
+        .block_on(repo.backup(std::slice::from_ref(&src), &BackupOptions::default()))
+        .unwrap();
+    assert!(rep.summary.errors.is_empty(), "{:?}", rep.summary.errors);
+    let snap = rt
+        .block_on(repo.find_snapshot(&rep.snapshot_id.to_hex()))
+        .unwrap();
+    let out = t.path("out");
+    rt.block_on(repo.restore(&snap, &out, &RestoreOptions::default()))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.join("prog").join(&name)).unwrap(),
+        b"[pacs]\nserver=sql01\n"
+    );
+    // Nothing temporary left beside it.
+    let left: Vec<_> = std::fs::read_dir(out.join("prog")).unwrap().collect();
+    assert_eq!(left.len(), 1);
+}
