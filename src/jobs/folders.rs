@@ -82,6 +82,11 @@ pub async fn run(
     async {
         // Snapshots of every target, read once: last good copies.
         let mut known: Option<Vec<Vec<SnapshotRef>>> = None;
+        // One "now" for the whole run, from the clock the run is judged by.
+        let now = filter
+            .due
+            .as_ref()
+            .map_or_else(|| crate::clock::current().now(), Clock::now);
         let mut results = Vec::new();
         for f in &policy.folders {
             if filter.only_server && f.role != FolderRole::Server {
@@ -107,7 +112,6 @@ pub async fn run(
                     known = Some(snapshots_per_target(targets).await);
                 }
                 if let (Some(clock), Some(cron)) = (&filter.due, &f.schedule) {
-                    let now = clock.now();
                     let last_good = known
                         .as_deref()
                         .and_then(|s| last_good_copy(s, &policy.name, &f.name));
@@ -153,7 +157,7 @@ pub async fn run(
                         known
                             .as_deref()
                             .and_then(|s| last_good_copy(s, &policy.name, &f.name)),
-                        crate::clock::current().now(),
+                        now,
                     );
                     warn!(folder = %f.name, status = ?r.status, "program folder not backed up");
                     return r;
