@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "benchmark passphrase",
         )
         .await?;
-        targets = open_targets(&cfg, &policy).await?;
+        targets = open_targets(&cfg, &policy).await?.open;
         firsts.push(measure(&instance, &policy, &targets, d).await?);
     }
     eprintln!("load average after the first fulls: {}", load());

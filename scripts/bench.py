@@ -116,7 +116,7 @@ def main():
     out = os.path.join(WORK, "restore-out")
     snaps = json.loads(subprocess.run([PB, "--config", state["cfg"], "--json", "snapshots"], env=ENV, check=True,
                                       capture_output=True).stdout)
-    first = snaps[0]["id"]
+    first = snaps["snapshots"][0]["id"]
     t_restore = timed([PB, "--config", state["cfg"], "restore", "files", first, "--to", out],
                       setup=lambda: shutil.rmtree(out, ignore_errors=True))
     rout = os.path.join(WORK, "restic-out")

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     SqlServer,
     /// The operation was refused to protect data (overwrite, path escape, last backup).
     Refused,
+    /// Clocks disagree: this machine's, SQL Server's or a target's is off, so times
+    /// pacsbak writes or judges by (snapshot dates, RPO ages) would be wrong.
+    Clock,
     /// Something that should be impossible happened: a bug.
     Internal,
 }
@@ -65,6 +68,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::SqlServer => "sql-server",
             ErrorKind::Refused => "refused",
+            ErrorKind::Clock => "clock",
             ErrorKind::Internal => "internal",
         }
     }

@@ -59,8 +59,8 @@ enum BackupCommand {
         #[arg(long)]
         due: bool,
     },
-    /// Before an upgrade: COPY_ONLY fulls of every database and the server program
-    /// folders, offsite, verified, pinned.
+    /// Before an upgrade: COPY_ONLY fulls of every database and the program
+    /// folders (server and workstations), offsite, verified, pinned.
     Manual {
         /// Policy name or file.
         #[arg(long)]

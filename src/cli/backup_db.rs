@@ -30,7 +30,8 @@ pub fn run_db(
             progress: terminal_progress(global.json),
             ..DbBackupOptions::default()
         };
-        let r = db_backup::run(&policy, &instance, &targets, &opts).await?;
+        let mut r = db_backup::run(&policy, &instance, &targets.open, &opts).await?;
+        r.note_unreachable(&targets.unreachable);
         finish(&Outcome::BackupDb(r), global.json)
     })
 }
@@ -45,14 +46,22 @@ pub fn run_folders(
     let (cfg, policy) = load_policy(global, policy)?;
     policy.check_folder_names(&names)?;
     let filter = folders::FolderFilter {
-        only_server: false,
         names,
         due: due.then(crate::clock::current),
     };
     let rt = runtime()?;
     rt.block_on(async {
         let targets = open_targets(&cfg, &policy).await?;
-        let r = folders::run(&policy, &targets, &filter, false, &[], &Default::default()).await;
+        let mut r = folders::run(
+            &policy,
+            &targets.open,
+            &filter,
+            false,
+            &[],
+            &Default::default(),
+        )
+        .await;
+        r.note_unreachable(&targets.unreachable);
         finish(&Outcome::BackupFolders(r), global.json)
     })
 }
@@ -64,14 +73,15 @@ pub fn run_manual(global: &GlobalArgs, policy: &str, reason: &str) -> anyhow::Re
     rt.block_on(async {
         let targets = open_targets(&cfg, &policy).await?;
         let instance = Instance::open(&policy.instance_spec()?).await?;
-        let r = manual::run(
+        let mut r = manual::run(
             &policy,
             &instance,
-            &targets,
+            &targets.open,
             reason,
             terminal_progress(global.json),
         )
         .await?;
+        r.note_unreachable(&targets.unreachable);
         finish(&Outcome::BackupManual(r), global.json)
     })
 }

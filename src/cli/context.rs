@@ -32,14 +32,20 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The storage of `--target` (or the only target) and the passphrase.
+/// The storage of `--target` (or the only target) and the passphrase; `new` creates
+/// a local folder that does not exist yet (for `repo init`).
 pub fn target_and_passphrase(
     global: &GlobalArgs,
     target: Option<&str>,
+    new: bool,
 ) -> anyhow::Result<(Arc<dyn Storage>, Passphrase)> {
     let cfg = load_config(global)?;
     let t = cfg.target(target)?;
-    let storage = crate::storage::open_target(t)?;
+    let storage = if new {
+        crate::storage::open_new_target(t)?
+    } else {
+        crate::storage::open_target(t)?
+    };
     let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
     Ok((storage, pass))
 }
@@ -49,11 +55,12 @@ pub async fn open_repository(
     global: &GlobalArgs,
     target: Option<&str>,
 ) -> anyhow::Result<Repository> {
-    let (storage, pass) = target_and_passphrase(global, target)?;
-    let name = storage.name().to_string();
-    Repository::open(storage, &pass)
+    let cfg = load_config(global)?;
+    let t = cfg.target(target)?;
+    let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
+    crate::jobs::open_repository(t, &pass)
         .await
-        .with_context(|| format!("cannot open the repository on target {name:?}"))
+        .with_context(|| format!("cannot open the repository on target {:?}", t.name))
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -17,8 +17,11 @@ pub struct DiffArgs {
     target: Option<String>,
     /// Older snapshot (id prefix).
     old: String,
-    /// Newer snapshot (id prefix or `latest`).
+    /// Newer snapshot (id prefix, or `latest`: the newest of the older one's source,
+    /// e.g. the same program folder or database).
     new: String,
+    #[command(flatten)]
+    filter: super::filter::FilterArgs,
 }
 
 /// Runs `diff`.
@@ -26,8 +29,14 @@ pub fn run(global: &GlobalArgs, args: DiffArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let repo = open_repository(global, args.target.as_deref()).await?;
-        let a = repo.find_snapshot(&args.old).await?;
-        let b = repo.find_snapshot(&args.new).await?;
+        let a = repo
+            .find_snapshot_matching(&args.old, &args.filter.filter())
+            .await?;
+        let same_source = crate::repository::SnapshotFilter {
+            source: Some(a.snapshot.source_key()),
+            ..args.filter.filter()
+        };
+        let b = repo.find_snapshot_matching(&args.new, &same_source).await?;
         let d = diff_snapshots(&a.snapshot, &b.snapshot);
         if global.json {
             print_json(&serde_json::json!({

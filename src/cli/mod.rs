@@ -15,6 +15,7 @@ mod check;
 mod context;
 mod copy;
 mod diff;
+mod filter;
 mod inspect;
 mod repo;
 mod restore;

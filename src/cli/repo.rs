@@ -81,7 +81,7 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         match args.command {
             RepoCommand::Init { target, copy_keys_from: Some(from), .. } => {
-                let (storage, pass) = target_and_passphrase(global, target.as_deref())?;
+                let (storage, pass) = target_and_passphrase(global, target.as_deref(), true)?;
                 let name = storage.name().to_string();
                 let src = open_repository(global, Some(&from)).await?;
                 let repo = Repository::init_copy_of(storage, &pass, &src)
@@ -94,7 +94,7 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             RepoCommand::Init { target, copy_keys_from: None, avg_chunk_kib, zstd_level, group_kib } => {
-                let (storage, pass) = target_and_passphrase(global, target.as_deref())?;
+                let (storage, pass) = target_and_passphrase(global, target.as_deref(), true)?;
                 let name = storage.name().to_string();
                 let config = RepoConfig::new_default().tuned(avg_chunk_kib, zstd_level, group_kib)?;
                 let repo = Repository::init_with(storage, &pass, config)
@@ -124,7 +124,7 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 KeyCommand::List { target } => {
-                    let (_, pass) = target_and_passphrase(global, target.as_deref())?;
+                    let (_, pass) = target_and_passphrase(global, target.as_deref(), false)?;
                     let repo = open_repository(global, target.as_deref()).await?;
                     let keys = repo.list_keys(&pass).await?;
                     if global.json {
@@ -144,7 +144,7 @@ pub fn run(global: &GlobalArgs, args: RepoArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 KeyCommand::Remove { target, id } => {
-                    let (_, pass) = target_and_passphrase(global, target.as_deref())?;
+                    let (_, pass) = target_and_passphrase(global, target.as_deref(), false)?;
                     let repo = open_repository(global, target.as_deref()).await?;
                     let removed = repo.remove_key(&pass, &id).await?;
                     if global.json {

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Replace an existing database of that name.
     #[arg(long)]
     pub replace: bool,
+    /// Keep the staged backup files after the restore (removed by default: they are
+    /// patient data outside the encrypted repository).
+    #[arg(long)]
+    pub keep_staging: bool,
     /// Storage target to restore from.
     #[arg(long)]
     pub target: Option<String>,
@@ -158,6 +162,7 @@ fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCo
             move_data: a.move_data.clone(),
             move_log: a.move_log.clone(),
             replace: a.replace,
+            keep_staging: a.keep_staging,
         };
         let r = crate::jobs::restore_db::run(&policy, &instance, &repo, &o).await?;
         finish(&Outcome::RestoreDb(r), global.json)

@@ -16,8 +16,10 @@ pub struct RestoreFilesArgs {
     /// Storage target (optional when there is only one).
     #[arg(long)]
     target: Option<String>,
-    /// Snapshot id (prefix) or `latest`.
+    /// Snapshot id (prefix) or `latest` (the newest that `--kind`/`--tag` select).
     snapshot: String,
+    #[command(flatten)]
+    filter: super::filter::FilterArgs,
     /// Folder to restore into (created if missing).
     #[arg(long)]
     to: PathBuf,
@@ -34,7 +36,9 @@ pub fn run(global: &GlobalArgs, args: RestoreFilesArgs) -> anyhow::Result<ExitCo
     let rt = runtime()?;
     rt.block_on(async {
         let repo = open_repository(global, args.target.as_deref()).await?;
-        let snap = repo.find_snapshot(&args.snapshot).await?;
+        let snap = repo
+            .find_snapshot_matching(&args.snapshot, &args.filter.filter())
+            .await?;
         let opts = RestoreOptions {
             path: args.path,
             overwrite: args.overwrite,

@@ -14,6 +14,8 @@ pub struct SnapshotsArgs {
     /// Storage target (optional when there is only one).
     #[arg(long)]
     target: Option<String>,
+    #[command(flatten)]
+    filter: super::filter::FilterArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -28,6 +30,9 @@ struct Row {
     files: u64,
     size: u64,
     pinned: bool,
+    /// Dated later than this machine's clock says it is now: taken under a clock that
+    /// was ahead (never `latest`).
+    future_dated: bool,
     /// The typed record of a native backup (absent for other kinds, and for a
     /// record that cannot be read: `meta` still shows what is there).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,10 +45,13 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
     let rt = runtime()?;
     rt.block_on(async {
         let repo = open_repository(global, args.target.as_deref()).await?;
-        let rows: Vec<Row> = repo
-            .snapshots()
-            .await?
+        let listing = repo.snapshot_listing().await?;
+        let filter = args.filter.filter();
+        let now = crate::clock::current().now();
+        let rows: Vec<Row> = listing
+            .readable
             .into_iter()
+            .filter(|s| filter.matches(&s.snapshot))
             .map(|s| Row {
                 id: s.id.to_hex(),
                 time: s.snapshot.time,
@@ -54,14 +62,17 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
                 files: s.snapshot.summary.files,
                 size: s.snapshot.total_size(),
                 pinned: s.snapshot.pinned,
+                future_dated: s.is_future_dated(now),
                 record: (s.snapshot.kind == crate::repository::SnapshotKind::SqlBackup)
                     .then(|| crate::records::BackupRecord::from_snapshot(&s.snapshot).ok())
                     .flatten(),
                 meta: s.snapshot.meta.clone(),
             })
             .collect();
+        let damaged = listing.damaged;
+        let suspicious = !damaged.is_empty() || rows.iter().any(|r| r.future_dated);
         if global.json {
-            print_json(&rows)?;
+            print_json(&serde_json::json!({ "snapshots": rows, "damaged": damaged }))?;
         } else {
             println!(
                 "{:<10} {:<20} {:<16} {:>8} {:>10}  sources",
@@ -85,9 +96,26 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
                     },
                     if r.pinned { " (pinned)" } else { "" },
                 );
+                if r.future_dated {
+                    println!(
+                        "           ^ DATED IN THE FUTURE: taken under a clock that was ahead; never taken as latest"
+                    );
+                }
             }
-            println!("{} snapshots", rows.len());
+            for d in &damaged {
+                println!("{:<10} DAMAGED MANIFEST: {}", &d.id.to_hex()[..8], d.error);
+            }
+            println!(
+                "{} snapshots{}",
+                rows.len(),
+                if damaged.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} damaged manifests (skipped by every command)", damaged.len())
+                }
+            );
         }
-        Ok(ExitCode::SUCCESS)
+        // Damage or a future date is a finding: exit 1, as for verify.
+        Ok(super::context::done(!suspicious))
     })
 }

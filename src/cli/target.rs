@@ -32,8 +32,9 @@ pub fn run(global: &GlobalArgs, args: TargetArgs) -> anyhow::Result<ExitCode> {
     let t = cfg.target(Some(&name))?;
     let rt = runtime()?;
     rt.block_on(async {
+        let held = crate::storage::seen::held_before(t);
         let storage = crate::storage::open_target(t)?;
-        let r = check_target(storage, t.append_only).await;
+        let r = check_target(storage, t.append_only, held).await;
         if global.json {
             print_json(&r)?;
         } else {

@@ -214,14 +214,13 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
         None => (0, 0),
     };
     let msg = e.message().trim().to_string();
-    let key = e
-        .span()
-        .and_then(|s| text.get(s.clone()))
-        .map(|s| s.trim().trim_matches('"').to_string())
-        .filter(|s| !s.is_empty() && s.len() < 80 && !s.contains('\n'));
+    let key = e.span().and_then(|s| key_at(text, s));
     let mut err = Error::new(
         ErrorKind::Config,
-        format!("{}:{line}:{col}: {msg}", path.display()),
+        match &key {
+            Some(k) => format!("{}:{line}:{col}: key `{k}`: {msg}", path.display()),
+            None => format!("{}:{line}:{col}: {msg}", path.display()),
+        },
     )
     .with("file", path.display())
     .with("line", line);
@@ -229,6 +228,50 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
         err = err.with("key", k);
     }
     err
+}
+
+/// The dotted name of the key an error span points into: the key of a `key = value`
+/// line when the span is its value (an out-of-range number), the span's own text when
+/// it is a key (an unknown field), prefixed with the table it sits in.
+fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let key = match line.find('=') {
+        Some(eq) if start >= line_start + eq => line[..eq].trim(),
+        _ => text.get(span.clone())?.trim(),
+    }
+    .trim_matches('"');
+    if key.is_empty() || key.len() >= 80 || key.contains('\n') || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+/// Whether `path` names the root of a file system (`/`, `C:\`, `\\`): a folder
+/// pacsbak must never walk, write backups into, or keep a repository in.
+pub fn is_filesystem_root(path: &str) -> bool {
+    let trimmed = path.trim().trim_end_matches(['/', '\\']);
+    trimmed.is_empty()
+        || (trimmed.len() == 2
+            && trimmed.as_bytes()[1] == b':'
+            && trimmed.as_bytes()[0].is_ascii_alphabetic())
+}
+
+/// Like [`is_filesystem_root`], after following links: a folder that is a link to `/`
+/// is `/`. A path that cannot be resolved is not called a root (its own error follows).
+pub fn resolves_to_filesystem_root(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.parent().is_none())
 }
 
 #[cfg(test)]
@@ -249,6 +292,24 @@ mod tests {
         assert_eq!(e.context("key"), Some("bogus"));
         let e = parse_str::<T>(Path::new("x.toml"), "a = \"one\"\n").unwrap_err();
         assert!(e.to_string().contains("x.toml:1:"), "{e}");
+        // A value out of range: the key is named, not the value.
+        assert_eq!(e.context("key"), Some("a"), "{e}");
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            backup: Inner,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            stripes: u16,
+        }
+        let e = parse_str::<Outer>(Path::new("p.toml"), "[backup]\nstripes = 99999999999\n")
+            .unwrap_err();
+        assert_eq!(e.context("key"), Some("backup.stripes"), "{e}");
+        assert!(e.to_string().contains("key `backup.stripes`"), "{e}");
+        assert!(is_filesystem_root("/") && is_filesystem_root("C:\\") && is_filesystem_root("d:"));
+        assert!(!is_filesystem_root("/srv/backup") && !is_filesystem_root("E:\\SQLBackup"));
         let e = parse_str::<T>(Path::new("x.toml"), "a = 1\npassword = \"hunter2\"\n").unwrap_err();
         assert!(e.to_string().contains("x.toml:2"), "{e}");
         assert!(!e.to_string().contains("hunter2"));

@@ -242,6 +242,15 @@ impl TargetConfig {
         let root = match service {
             ServiceKind::Fs => {
                 let r = raw.root.as_deref().ok_or_else(|| missing("root"))?;
+                if super::is_filesystem_root(r) {
+                    return Err(key_err(
+                        path,
+                        "root",
+                        format!(
+                            "{r:?} is the root of a drive: give the repository a folder of its own"
+                        ),
+                    ));
+                }
                 Some(resolve_root(r, config_dir))
             }
             _ => raw.root.as_deref().map(PathBuf::from),

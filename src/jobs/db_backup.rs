@@ -72,6 +72,31 @@ pub struct OffsiteCopy {
     pub error: Option<ErrorRecord>,
 }
 
+impl OffsiteCopy {
+    /// A copy not made yet.
+    fn pending(target: &str) -> OffsiteCopy {
+        OffsiteCopy {
+            target: target.to_string(),
+            snapshot: None,
+            verified: false,
+            ingest_seconds: 0.0,
+            chunks_predicted: 0,
+            verify_seconds: 0.0,
+            packs_read: 0,
+            packs_present: 0,
+            error: None,
+        }
+    }
+
+    /// A copy that was not made, for `error`.
+    pub fn failed(target: &str, error: ErrorRecord) -> OffsiteCopy {
+        OffsiteCopy {
+            error: Some(error),
+            ..OffsiteCopy::pending(target)
+        }
+    }
+}
+
 /// The outcome for one database.
 #[derive(Debug, Clone, Serialize)]
 pub struct DbBackupResult {
@@ -116,6 +141,29 @@ pub struct DbBackupRun {
     pub results: Vec<DbBackupResult>,
     /// Every database succeeded.
     pub ok: bool,
+}
+
+impl DbBackupRun {
+    /// Adds the policy's targets that could not be opened as failed copies of every
+    /// database: the backup is on the other targets, but not where the policy wants it.
+    pub fn note_unreachable(&mut self, unreachable: &[super::UnreachableTarget]) {
+        if unreachable.is_empty() {
+            return;
+        }
+        for r in &mut self.results {
+            r.offsite.extend(
+                unreachable
+                    .iter()
+                    .map(super::UnreachableTarget::as_failed_copy),
+            );
+            r.ok = false;
+            r.status = Status::Failed;
+            if r.error.is_none() {
+                r.error = unreachable.first().map(|u| u.error.clone());
+            }
+        }
+        self.ok = false;
+    }
 }
 
 /// The databases a policy selects, from sys.databases; names that do not exist are
@@ -308,6 +356,17 @@ async fn backup_steps(
         .map(|f| f.size_pages)
         .sum();
     let estimate = (pages.max(0) as u64) * 8192;
+    if crate::config::resolves_to_filesystem_root(&policy.local_folder) {
+        return Err(ctx(Error::new(
+            ErrorKind::Config,
+            format!(
+                "the backup folder {} resolves to the root of a drive (a link to it?): SQL Server would write backup files there; point backup.server_folder at a folder of its own",
+                policy.local_folder.display()
+            ),
+        )
+        .with("file", policy.file.display())
+        .with("key", "backup.server_folder")));
+    }
     std::fs::create_dir_all(&policy.local_folder).ok();
     match free_space(&policy.local_folder) {
         Some(free) if free < estimate => {
@@ -339,12 +398,7 @@ async fn backup_steps(
     let (files, run) = loop {
         attempt += 1;
         let extra = if opts.copy_only { "_copyonly" } else { "" };
-        let mut files = policy.backup_files(&db.name, kind, &stamp(now), extra);
-        let mut n = 1;
-        while files.iter().any(|(_, l)| l.exists()) {
-            n += 1;
-            files = policy.backup_files(&db.name, kind, &format!("{}_{n}", stamp(now)), extra);
-        }
+        let files = reserve_files(policy, &db.name, kind, now, extra).map_err(ctx)?;
         let stmt = BackupStatement {
             database: db.name.clone(),
             kind,
@@ -366,12 +420,16 @@ async fn backup_steps(
         {
             Ok(r) => break (files, r),
             Err(e) if attempt == 1 && kind == BackupKind::Diff && e.sql_error() == Some(3035) => {
+                release_unused(&files);
                 res.notes.push(
                     "SQL Server has no differential base (3035): took a full backup instead".into(),
                 );
                 kind = BackupKind::Full;
             }
-            Err(e) => return Err(ctx(e)),
+            Err(e) => {
+                release_unused(&files);
+                return Err(ctx(e));
+            }
         }
     };
     res.kind = kind;
@@ -578,6 +636,75 @@ fn sql_snapshot_options(
     }
 }
 
+/// Chooses the backup's file names and reserves them: each file is created empty and
+/// exclusively in the local folder, so two runs at once (two processes, or two
+/// machines on one share) never choose the same name; SQL Server then writes over the
+/// empty file (`INIT, FORMAT`). Where pacsbak may not create files there (it reads
+/// what the SQL Server service writes), a random suffix makes the name unique
+/// instead (docs/decisions/0009).
+fn reserve_files(
+    policy: &Policy,
+    database: &str,
+    kind: BackupKind,
+    now: time::PrimitiveDateTime,
+    extra: &str,
+) -> Result<Vec<(String, PathBuf)>> {
+    let base = stamp(now);
+    for n in 1..=1000u32 {
+        let stamped = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}_{n}")
+        };
+        let files = policy.backup_files(database, kind, &stamped, extra);
+        let mut made: Vec<(String, PathBuf)> = Vec::new();
+        let mut taken = false;
+        for (server, local) in &files {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(local)
+            {
+                Ok(_) => made.push((server.clone(), local.clone())),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    taken = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    release_unused(&made);
+                    let unique = format!("{base}_{:06x}", rand::random::<u32>() & 0xff_ffff);
+                    return Ok(policy.backup_files(database, kind, &unique, extra));
+                }
+                Err(e) => {
+                    release_unused(&made);
+                    return Err(Error::io(local, e).with("key", "backup.local_folder"));
+                }
+            }
+        }
+        release_unused(if taken { &made } else { &[] });
+        if !taken {
+            return Ok(files);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!(
+            "no free backup file name for {base}: 1000 names taken in {}",
+            policy.local_folder.display()
+        ),
+    ))
+}
+
+/// Removes reserved files SQL Server did not write (still empty). A partial file a
+/// failed BACKUP left is kept: it is evidence, and VERIFYONLY reports it.
+fn release_unused(files: &[(String, PathBuf)]) {
+    for (_, local) in files {
+        if std::fs::metadata(local).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(local);
+        }
+    }
+}
+
 /// Stores `files` on one target as a snapshot and proves the copy (see `commit`).
 pub async fn offsite(t: &Target, files: &[PathBuf], bopts: &BackupOptions) -> OffsiteCopy {
     let (copy, ingested) = store(t, files, bopts).await;
@@ -591,17 +718,7 @@ async fn store(
     bopts: &BackupOptions,
 ) -> (OffsiteCopy, Option<Ingested>) {
     let span = info_span!("step", step = "offsite-store", target = %t.name);
-    let mut c = OffsiteCopy {
-        target: t.name.clone(),
-        snapshot: None,
-        verified: false,
-        ingest_seconds: 0.0,
-        chunks_predicted: 0,
-        verify_seconds: 0.0,
-        packs_read: 0,
-        packs_present: 0,
-        error: None,
-    };
+    let mut c = OffsiteCopy::pending(&t.name);
     let s = Instant::now();
     let ingested = match t.repo.ingest(files, bopts).instrument(span).await {
         Ok(i) => i,

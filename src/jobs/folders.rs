@@ -57,11 +57,34 @@ pub struct FoldersRun {
     pub ok: bool,
 }
 
+impl FoldersRun {
+    /// Adds the policy's targets that could not be opened as failed copies of every
+    /// folder that was backed up or due.
+    pub fn note_unreachable(&mut self, unreachable: &[super::UnreachableTarget]) {
+        if unreachable.is_empty() {
+            return;
+        }
+        for r in &mut self.results {
+            if r.status == Status::NotDue || r.status == Status::Missed {
+                continue;
+            }
+            r.offsite.extend(
+                unreachable
+                    .iter()
+                    .map(super::UnreachableTarget::as_failed_copy),
+            );
+            r.status = Status::Failed;
+            if r.error.is_none() {
+                r.error = unreachable.first().map(|u| u.error.clone());
+            }
+        }
+        self.ok = self.results.iter().all(|r| !r.status.is_failure());
+    }
+}
+
 /// Which of a policy's folders a run takes.
 #[derive(Debug, Clone, Default)]
 pub struct FolderFilter {
-    /// Only the server's program folders (the manual pre-upgrade backup).
-    pub only_server: bool,
     /// Only these folders, by name (empty: all).
     pub names: Vec<String>,
     /// Only folders due now by this clock: whose schedule fired since their last
@@ -89,9 +112,6 @@ pub async fn run(
             .map_or_else(|| crate::clock::current().now(), Clock::now);
         let mut results = Vec::new();
         for f in &policy.folders {
-            if filter.only_server && f.role != FolderRole::Server {
-                continue;
-            }
             if !filter.names.is_empty() && !filter.names.iter().any(|n| n == &f.name) {
                 continue;
             }
@@ -114,7 +134,7 @@ pub async fn run(
                 if let (Some(clock), Some(cron)) = (&filter.due, &f.schedule) {
                     let last_good = known
                         .as_deref()
-                        .and_then(|s| last_good_copy(s, &policy.name, &f.name));
+                        .and_then(|s| last_good_copy(s, &policy.name, &f.name, now));
                     // Due once the first firing after the last good copy has come.
                     let due = match last_good {
                         None => true,
@@ -136,27 +156,39 @@ pub async fn run(
                         return r;
                     }
                 }
-                if let Err(e) = std::fs::read_dir(&f.path) {
-                    r.status = if f.role == FolderRole::Workstation {
-                        Status::Missed
-                    } else {
-                        Status::Failed
-                    };
-                    r.error = Some(
+                let unusable = if crate::config::resolves_to_filesystem_root(&f.path) {
+                    Some(
+                        Error::new(
+                            ErrorKind::Config,
+                            format!(
+                                "{} resolves to the root of a drive (a link to it?): name the PACS program folder itself",
+                                f.path.display()
+                            ),
+                        )
+                        .with("file", policy.file.display()),
+                    )
+                } else {
+                    std::fs::read_dir(&f.path).err().map(|e| {
                         Error::new(
                             ErrorKind::Io,
                             format!("cannot read {}: {e}", f.path.display()),
                         )
-                        .with("folder", &f.name)
-                        .record(),
-                    );
+                    })
+                };
+                if let Some(e) = unusable {
+                    r.status = if f.role == FolderRole::Workstation && e.kind() == ErrorKind::Io {
+                        Status::Missed
+                    } else {
+                        Status::Failed
+                    };
+                    r.error = Some(e.with("folder", &f.name).record());
                     if known.is_none() {
                         known = Some(snapshots_per_target(targets).await);
                     }
                     r.set_last_good(
                         known
                             .as_deref()
-                            .and_then(|s| last_good_copy(s, &policy.name, &f.name)),
+                            .and_then(|s| last_good_copy(s, &policy.name, &f.name, now)),
                         now,
                     );
                     warn!(folder = %f.name, status = ?r.status, "program folder not backed up");
@@ -176,6 +208,11 @@ pub async fn run(
                 meta.insert("folder".into(), json!(f.name));
                 meta.insert("path".into(), json!(f.path.display().to_string()));
                 meta.insert("policy".into(), json!(policy.name));
+                // One run, one backup: its snapshots on the several targets are twins.
+                meta.insert(
+                    crate::repository::RUN.into(),
+                    json!(format!("{:016x}", rand::random::<u64>())),
+                );
                 let bopts = BackupOptions {
                     tags,
                     kind: SnapshotKind::Files,
@@ -216,10 +253,12 @@ pub async fn run(
 /// When folder `name` of `policy` last got a complete copy on every target: per
 /// target the newest of its snapshots that read every file, then the oldest of those.
 /// A target without one means there is no good copy yet, so the folder stays due.
+/// Snapshots dated after `now` (a clock that was ahead) do not count.
 fn last_good_copy(
     per_target: &[Vec<SnapshotRef>],
     policy: &str,
     name: &str,
+    now: time::OffsetDateTime,
 ) -> Option<time::OffsetDateTime> {
     let (folder_tag, policy_tag) = (Tag::Folder(name.into()), Tag::Policy(policy.into()));
     let newest = |snapshots: &Vec<SnapshotRef>| {
@@ -230,6 +269,7 @@ fn last_good_copy(
                 tags.has(&folder_tag)
                     && tags.has(&policy_tag)
                     && s.snapshot.summary.errors.is_empty()
+                    && !s.is_future_dated(now)
             })
             .map(|s| s.snapshot.time)
             .max()
@@ -269,6 +309,10 @@ mod tests {
     use crate::repository::{Id, Snapshot, Summary};
     use time::macros::datetime;
 
+    fn far_future() -> time::OffsetDateTime {
+        time::macros::datetime!(2100-01-01 00:00 UTC)
+    }
+
     fn snap(tags: &[&str], time: time::OffsetDateTime, errors: &[&str]) -> SnapshotRef {
         SnapshotRef {
             id: Id::random(),
@@ -302,15 +346,18 @@ mod tests {
         ];
         let s3 = vec![snap(&tags, mon, &[])];
         assert_eq!(
-            last_good_copy(std::slice::from_ref(&nas), "pacs", "reg-1"),
+            last_good_copy(std::slice::from_ref(&nas), "pacs", "reg-1", far_future()),
             Some(tue)
         );
         // The copy is only as good as its worst target.
         assert_eq!(
-            last_good_copy(&[nas.clone(), s3], "pacs", "reg-1"),
+            last_good_copy(&[nas.clone(), s3], "pacs", "reg-1", far_future()),
             Some(mon)
         );
-        assert_eq!(last_good_copy(&[nas, Vec::new()], "pacs", "reg-1"), None);
-        assert_eq!(last_good_copy(&[], "pacs", "reg-1"), None);
+        assert_eq!(
+            last_good_copy(&[nas, Vec::new()], "pacs", "reg-1", far_future()),
+            None
+        );
+        assert_eq!(last_good_copy(&[], "pacs", "reg-1", far_future()), None);
     }
 }

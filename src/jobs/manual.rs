@@ -1,6 +1,7 @@
 //! `backup manual`: before an upgrade, a COPY_ONLY full of every database of the
-//! policy (the nightly differential chain stays intact), plus the server program
-//! folders, offsite to every target, verified and pinned; then a summary of what
+//! policy (the nightly differential chain stays intact), plus the program
+//! folders of the server and the workstations (a switched-off workstation is
+//! reported missed), offsite to every target, verified and pinned; then a summary of what
 //! can be restored from where.
 
 use std::collections::BTreeMap;
@@ -25,12 +26,21 @@ pub struct ManualRun {
     pub reason: String,
     /// The database backups.
     pub databases: DbBackupRun,
-    /// The server program folders.
+    /// The program folders (server and workstations).
     pub folders: FoldersRun,
     /// What can be restored from where, one line each.
     pub restorable: Vec<String>,
     /// Everything succeeded.
     pub ok: bool,
+}
+
+impl ManualRun {
+    /// Adds the policy's targets that could not be opened as failed copies.
+    pub fn note_unreachable(&mut self, unreachable: &[super::UnreachableTarget]) {
+        self.databases.note_unreachable(unreachable);
+        self.folders.note_unreachable(unreachable);
+        self.ok = self.ok && self.databases.ok && self.folders.ok;
+    }
 }
 
 /// Runs the manual backup.
@@ -58,10 +68,9 @@ pub async fn run(
         let folders = folders::run(
             policy,
             targets,
-            &folders::FolderFilter {
-                only_server: true,
-                ..Default::default()
-            },
+            // Every program folder: an upgrade changes the server's and the
+            // workstations' alike (a switched-off workstation is reported missed).
+            &folders::FolderFilter::default(),
             true,
             &["manual".to_string()],
             &meta,

@@ -12,10 +12,14 @@ pub mod sandbox;
 
 use std::sync::Arc;
 
-use crate::config::{repository_passphrase, ConfigDir};
-use crate::error::Result;
+use serde::Serialize;
+use tracing::warn;
+
+use crate::config::{repository_passphrase, ConfigDir, TargetConfig};
+use crate::error::{Error, ErrorKind, ErrorRecord, Result};
 use crate::policy::Policy;
 use crate::repository::Repository;
+use crate::storage::seen;
 
 /// A repository on one storage target.
 #[derive(Clone, Debug)]
@@ -26,28 +30,106 @@ pub struct Target {
     pub repo: Repository,
 }
 
+/// Opens the repository on target `t`. A target that held a repository when this
+/// machine last opened it and now looks empty (or whose folder is gone) is reported
+/// as missing, naming that repository: an unmounted share must not look like a new
+/// target. A repository opened is remembered for next time.
+pub async fn open_repository(t: &TargetConfig, passphrase: &str) -> Result<Repository> {
+    let opened = match crate::storage::open_target(t) {
+        Ok(storage) => Repository::open(storage, passphrase).await,
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok(repo) => {
+            seen::remember(t, &repo.config().id.to_hex());
+            Ok(repo)
+        }
+        Err(e) => match seen::held_before(t) {
+            Some(held)
+                if e.context("found") == Some("nothing") || e.message().starts_with("missing:") =>
+            {
+                Err(Error::new(
+                    ErrorKind::Storage,
+                    format!(
+                        "missing: this target held repository {} (last opened here {}) and now {}. Is the share mounted, the disk attached, the bucket right? Nothing was written; do not run `repo init` here",
+                        &held.repository[..held.repository.len().min(8)],
+                        held.seen,
+                        if e.context("found") == Some("nothing") {
+                            "looks empty"
+                        } else {
+                            "its folder does not exist"
+                        }
+                    ),
+                )
+                .with("target", &t.name))
+            }
+            _ => Err(e.with("target", &t.name)),
+        },
+    }
+}
+
+/// A target named by the policy whose repository could not be opened.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreachableTarget {
+    /// The target's name.
+    pub target: String,
+    /// Why it could not be opened.
+    pub error: ErrorRecord,
+}
+
+impl UnreachableTarget {
+    /// The failed copy this target stands for in a job's outcome.
+    pub fn as_failed_copy(&self) -> db_backup::OffsiteCopy {
+        db_backup::OffsiteCopy::failed(&self.target, self.error.clone())
+    }
+}
+
+/// The policy's targets: the ones open, and the ones that could not be opened.
+#[derive(Debug, Clone)]
+pub struct PolicyTargets {
+    /// Targets whose repository is open.
+    pub open: Vec<Target>,
+    /// Targets that could not be opened: a job still runs on the others and reports
+    /// these as failed copies (one unreachable share must not stop the offsite copy).
+    pub unreachable: Vec<UnreachableTarget>,
+}
+
 /// Opens the repository on every target the policy names (the default target when
-/// it names none).
-pub async fn open_targets(cfg: &ConfigDir, policy: &Policy) -> Result<Vec<Target>> {
+/// it names none). Fails only when none can be opened.
+pub async fn open_targets(cfg: &ConfigDir, policy: &Policy) -> Result<PolicyTargets> {
     let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
     let names: Vec<Option<&str>> = if policy.targets.is_empty() {
         vec![None]
     } else {
         policy.targets.iter().map(|t| Some(t.as_str())).collect()
     };
-    let mut out = Vec::new();
+    let mut out = PolicyTargets {
+        open: Vec::new(),
+        unreachable: Vec::new(),
+    };
+    let mut first_error = None;
     for n in names {
         let t = cfg.target(n)?;
-        let storage = crate::storage::open_target(t)?;
-        let repo = Repository::open(storage, &pass)
-            .await
-            .map_err(|e| e.with("target", &t.name))?;
-        out.push(Target {
-            name: t.name.clone(),
-            repo,
-        });
+        match open_repository(t, &pass).await {
+            Ok(repo) => out.open.push(Target {
+                name: t.name.clone(),
+                repo,
+            }),
+            Err(e) => {
+                let e = e.with("target", &t.name);
+                warn!(target = %t.name, error = %e, "target unreachable; the others are used");
+                out.unreachable.push(UnreachableTarget {
+                    target: t.name.clone(),
+                    error: e.record(),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(out)
+    match first_error {
+        Some(e) if out.open.is_empty() => Err(e),
+        _ => Ok(out),
+    }
 }
 
 /// A progress callback: (what, percent).

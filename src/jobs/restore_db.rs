@@ -30,9 +30,31 @@ pub async fn describe_repository(
         .into_iter()
         .filter(|s| s.snapshot.kind == SnapshotKind::SqlBackup)
         .collect();
+    // The same backup stored twice (a copy made before copies recognised their
+    // twins) is one backup to the planner.
+    let mut seen = std::collections::HashSet::new();
+    let snaps: Vec<SnapshotRef> = snaps
+        .into_iter()
+        .filter(|s| s.snapshot.twin_key().is_none_or(|k| seen.insert(k)))
+        .collect();
+    let on_damaged = repo.snapshots_on_damaged_packs(&snaps).await?;
     let mut out = Vec::new();
     for s in &snaps {
-        out.extend(describe_snapshot(s));
+        let mut described = describe_snapshot(s);
+        if let Some(packs) = on_damaged.get(&s.id) {
+            let why = format!(
+                "a pack it needs was found damaged by verify ({}): skipped",
+                packs
+                    .iter()
+                    .map(|p| p.short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for d in &mut described {
+                d.unusable.get_or_insert_with(|| why.clone());
+            }
+        }
+        out.extend(described);
     }
     Ok((out, snaps))
 }
@@ -131,6 +153,8 @@ pub struct RestoreDbOptions {
     pub move_log: String,
     /// Replace an existing database of that name.
     pub replace: bool,
+    /// Leave the staged backup files in the staging folder after the restore.
+    pub keep_staging: bool,
 }
 
 /// The outcome of a restore.
@@ -148,6 +172,8 @@ pub struct RestoreDbRun {
     pub staged: Vec<String>,
     /// Statements run, in order.
     pub statements: Vec<String>,
+    /// The staged files were removed after the restore (kept with `--keep-staging`).
+    pub staging_removed: bool,
     /// Restored and recovered.
     pub ok: bool,
 }
@@ -184,6 +210,28 @@ pub async fn run(
             )
             .with("database", &o.database));
         }
+        // A database of that name is refused before anything is fetched: SQL Server
+        // would refuse it only after every file was staged.
+        if !o.replace {
+            let mut sql = instance.connect().await?;
+            let exists = sql
+                .rows(&format!(
+                    "SELECT name FROM sys.databases WHERE name = {}",
+                    quote::string(&o.as_name)
+                ))
+                .await?;
+            if !exists.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "database {:?} already exists on {}: nothing was fetched. Restore under another name (--as), or give --replace to overwrite it",
+                        o.as_name, instance.name
+                    ),
+                )
+                .with("server", &instance.name)
+                .with("database", &o.as_name));
+            }
+        }
         // Stage every file.
         let sub = format!(
             "{}_{}",
@@ -193,6 +241,31 @@ pub async fn run(
         let local_dir: PathBuf = policy.staging.1.join(&sub);
         let server_dir = server_join(&policy.staging.0, &sub);
         std::fs::create_dir_all(&local_dir).map_err(|e| Error::io(&local_dir, e))?;
+        let restored = stage_and_restore(instance, repo, policy, o, p, &snaps, &local_dir, &server_dir).await;
+        // The staged copies are patient data outside the repository: removed after
+        // the restore, whether it worked or not, unless asked to keep them.
+        let staging_removed = !o.keep_staging && std::fs::remove_dir_all(&local_dir).is_ok();
+        let mut run = restored?;
+        run.staging_removed = staging_removed;
+        Ok(run)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Fetches the plan's files into the staging folder and runs the RESTORE sequence.
+#[allow(clippy::too_many_arguments)]
+async fn stage_and_restore(
+    instance: &Instance,
+    repo: &Repository,
+    policy: &Policy,
+    o: &RestoreDbOptions,
+    p: RestorePlan,
+    snaps: &[SnapshotRef],
+    local_dir: &std::path::Path,
+    server_dir: &str,
+) -> Result<RestoreDbRun> {
+    {
         let by_short: BTreeMap<String, &SnapshotRef> =
             snaps.iter().map(|s| (s.id.short(), s)).collect();
         let mut staged = Vec::new();
@@ -208,7 +281,7 @@ pub async fn run(
                 let stage = info_span!("step", step = "stage", file = name);
                 repo.restore(
                     snap,
-                    &local_dir,
+                    local_dir,
                     &RestoreOptions {
                         path: Some(name.to_string()),
                         overwrite: true,
@@ -217,7 +290,7 @@ pub async fn run(
                 .instrument(stage)
                 .await?;
                 staged.push(local_dir.join(name).display().to_string());
-                server_files.insert(src.clone(), server_join(&server_dir, name));
+                server_files.insert(src.clone(), server_join(server_dir, name));
             }
         }
         let disks = |files: &[String]| -> String {
@@ -346,11 +419,10 @@ pub async fn run(
             plan: p,
             staged,
             statements,
+            staging_removed: false,
             ok: true,
         })
     }
-    .instrument(span)
-    .await
 }
 
 fn safe(s: &str) -> String {

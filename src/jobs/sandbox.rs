@@ -176,7 +176,7 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         let policy = Policy::find(&dir, "sandbox")?;
         let pass = read_secret_file(&dir.join("repository.pass"))?;
         let t = cfg.target(Some("offsite"))?;
-        let storage = crate::storage::open_target(t)?;
+        let storage = crate::storage::open_new_target(t)?;
         let repo = match Repository::open(storage.clone(), &pass).await {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Config => Repository::init(storage, &pass).await?,

@@ -62,7 +62,7 @@ fn default_encryption() -> Encryption {
 #[serde(deny_unknown_fields)]
 struct DatabasesSection {
     #[serde(default)]
-    include: Vec<String>,
+    include: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     exclude: Vec<String>,
 }
@@ -78,7 +78,7 @@ struct ScheduleSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackupSection {
-    server_folder: String,
+    server_folder: Spanned<String>,
     local_folder: Option<PathBuf>,
     #[serde(default = "default_file_name")]
     file_name: String,
@@ -89,7 +89,7 @@ struct BackupSection {
     #[serde(default = "one")]
     stripes: u16,
     #[serde(default = "default_stall")]
-    stall_minutes: u64,
+    stall_minutes: Spanned<u64>,
     #[serde(default)]
     staging_folder_server: Option<String>,
     #[serde(default)]
@@ -102,8 +102,8 @@ fn yes() -> Spanned<bool> {
 fn one() -> u16 {
     1
 }
-fn default_stall() -> u64 {
-    15
+fn default_stall() -> Spanned<u64> {
+    Spanned::new(0..0, 15)
 }
 fn default_file_name() -> String {
     "{database}_{type}_{timestamp}".into()
@@ -119,9 +119,9 @@ struct OffsiteSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RpoSection {
-    default_minutes: Option<u64>,
+    default_minutes: Option<Spanned<u64>>,
     #[serde(default)]
-    databases: BTreeMap<String, u64>,
+    databases: BTreeMap<String, Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +130,7 @@ struct FolderSection {
     name: String,
     #[serde(default = "server_role")]
     role: FolderRole,
-    path: PathBuf,
+    path: Spanned<PathBuf>,
     schedule: Option<Spanned<String>>,
 }
 
@@ -236,6 +236,11 @@ pub struct Policy {
     /// Program folders.
     pub folders: Vec<ProgramFolder>,
 }
+
+/// The longest `backup.stall_minutes`: a day without progress is a stuck BACKUP.
+const MAX_STALL_MINUTES: u64 = 24 * 60;
+/// The longest RPO: a year (longer is a typing error, and overflows time arithmetic).
+const MAX_RPO_MINUTES: u64 = 366 * 24 * 60;
 
 fn at_span(path: &Path, text: &str, span: std::ops::Range<usize>, key: &str, msg: String) -> Error {
     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -372,6 +377,79 @@ impl Policy {
             .with("file", path.display())
             .with("key", "backup.stripes"));
         }
+        let bounded =
+            |v: &Spanned<u64>, key: &str, range: std::ops::RangeInclusive<u64>, what: &str| {
+                if range.contains(v.get_ref()) {
+                    Ok(*v.get_ref())
+                } else {
+                    Err(at_span(
+                        path,
+                        &text,
+                        v.span(),
+                        key,
+                        format!(
+                            "{} is out of range: {what} is {} to {} minutes",
+                            v.get_ref(),
+                            range.start(),
+                            range.end()
+                        ),
+                    ))
+                }
+            };
+        let stall_minutes = bounded(
+            &raw.backup.stall_minutes,
+            "backup.stall_minutes",
+            1..=MAX_STALL_MINUTES,
+            "the time a BACKUP may show no progress before it is stopped",
+        )?;
+        let rpo_default_minutes = raw
+            .rpo
+            .default_minutes
+            .as_ref()
+            .map(|v| bounded(v, "rpo.default_minutes", 1..=MAX_RPO_MINUTES, "an RPO"))
+            .transpose()?;
+        let mut rpo_minutes = BTreeMap::new();
+        for (db, v) in &raw.rpo.databases {
+            let key = format!("rpo.databases.{db}");
+            rpo_minutes.insert(db.clone(), bounded(v, &key, 1..=MAX_RPO_MINUTES, "an RPO")?);
+        }
+        if crate::config::is_filesystem_root(raw.backup.server_folder.get_ref()) {
+            return Err(at_span(
+                path,
+                &text,
+                raw.backup.server_folder.span(),
+                "backup.server_folder",
+                format!(
+                    "{:?} is the root of a drive: give SQL Server a folder of its own for backup files",
+                    raw.backup.server_folder.get_ref()
+                ),
+            ));
+        }
+        for (i, f) in raw.folders.iter().enumerate() {
+            if crate::config::is_filesystem_root(&f.path.get_ref().to_string_lossy()) {
+                return Err(at_span(
+                    path,
+                    &text,
+                    f.path.span(),
+                    &format!("folders[{i}].path"),
+                    format!(
+                        "{:?} is the root of a drive: name the PACS program folder itself",
+                        f.path.get_ref()
+                    ),
+                ));
+            }
+        }
+        if let Some(include) = &raw.databases.include {
+            if include.get_ref().is_empty() {
+                return Err(at_span(
+                    path,
+                    &text,
+                    include.span(),
+                    "databases.include",
+                    "an empty list selects no database: list the databases, or write [\"*\"] for every user database".into(),
+                ));
+            }
+        }
         let inst = &raw.instance;
         let sources = [
             inst.connection_string_env.is_some(),
@@ -404,20 +482,25 @@ impl Policy {
                     .unwrap_or(Path::new("simulator")),
             ))
         };
-        let databases =
-            if raw.databases.include.iter().any(|d| d == "*") || raw.databases.include.is_empty() {
-                DatabaseSelection::AllUser {
-                    exclude: raw.databases.exclude.clone(),
-                }
-            } else {
-                DatabaseSelection::Names(raw.databases.include.clone())
-            };
+        let include = raw
+            .databases
+            .include
+            .as_ref()
+            .map(|i| i.get_ref().clone())
+            .unwrap_or_default();
+        let databases = if include.is_empty() || include.iter().any(|d| d == "*") {
+            DatabaseSelection::AllUser {
+                exclude: raw.databases.exclude.clone(),
+            }
+        } else {
+            DatabaseSelection::Names(include)
+        };
         let mut folders = Vec::new();
         for (i, f) in raw.folders.iter().enumerate() {
             folders.push(ProgramFolder {
                 name: f.name.clone(),
                 role: f.role,
-                path: resolve(config_dir, &f.path),
+                path: resolve(config_dir, f.path.get_ref()),
                 schedule: f
                     .schedule
                     .as_ref()
@@ -430,12 +513,11 @@ impl Policy {
             .local_folder
             .as_ref()
             .map(|p| resolve(config_dir, p))
-            .unwrap_or_else(|| PathBuf::from(&raw.backup.server_folder));
+            .unwrap_or_else(|| PathBuf::from(raw.backup.server_folder.get_ref()));
         let staging = (
-            raw.backup
-                .staging_folder_server
-                .clone()
-                .unwrap_or_else(|| server_join(&raw.backup.server_folder, "restore-staging")),
+            raw.backup.staging_folder_server.clone().unwrap_or_else(|| {
+                server_join(raw.backup.server_folder.get_ref(), "restore-staging")
+            }),
             raw.backup
                 .staging_folder_local
                 .as_ref()
@@ -451,16 +533,16 @@ impl Policy {
             encryption: inst.encryption,
             databases,
             schedules,
-            server_folder: raw.backup.server_folder.clone(),
+            server_folder: raw.backup.server_folder.get_ref().clone(),
             local_folder,
             staging,
             file_name: raw.backup.file_name.clone(),
             compression: raw.backup.compression,
             stripes: raw.backup.stripes,
-            stall: std::time::Duration::from_secs(raw.backup.stall_minutes.max(1) * 60),
+            stall: std::time::Duration::from_secs(stall_minutes * 60),
             targets: raw.offsite.targets,
-            rpo_default_minutes: raw.rpo.default_minutes,
-            rpo_minutes: raw.rpo.databases,
+            rpo_default_minutes,
+            rpo_minutes,
             folders,
         })
     }

@@ -150,7 +150,7 @@ impl Repository {
             if is_cancelled() {
                 return Err(cancelled());
             }
-            let mut index = self.load_index().await?;
+            let mut index = self.load_dedup_index().await?;
             let adopted = self.adopt_orphan_packs(&mut index).await?;
             if is_cancelled() {
                 return Err(cancelled());
@@ -180,6 +180,22 @@ impl Repository {
                 })
                 .await
                 .map_err(|e| Error::new(ErrorKind::Internal, format!("backup task failed: {e}")))??;
+            if summary.files == 0 {
+                let names: Vec<String> = sources.iter().map(|s| s.display().to_string()).collect();
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "no files under {}: an empty folder (an unmounted share? a wrong path? a link that leads nowhere?) is not a backup; no snapshot was written{}",
+                        names.join(", "),
+                        if summary.errors.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (read errors: {})", summary.errors.join("; "))
+                        }
+                    ),
+                )
+                .with("path", names.join(", ")));
+            }
             if cuts.stats != PredictionStats::default() {
                 info!(
                     predicted = cuts.stats.predicted,
@@ -223,6 +239,8 @@ impl Repository {
             packs_added,
         } = ingested;
         let snapshot_id = self.save_snapshot(&snapshot).await?;
+        self.check_clock_against_target(&snapshot_id, snapshot.time)
+            .await?;
         let summary = snapshot.summary;
         info!(target = self.storage.name(), snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
         Ok(BackupReport {
@@ -232,6 +250,50 @@ impl Repository {
             predicted_chunks,
             packs_added,
         })
+    }
+}
+
+/// How far the machine's clock may run ahead of a target's before a snapshot it
+/// dates is called future-dated (file servers and object stores keep their own time;
+/// S3 itself refuses requests 15 minutes off).
+pub const CLOCK_TOLERANCE: time::Duration = time::Duration::minutes(5);
+
+impl Repository {
+    /// Compares the snapshot's date (the machine's clock) with the time the target
+    /// gave its manifest. A machine clock ahead of the target's by more than
+    /// [`CLOCK_TOLERANCE`] fails the backup: the snapshot stays (its data is good) but
+    /// is dated in the future, so it is never taken as `latest` and `check` names it.
+    async fn check_clock_against_target(&self, id: &Id, dated: OffsetDateTime) -> Result<()> {
+        let written = match self.storage.modified(&paths::snapshot(id)).await {
+            Ok(Some(t)) => OffsetDateTime::from(t),
+            // The target keeps no times, or cannot say now: nothing to compare.
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        let ahead = dated - written;
+        if ahead > CLOCK_TOLERANCE {
+            return Err(Error::new(
+                ErrorKind::Clock,
+                format!(
+                    "this machine's clock is {} ahead of the target's: snapshot {} is dated {dated} but was written at {written} by the target's clock. Fix the clock (NTP); the snapshot is kept, but as it is dated in the future it is never taken as `latest`",
+                    human_duration(ahead),
+                    id.short()
+                ),
+            )
+            .with("target", self.storage.name())
+            .with("snapshot", id.short()));
+        }
+        Ok(())
+    }
+}
+
+/// `3 d 4 h`, `12 min`: a clock difference as a person reads it.
+pub fn human_duration(d: time::Duration) -> String {
+    let s = d.whole_seconds().unsigned_abs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
     }
 }
 
@@ -602,11 +664,22 @@ fn walk_sources(
             name = format!("{}-{n}", source_name(&display));
             n += 1;
         }
+        // A source that is a link is followed: its contents are what was asked for.
+        // Links further down are stored as links.
+        let link = std::fs::symlink_metadata(src)
+            .ok()
+            .filter(|m| m.file_type().is_symlink())
+            .and_then(|_| std::fs::read_link(src).ok());
+        let walked = match &link {
+            Some(_) => std::fs::canonicalize(src).unwrap_or_else(|_| src.clone()),
+            None => src.clone(),
+        };
         roots.push(SourceRoot {
             name: name.clone(),
             path: display,
+            link: link.map(|l| l.to_string_lossy().to_string()),
         });
-        walk(repo, sink, src, &name, &mut entries, &mut summary, cuts)?;
+        walk(repo, sink, &walked, &name, &mut entries, &mut summary, cuts)?;
     }
     Ok((roots, entries, summary))
 }
@@ -690,7 +763,7 @@ fn walk(
             .chunk_id(format!("pacsbak cut cache path\n{rel}").as_bytes())
             .prefix();
         let previous = cuts.previous_of(&path_key, repo.config.chunker.max_size);
-        match backup_file(repo, sink, path, previous.as_ref()) {
+        match backup_file_checked(repo, sink, path, previous.as_ref()) {
             Ok(Some(FileChunks {
                 size,
                 hash,
@@ -761,6 +834,41 @@ struct FileChunks {
 
 /// `Ok(None)` means the pipeline stopped; `Err` is a problem with this file.
 type FileResult = std::io::Result<Option<FileChunks>>;
+
+/// Reads of a file that keeps changing before it is reported instead of stored.
+const READ_ATTEMPTS: u32 = 3;
+
+/// Reads a file, then checks it again: a file whose size or modification time moved
+/// while it was read (a .bak still being written, a log appended to, a file cut
+/// short) is read again, and after [`READ_ATTEMPTS`] reported, never stored as if
+/// the part read were the whole.
+fn backup_file_checked(
+    repo: &Repository,
+    sink: &mut ChunkSink<'_>,
+    path: &Path,
+    previous: Option<&PreviousCuts>,
+) -> FileResult {
+    let mut seen = (0, 0, 0);
+    for attempt in 1..=READ_ATTEMPTS {
+        let before = std::fs::metadata(path)?;
+        let Some(chunks) = backup_file(repo, sink, path, previous)? else {
+            return Ok(None);
+        };
+        let after = std::fs::metadata(path)?;
+        if after.len() == before.len()
+            && chunks.size == after.len()
+            && after.modified().ok() == before.modified().ok()
+        {
+            return Ok(Some(chunks));
+        }
+        seen = (before.len(), chunks.size, after.len());
+        warn!(path = %path.display(), attempt, "file changed while it was read; reading it again");
+    }
+    Err(std::io::Error::other(format!(
+        "changed while it was read, {READ_ATTEMPTS} times (last time {} bytes when opened, {} read, {} after): not stored. Is a program still writing it?",
+        seen.0, seen.1, seen.2
+    )))
+}
 
 /// Cuts and stores one file; a large one along `previous`, when there is one.
 fn backup_file(

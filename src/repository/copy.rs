@@ -104,6 +104,27 @@ impl Repository {
                 }
             }
         }
+        // The same backup the policy stored on both targets is not copied again.
+        if !missing.is_empty() {
+            let twins: HashSet<String> = dest
+                .snapshots()
+                .await?
+                .iter()
+                .filter_map(|s| s.snapshot.twin_key())
+                .collect();
+            if !twins.is_empty() {
+                let mut still = Vec::new();
+                for id in missing {
+                    let snap = self.load_snapshot_exact(&id).await?;
+                    if snap.twin_key().is_some_and(|k| twins.contains(&k)) {
+                        report.already_present += 1;
+                    } else {
+                        still.push(id);
+                    }
+                }
+                missing = still;
+            }
+        }
         if missing.is_empty() {
             return Ok(report);
         }
@@ -119,7 +140,7 @@ impl Repository {
             return Ok(report);
         }
         let src_index = Arc::new(self.load_index().await?);
-        let mut dest_index = dest.load_index().await?;
+        let mut dest_index = dest.load_dedup_index().await?;
         dest.adopt_orphan_packs(&mut dest_index).await?;
         let src_packs: HashMap<Id, IndexedPack> = self
             .read_index_files()
@@ -266,7 +287,7 @@ impl Repository {
             index: Arc::new(self.load_index().await?),
             handle: tokio::runtime::Handle::current(),
         };
-        let mut dest_index = dest.load_index().await?;
+        let mut dest_index = dest.load_dedup_index().await?;
         dest.adopt_orphan_packs(&mut dest_index).await?;
         let dest_repo = dest.clone();
         let handle = tokio::runtime::Handle::current();

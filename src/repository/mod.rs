@@ -37,7 +37,10 @@ pub use id::Id;
 pub use index::Index;
 pub use keys::KeyFile;
 pub use restore::{RestoreOptions, RestoreReport};
-pub use snapshot::{Entry, EntryKind, Snapshot, SnapshotKind, SnapshotRef, SourceRoot, Summary};
+pub use snapshot::{
+    DamagedSnapshot, Entry, EntryKind, Snapshot, SnapshotFilter, SnapshotKind, SnapshotListing,
+    SnapshotRef, SourceRoot, Summary, RUN,
+};
 pub use verify::{DamagedPack, ReadBack, ReadData, VerifyOptions, VerifyReport};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -203,7 +206,7 @@ impl Repository {
     pub async fn list_keys(&self, passphrase: &str) -> Result<Vec<KeyInfo>> {
         let (_, current) = unlock(self.storage.as_ref(), passphrase).await?;
         let mut out = Vec::new();
-        for (id, slot) in read_slots(self.storage.as_ref()).await? {
+        for (id, slot) in read_slots(self.storage.as_ref()).await?.0 {
             out.push(KeyInfo {
                 id,
                 current: id == current,
@@ -256,7 +259,24 @@ impl Repository {
 
     /// Loads every index file into memory.
     pub async fn load_index(&self) -> Result<Index> {
-        Ok(Index::of_packs(&self.read_index_files().await?))
+        let suspects = self.suspect_packs().await;
+        Ok(index_preferring_healthy(
+            &self.read_index_files().await?,
+            &suspects,
+        ))
+    }
+
+    /// The index a backup deduplicates against: packs a read found damaged are left
+    /// out, so their chunks are stored again in new packs and the next snapshot is
+    /// restorable (self-healing) instead of as broken as the last.
+    pub async fn load_dedup_index(&self) -> Result<Index> {
+        let suspects = self.suspect_packs().await;
+        Ok(Index::of_packs(
+            self.read_index_files()
+                .await?
+                .iter()
+                .filter(|p| !suspects.contains(&p.id)),
+        ))
     }
 
     /// Every pack entry of every index file (duplicates possible).
@@ -334,29 +354,80 @@ impl Repository {
         Ok(adopted.iter().map(|p| p.id).collect())
     }
 
-    /// All snapshots, oldest first.
+    /// All readable snapshots, oldest first. A damaged manifest is skipped with a
+    /// warning naming it (see [`Repository::snapshot_listing`]): one flipped byte in
+    /// one manifest must not hide every other backup.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotRef>> {
-        let mut out = Vec::new();
+        let listing = self.snapshot_listing().await?;
+        for d in &listing.damaged {
+            warn!(snapshot = %d.id.short(), error = %d.error, "damaged snapshot manifest skipped");
+        }
+        Ok(listing.readable)
+    }
+
+    /// Every manifest: the readable ones (oldest first) and the damaged ones with why.
+    pub async fn snapshot_listing(&self) -> Result<SnapshotListing> {
+        let mut listing = SnapshotListing::default();
         for obj in self.storage.list(paths::SNAPSHOTS).await? {
             let Some(id) = paths::id_of(&obj.path) else {
                 continue;
             };
-            out.push(SnapshotRef {
-                id,
-                snapshot: self.load_snapshot_exact(&id).await?,
-            });
+            match self.load_snapshot_exact(&id).await {
+                Ok(snapshot) => listing.readable.push(SnapshotRef { id, snapshot }),
+                Err(e) if e.kind() == ErrorKind::Integrity => {
+                    listing.damaged.push(DamagedSnapshot {
+                        id,
+                        error: e.record(),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
         }
-        out.sort_by_key(|s| (s.snapshot.time, s.id));
-        Ok(out)
+        listing.readable.sort_by_key(|s| (s.snapshot.time, s.id));
+        Ok(listing)
     }
 
     /// Finds a snapshot by id or unique id prefix, or `latest`. A prefix is matched
     /// against object names, so only the one manifest found is read and decrypted.
     pub async fn find_snapshot(&self, spec: &str) -> Result<SnapshotRef> {
+        self.find_snapshot_matching(spec, &SnapshotFilter::default())
+            .await
+    }
+
+    /// Like [`Repository::find_snapshot`], `latest` meaning the newest snapshot that
+    /// `filter` matches and that is not dated in the future by this machine's clock
+    /// (such snapshots are named in a warning, never taken silently).
+    pub async fn find_snapshot_matching(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<SnapshotRef> {
         if spec == "latest" {
-            return self.snapshots().await?.into_iter().last().ok_or_else(|| {
-                Error::new(ErrorKind::Config, "the repository has no snapshots yet")
-                    .with("target", self.storage.name())
+            let now = crate::clock::current().now();
+            let (future, current): (Vec<SnapshotRef>, Vec<SnapshotRef>) = self
+                .snapshots()
+                .await?
+                .into_iter()
+                .filter(|s| filter.matches(&s.snapshot))
+                .partition(|s| s.is_future_dated(now));
+            for f in &future {
+                warn!(snapshot = %f.id.short(), dated = %f.snapshot.time, "snapshot dated in the future (a clock was wrong when it was taken): not taken as latest");
+            }
+            return current.into_iter().last().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    if future.is_empty() {
+                        "no snapshot matches".to_string()
+                    } else {
+                        format!(
+                            "no snapshot matches but {} dated in the future ({}): give its id to use it",
+                            future.len(),
+                            future.iter().map(|f| f.id.short()).collect::<Vec<_>>().join(", ")
+                        )
+                    },
+                )
+                .with("target", self.storage.name())
+                .with("filter", filter.to_string())
             });
         }
         let spec_l = spec.to_lowercase();
@@ -418,6 +489,50 @@ impl Repository {
     }
 }
 
+/// Why a target has no usable key slot: damaged slots, a repository without its
+/// `keys/`, or nothing at all (context `found = nothing`, which callers that know the
+/// target held a repository turn into "missing: is the share mounted?"). Only an empty
+/// target is sent to `repo init`.
+async fn no_key_slots(storage: &dyn Storage, damaged: usize) -> Error {
+    if damaged > 0 {
+        return Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "the repository's key slots are damaged ({damaged} unreadable under keys/): do not run `repo init` here. Put keys/ back from a copy of this target, or restore from another target"
+            ),
+        )
+        .with("target", storage.name());
+    }
+    let has_content = matches!(storage.size(paths::CONFIG).await, Ok(Some(_)))
+        || storage
+            .list(paths::SNAPSHOTS)
+            .await
+            .is_ok_and(|v| !v.is_empty());
+    if has_content {
+        return Error::new(
+            ErrorKind::Integrity,
+            "this target holds a repository whose keys/ folder is missing: do not run `repo init` here. Put keys/ back from a copy of this target, or restore from another target",
+        )
+        .with("target", storage.name());
+    }
+    Error::new(
+        ErrorKind::Config,
+        "no repository on this target: it is empty. If it is a share, is it mounted? For a new target, `pacsbak repo init` creates the repository",
+    )
+    .with("target", storage.name())
+    .with("found", "nothing")
+}
+
+/// The index of `packs` where a chunk held both by a healthy pack and by one a read
+/// found damaged is read from the healthy one.
+pub(crate) fn index_preferring_healthy(
+    packs: &[pack::IndexedPack],
+    suspects: &std::collections::HashSet<Id>,
+) -> Index {
+    let (damaged, healthy): (Vec<_>, Vec<_>) = packs.iter().partition(|p| suspects.contains(&p.id));
+    Index::of_packs(healthy.into_iter().chain(damaged))
+}
+
 fn check_passphrase(p: &str) -> Result<()> {
     if p.chars().count() < 8 {
         return Err(Error::new(
@@ -428,8 +543,10 @@ fn check_passphrase(p: &str) -> Result<()> {
     Ok(())
 }
 
-async fn read_slots(storage: &dyn Storage) -> Result<Vec<(Id, KeyFile)>> {
+/// The key slots that parse, and how many objects under `keys/` did not.
+async fn read_slots(storage: &dyn Storage) -> Result<(Vec<(Id, KeyFile)>, usize)> {
     let mut out = Vec::new();
+    let mut damaged = 0;
     for obj in storage.list(paths::KEYS).await? {
         let Some(id) = paths::id_of(&obj.path) else {
             continue;
@@ -437,21 +554,20 @@ async fn read_slots(storage: &dyn Storage) -> Result<Vec<(Id, KeyFile)>> {
         let bytes = storage.read(&obj.path).await?;
         match serde_json::from_slice::<KeyFile>(&bytes) {
             Ok(slot) => out.push((id, slot)),
-            Err(e) => warn!(object = %obj.path, error = %e, "damaged key slot ignored"),
+            Err(e) => {
+                damaged += 1;
+                warn!(object = %obj.path, error = %e, "damaged key slot ignored");
+            }
         }
     }
-    Ok(out)
+    Ok((out, damaged))
 }
 
 /// Tries every key slot; returns the master key and the slot that opened it.
 async fn unlock(storage: &dyn Storage, passphrase: &str) -> Result<(MasterKey, Id)> {
-    let slots = read_slots(storage).await?;
+    let (slots, damaged) = read_slots(storage).await?;
     if slots.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Config,
-            "no repository here (no key slots found): run `pacsbak repo init` first",
-        )
-        .with("target", storage.name()));
+        return Err(no_key_slots(storage, damaged).await);
     }
     for (id, slot) in &slots {
         if let Some(key) = slot.unwrap_master(passphrase)? {

@@ -40,6 +40,10 @@ pub struct SourceRoot {
     pub name: String,
     /// The path as given (may be a Windows drive or UNC path).
     pub path: String,
+    /// When the path given is a link: what it points to. Its contents were backed up
+    /// (a configured folder that is a link means the folder it leads to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// The kind of a tree entry.
@@ -151,11 +155,144 @@ pub struct SnapshotRef {
     pub snapshot: Snapshot,
 }
 
+impl SnapshotRef {
+    /// Dated later than `now` plus [`super::backup::CLOCK_TOLERANCE`]: taken under a
+    /// clock that was ahead. Never `latest`, never counted as a recent backup.
+    pub fn is_future_dated(&self, now: OffsetDateTime) -> bool {
+        self.snapshot.time > now + super::backup::CLOCK_TOLERANCE
+    }
+}
+
+/// A manifest that could not be read back (decryption, decompression or parsing
+/// failed): reported, and skipped by everything that lists snapshots.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamagedSnapshot {
+    /// Its id (the object name).
+    pub id: Id,
+    /// Why it cannot be read.
+    pub error: crate::ErrorRecord,
+}
+
+/// What `snapshots/` holds.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotListing {
+    /// Manifests read, oldest first.
+    pub readable: Vec<SnapshotRef>,
+    /// Manifests that are damaged.
+    pub damaged: Vec<DamagedSnapshot>,
+}
+
+/// Which snapshots a command means (`--kind`, `--tag`, and for `diff OLD latest`
+/// the source of OLD): `latest` is the newest snapshot that matches.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only this kind.
+    pub kind: Option<SnapshotKind>,
+    /// Only snapshots carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only snapshots of this source (see [`Snapshot::source_key`]).
+    pub source: Option<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether `s` is one of the snapshots meant.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.kind.is_none_or(|k| k == s.kind)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+            && self
+                .source
+                .as_ref()
+                .is_none_or(|src| *src == s.source_key())
+    }
+}
+
+impl std::fmt::Display for SnapshotFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(k) = self.kind {
+            parts.push(format!("kind {}", k.as_str()));
+        }
+        for t in &self.tags {
+            parts.push(format!("tag {t}"));
+        }
+        if let Some(src) = &self.source {
+            parts.push(format!("source {}", src.replace('\n', " ")));
+        }
+        if parts.is_empty() {
+            f.write_str("any")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+impl SnapshotKind {
+    /// The kind as `--kind` and manifests spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Files => "files",
+            SnapshotKind::SqlBackup => "sql-backup",
+        }
+    }
+}
+
+/// The `meta` key naming the job run that took a program-folder or files snapshot:
+/// the same run's snapshots on several targets are one backup (see
+/// [`Snapshot::twin_key`]).
+pub const RUN: &str = "run";
+
 /// The `meta` key under which a re-encrypted copy records the snapshot's id in the
 /// repository it came from (in `meta`, so builds that predate it still read it).
 pub const COPIED_FROM: &str = "copied_from";
 
 impl Snapshot {
+    /// What makes two snapshots the same backup stored on two targets (a policy that
+    /// backs up to both, then a `copy` between them): for a native backup its
+    /// database and LSN range; for a program folder or files, the run that took it.
+    /// `None` when nothing identifies it beyond its id.
+    pub fn twin_key(&self) -> Option<String> {
+        if let Some(run) = self.meta.get(RUN).and_then(|v| v.as_str()) {
+            return Some(format!("run\n{run}\n{}", self.source_key()));
+        }
+        if self.kind != SnapshotKind::SqlBackup {
+            return None;
+        }
+        let record = crate::records::BackupRecord::from_snapshot(self).ok()?;
+        Some(format!(
+            "sql-backup\n{}\n{}\n{}\n{:?}\n{:?}\n{:?}",
+            record.instance,
+            record.database,
+            record.kind,
+            record.first_lsn,
+            record.last_lsn,
+            record.backup_finish
+        ))
+    }
+
+    /// What the snapshot is a version of: one database of one instance (any backup
+    /// type), one program folder of one policy, or the same `backup files` sources.
+    /// `diff OLD latest` compares OLD with the newest of its own source.
+    pub fn source_key(&self) -> String {
+        let tags = crate::records::Tags(&self.tags);
+        match (self.kind, tags.database(), tags.folder()) {
+            (SnapshotKind::SqlBackup, Some(db), _) => {
+                let instance = self
+                    .meta
+                    .get("instance")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                format!("sql-backup\n{instance}\n{db}")
+            }
+            (_, _, Some(folder)) => {
+                format!("folder\n{}\n{folder}", tags.policy().unwrap_or_default())
+            }
+            _ => {
+                let paths: Vec<&str> = self.sources.iter().map(|s| s.path.as_str()).collect();
+                format!("files\n{}", paths.join("\n"))
+            }
+        }
+    }
+
     /// For a copy re-encrypted from a repository with other keys: the snapshot's id
     /// there.
     pub fn copied_from(&self) -> Option<Id> {

@@ -152,7 +152,10 @@ impl Repository {
         async move {
             let mut report = VerifyReport::default();
             let indexed = self.read_index_files().await?;
-            let index = Arc::new(super::index::Index::of_packs(&indexed));
+            let index = Arc::new(super::index_preferring_healthy(
+                &indexed,
+                &self.suspect_packs().await,
+            ));
             report.packs = index.packs().len();
 
             let stored = self.stored_packs().await?;
@@ -292,7 +295,10 @@ impl Repository {
                 ..VerifyReport::default()
             };
             let indexed = self.read_index_files().await?;
-            let index = Arc::new(super::index::Index::of_packs(&indexed));
+            let index = Arc::new(super::index_preferring_healthy(
+                &indexed,
+                &self.suspect_packs().await,
+            ));
             let reader = GroupReader {
                 repo: self.clone(),
                 index: index.clone(),
@@ -422,6 +428,58 @@ impl Repository {
         tokio::task::spawn_blocking(move || read_packs(&repo, &handle, &selected, &groups_of))
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))
+    }
+
+    /// Packs a read found damaged and no later read found good.
+    pub(crate) async fn suspect_packs(&self) -> HashSet<Id> {
+        let state = self.load_verify_state().await;
+        state
+            .damaged
+            .keys()
+            .filter_map(|hex| hex.parse::<Id>().ok())
+            .filter(|id| state.is_suspect(id))
+            .collect()
+    }
+
+    /// For each of `snaps` that needs a pack a read found damaged: those packs. A
+    /// restore plan skips such backups (with this reason) and falls back to a chain
+    /// that is whole. Reads nothing when no pack is suspect.
+    pub async fn snapshots_on_damaged_packs(
+        &self,
+        snaps: &[SnapshotRef],
+    ) -> Result<BTreeMap<Id, Vec<Id>>> {
+        let suspects = self.suspect_packs().await;
+        if suspects.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let index = Arc::new(self.load_index().await?);
+        let reader = GroupReader {
+            repo: self.clone(),
+            index: index.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let snaps = snaps.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut out = BTreeMap::new();
+            for snap in &snaps {
+                let mut bad: Vec<Id> = Vec::new();
+                for (_, _, outcome) in snapshot_chunks(&reader, snap) {
+                    for id in outcome.unwrap_or_default() {
+                        if let Some(p) = index.lookup(&id).and_then(|l| index.pack(l.pack)) {
+                            if suspects.contains(&p.id) && !bad.contains(&p.id) {
+                                bad.push(p.id);
+                            }
+                        }
+                    }
+                }
+                if !bad.is_empty() {
+                    out.insert(snap.id, bad);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))
     }
 
     async fn load_verify_state(&self) -> VerifyState {

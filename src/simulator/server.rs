@@ -57,13 +57,30 @@ pub struct Shared {
     pub resume: Notify,
     /// Tells sessions the server stops.
     pub shutdown: broadcast::Sender<()>,
+    /// How `KILL` reaches each connected session.
+    pub kill_switches: Mutex<HashMap<u16, KillSwitch>>,
     next_spid: AtomicU16,
+}
+
+/// What `KILL n` pulls for session n: it cancels the statement running there (as an
+/// ATTENTION would, so a BACKUP removes its partial file) and closes the connection.
+#[derive(Clone)]
+pub struct KillSwitch {
+    /// The session's cancel flag, the one an ATTENTION sets.
+    pub cancel: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set once: the session is to end.
+    pub killed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Shared {
     /// Locks the instance. Never hold the guard across an `.await`.
     pub fn lock(&self) -> MutexGuard<'_, Instance> {
         self.inst.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The kill switches of connected sessions.
+    pub fn kill_switches(&self) -> MutexGuard<'_, HashMap<u16, KillSwitch>> {
+        self.kill_switches.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -97,6 +114,7 @@ impl Simulator {
                     .collect(),
                 resume: Notify::new(),
                 shutdown,
+                kill_switches: Mutex::new(HashMap::new()),
                 next_spid: AtomicU16::new(51),
             }),
         })

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::engine::SessionInfo;
-use super::server::Shared;
+use super::server::{KillSwitch, Shared};
 use super::tds::login::{parse_login7, parse_prelogin, prelogin_reply};
 use super::tds::packet::{read_message, Message, PacketType, PacketWriter};
 use super::tds::request::{parse_batch, parse_rpc};
@@ -232,6 +232,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, spid: u16) {
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let cancel_tx = Arc::new(cancel_tx);
+    let (killed_tx, mut killed_rx) = watch::channel(false);
+    shared.kill_switches().insert(
+        spid,
+        KillSwitch {
+            cancel: cancel_tx.clone(),
+            killed: Arc::new(killed_tx),
+        },
+    );
     let reader_cancel = cancel_tx.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
@@ -250,6 +258,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, spid: u16) {
     let cancel_rx = cancel_rx;
     loop {
         let req = tokio::select! {
+            biased;
+            _ = killed_rx.wait_for(|k| *k) => None,
             r = rx.recv() => r,
             _ = shutdown.recv() => None,
         };
@@ -311,6 +321,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, spid: u16) {
         }
     }
     reader.abort();
+    shared.kill_switches().remove(&spid);
     // Forget the session before closing the socket: once the client sees the
     // connection closed, sys.dm_exec_sessions/requests no longer list it.
     {

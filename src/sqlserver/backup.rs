@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::conn::{float, Instance};
+use super::conn::{float, Instance, Sql};
 use super::quote;
 use crate::error::{Error, ErrorKind, Result};
 use crate::records::BackupKind;
@@ -139,16 +139,7 @@ pub async fn run_long(
                         Err(e) => warn!(error = %e, "progress poll failed"),
                     }
                     if last_change.elapsed() >= stall {
-                        let _ = mon.exec(&format!("KILL {spid}")).await;
-                        return Err(Error::new(
-                            ErrorKind::SqlServer,
-                            format!(
-                                "the statement stalled: no progress for {} s at {last:.0} percent; it was killed (session {spid}). Check the backup device, then run again",
-                                stall.as_secs()
-                            ),
-                        )
-                        .with("server", &instance.name)
-                        .with("database", database));
+                        return Err(stalled(instance, database, spid, last, stall, &mut mon).await);
                     }
                 }
             }
@@ -156,6 +147,45 @@ pub async fn run_long(
     }
     .instrument(span)
     .await
+}
+
+/// The error for a stalled statement, after trying to `KILL` its session. What the
+/// error says about the session is what KILL answered: a refused KILL leaves the
+/// statement running on the server, and the engineer must know that.
+async fn stalled(
+    instance: &Instance,
+    database: &str,
+    spid: i64,
+    last: f64,
+    stall: Duration,
+    mon: &mut Sql,
+) -> Error {
+    let stalled = format!(
+        "the statement stalled: no progress for {} s at {last:.0} percent",
+        stall.as_secs()
+    );
+    let err = match mon.exec(&format!("KILL {spid}")).await {
+        Ok(()) => Error::new(
+            ErrorKind::SqlServer,
+            format!("{stalled}; it was killed (session {spid}). Check the backup device, then run again"),
+        ),
+        Err(kill) => {
+            let number = kill.sql_error();
+            let e = Error::new(
+                ErrorKind::SqlServer,
+                format!(
+                    "{stalled}; KILL {spid} failed ({}), so the statement may still be running on the server: end session {spid} there (KILL {spid} as a sysadmin) before running again",
+                    kill.message()
+                ),
+            );
+            match number {
+                Some(n) => e.with_sql_error(n),
+                None => e,
+            }
+        }
+    };
+    err.with("server", &instance.name)
+        .with("database", database)
 }
 
 #[cfg(test)]

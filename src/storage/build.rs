@@ -36,8 +36,19 @@ pub fn io_timeout(t: &TargetConfig) -> Duration {
     t.limits.timeout + Duration::from_secs_f64(2.0 * biggest as f64 / t.limits.min_bandwidth as f64)
 }
 
-/// Opens the target's storage stack (no network I/O until the first call).
+/// Opens the target's storage stack (no network I/O until the first call). A local
+/// folder must exist: an unmounted share is reported, never filled with a new folder.
 pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
+    open_stack(t, false)
+}
+
+/// Like [`open_target`], creating a local folder that does not exist yet: for
+/// `repo init` and the sandbox, which make a new repository there.
+pub fn open_new_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
+    open_stack(t, true)
+}
+
+fn open_stack(t: &TargetConfig, create: bool) -> Result<Arc<dyn Storage>> {
     install_crypto_provider();
     let name = t.name.as_str();
     let conf = |msg: &str| Error::new(ErrorKind::Config, msg.to_string()).with("target", name);
@@ -54,7 +65,12 @@ pub fn open_target(t: &TargetConfig) -> Result<Arc<dyn Storage>> {
                 .root
                 .as_deref()
                 .ok_or_else(|| conf("fs target without root"))?;
-            let local = LocalFolder::open(name, r)?.with_upload_concurrency(conns.min(2));
+            let local = if create {
+                LocalFolder::create(name, r)?
+            } else {
+                LocalFolder::open(name, r)?
+            }
+            .with_upload_concurrency(conns.min(2));
             // Append-only means pacsbak deletes nothing there, not even its own leftovers.
             if !t.append_only {
                 local.remove_crash_leftovers();

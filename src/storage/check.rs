@@ -143,7 +143,11 @@ pub struct CheckReport {
 pub const PROBE_SIZE: usize = 4 * 1024 * 1024;
 
 /// Runs the check against `storage`.
-pub async fn check_target(storage: Arc<dyn Storage>, append_only: bool) -> CheckReport {
+pub async fn check_target(
+    storage: Arc<dyn Storage>,
+    append_only: bool,
+    held_before: Option<super::seen::Seen>,
+) -> CheckReport {
     let name = storage.name().to_string();
     let span = info_span!("target_check", target = %name);
     async move {
@@ -156,7 +160,8 @@ pub async fn check_target(storage: Arc<dyn Storage>, append_only: bool) -> Check
             diagnosis: None,
             ok: false,
         };
-        let probe = format!("pacsbak-probe/{:016x}", rand::random::<u64>());
+        // At the top: no folder is left behind on a local target.
+        let probe = format!("pacsbak-probe-{:016x}", rand::random::<u64>());
         let data = Bytes::from(
             (0..PROBE_SIZE)
                 .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
@@ -175,7 +180,7 @@ pub async fn check_target(storage: Arc<dyn Storage>, append_only: bool) -> Check
         };
         let t = Instant::now();
         match storage.list("keys/").await {
-            Ok(_) => {
+            Ok(keys) => {
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 r.latency_ms = Some(ms);
                 r.steps.push(CheckStep {
@@ -184,6 +189,20 @@ pub async fn check_target(storage: Arc<dyn Storage>, append_only: bool) -> Check
                     ms,
                     error: None,
                 });
+                // A target that held a repository and now shows none is an unmounted
+                // share or a wrong bucket: say so and write nothing there.
+                if let (true, Some(held)) = (keys.is_empty(), &held_before) {
+                    let e = crate::Error::new(
+                        crate::ErrorKind::Storage,
+                        format!(
+                            "missing: this target held repository {} (last opened here {}) and now shows none. Is the share mounted? Nothing was written",
+                            &held.repository[..held.repository.len().min(8)],
+                            held.seen
+                        ),
+                    );
+                    fail(&mut r, "repository", 0.0, e);
+                    return r;
+                }
             }
             Err(e) => {
                 fail(&mut r, "list", t.elapsed().as_secs_f64() * 1e3, e);

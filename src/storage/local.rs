@@ -40,13 +40,20 @@ pub struct LocalFolder {
 }
 
 impl LocalFolder {
-    /// Opens (creating if missing) the folder `root` as the target `name`.
+    /// Opens the folder `root` as the target `name`; a folder that does not exist is
+    /// an error ([`LocalFolder::create`] makes it, for a new repository).
     pub fn open(name: impl Into<String>, root: &Path) -> Result<Self> {
         let inner = OpendalStorage::local_folder(name, root)?;
         Ok(Self {
             inner,
             root: root.to_path_buf(),
         })
+    }
+
+    /// Creates the folder `root` (for `repo init`) and opens it.
+    pub fn create(name: impl Into<String>, root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        Self::open(name, root)
     }
 
     /// Removes the temporary files of writers that crashed (pacsbak's own names, a
@@ -104,6 +111,10 @@ impl Storage for LocalFolder {
     async fn size(&self, path: &str) -> Result<Option<u64>> {
         self.inner.size(path).await
     }
+
+    async fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(path).await
+    }
 }
 
 /// Writes `data` to `root/rel` by way of `root/.tmp/`, flushed before the rename.
@@ -113,6 +124,7 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     let tmp_dir = root.join(LOCAL_TEMP_DIR);
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
     let tmp = tmp_dir.join(format!(
         "{}.{:016x}",
         rel.replace('/', "_"),
@@ -166,9 +178,19 @@ fn is_our_temporary(name: &str) -> bool {
     })
 }
 
-/// Removes what crashed writers left in `tmp`.
+/// Removes what crashed writers left in `tmp`: temporaries a day older than a file
+/// made there now. Both times come from the same file system, so a machine (or a
+/// process) whose clock is off cannot take a running writer's file for a leftover.
 fn remove_stale_temporaries(tmp: &Path) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let probe = tmp.join(format!(".clock-probe.{:016x}", rand::random::<u64>()));
+    let now = std::fs::File::create_new(&probe)
+        .and_then(|f| f.metadata())
+        .and_then(|m| m.modified());
+    let _ = std::fs::remove_file(&probe);
+    let Ok(now) = now else {
         return;
     };
     let mut removed = 0;
@@ -180,7 +202,7 @@ fn remove_stale_temporaries(tmp: &Path) {
                 .ok()
                 .filter(|m| m.is_file())
                 .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
+                .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > STALE_TEMPORARY);
         if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
@@ -237,6 +259,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let folder = LocalFolder::open("t", dir.path()).unwrap();
         let tmp = dir.path().join(".tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let old = tmp.join("data_ab_pack.00112233aabbccdd");
         let fresh = tmp.join("data_cd_pack.0011223344556677");
         let not_ours = tmp.join("someone-elses.txt");

@@ -15,6 +15,7 @@ pub mod check;
 mod local;
 mod opendal_storage;
 mod retry;
+pub mod seen;
 mod throttle;
 
 use std::ops::Range;
@@ -22,7 +23,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use build::open_target;
+pub use build::{open_new_target, open_target};
 pub use local::LocalFolder;
 pub use opendal_storage::{OpendalStorage, WriteMode};
 pub use retry::{AppendOnlyStorage, RetryStorage};
@@ -60,4 +61,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn delete(&self, path: &str) -> Result<()>;
     /// The object's size, or `None` when it does not exist.
     async fn size(&self, path: &str) -> Result<Option<u64>>;
+    /// When the target's own clock says `path` was last written (`None`: not found,
+    /// or the service does not say). A second clock beside the machine's: a snapshot
+    /// is dated by the machine, and a machine clock far ahead of its target's is
+    /// found this way.
+    async fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        let _ = path;
+        Ok(None)
+    }
 }

@@ -134,14 +134,13 @@ impl OpendalStorage {
     /// half-written object under its final name.
     pub fn local_folder(name: impl Into<String>, root: &std::path::Path) -> Result<Self> {
         let name = name.into();
-        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e).with("target", &name))?;
-        let tmp = root.join(LOCAL_TEMP_DIR);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e).with("target", &name))?;
+        // OpenDAL's fs service creates a missing root; a target's root must exist
+        // (an unmounted share's mount point must not fill up with a new one).
+        if !root.is_dir() {
+            return Err(missing_folder(&name, root));
+        }
         let root_s = root.to_string_lossy();
-        let tmp_s = tmp.to_string_lossy();
-        let builder = opendal::services::Fs::default()
-            .root(&root_s)
-            .atomic_write_dir(&tmp_s);
+        let builder = opendal::services::Fs::default().root(&root_s);
         let op = Operator::new(builder).map_err(|e| map_err(&name, "open", "", e))?;
         Ok(Self::new(name, op))
     }
@@ -153,6 +152,18 @@ impl OpendalStorage {
             .map_err(|e| map_err(&name, "open", "", e))?;
         Ok(Self::new(name, op))
     }
+}
+
+/// The error for a local target whose folder is not there.
+pub(crate) fn missing_folder(name: &str, root: &std::path::Path) -> Error {
+    Error::new(
+        ErrorKind::Storage,
+        format!(
+            "missing: the folder {} does not exist. If it is on a share, is the share mounted? Nothing was written (`pacsbak repo init` creates the folder of a new repository)",
+            root.display()
+        ),
+    )
+    .with("target", name)
 }
 
 /// Turns an OpenDAL error into ours, naming target, operation and path.
@@ -283,6 +294,14 @@ impl Storage for OpendalStorage {
                     _ => Err(self.err("stat", path, e)),
                 }
             }
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    async fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        match self.op.stat(path).await {
+            Ok(meta) => Ok(meta.last_modified().map(std::time::SystemTime::from)),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.err("stat", path, e)),
         }
     }

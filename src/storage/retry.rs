@@ -100,6 +100,10 @@ impl Storage for RetryStorage {
     async fn size(&self, path: &str) -> Result<Option<u64>> {
         self.run("stat", path, || self.inner.size(path)).await
     }
+
+    async fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        self.run("stat", path, || self.inner.modified(path)).await
+    }
 }
 
 /// A [`Storage`] wrapper for credentials that cannot delete: deletions are refused
@@ -146,6 +150,10 @@ impl Storage for AppendOnlyStorage {
     }
     async fn size(&self, path: &str) -> Result<Option<u64>> {
         self.inner.size(path).await
+    }
+
+    async fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(path).await
     }
 }
 

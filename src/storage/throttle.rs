@@ -154,6 +154,11 @@ impl Storage for ThrottledStorage {
         let _p = self.permit().await?;
         self.inner.size(path).await
     }
+
+    async fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        let _p = self.permit().await?;
+        self.inner.modified(path).await
+    }
 }
 
 #[cfg(test)]

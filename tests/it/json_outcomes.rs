@@ -81,8 +81,8 @@ async fn every_jobs_failure_is_json_with_its_kind_and_sql_server_error_number() 
     assert_eq!(j["results"][0]["status"], "ok");
     assert_eq!(j["results"][0]["record"]["type"], "full", "{j}");
 
-    // restore db run onto the existing database without --replace: SQL Server
-    // refuses with 3159 (the tail of its log is not backed up).
+    // restore db run into a data folder that does not exist: SQL Server refuses
+    // with 5133 (directory lookup failed), then 3156.
     let drill = s.dir.path().join("drill");
     let drill = drill.to_str().unwrap();
     let (code, j, err) = pacsbak(
@@ -96,7 +96,7 @@ async fn every_jobs_failure_is_json_with_its_kind_and_sql_server_error_number() 
             "--database",
             "PACS",
             "--as",
-            "PACS",
+            "PACS_json",
             "--move-data",
             drill,
             "--move-log",
@@ -115,7 +115,7 @@ async fn every_jobs_failure_is_json_with_its_kind_and_sql_server_error_number() 
             j["error"]["kind"].as_str(),
             j["error"]["sql_error"].as_u64()
         ),
-        (Some("sql-server"), Some(3159)),
+        (Some("sql-server"), Some(5133)),
         "{j}"
     );
 

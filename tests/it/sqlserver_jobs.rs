@@ -76,7 +76,7 @@ pub(crate) async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     let storage = pacsbak::storage::open_target(dir.target(Some("local")).unwrap()).unwrap();
     Repository::init(storage, PASSPHRASE).await.unwrap();
     let policy = Policy::find(&c, "t").unwrap();
-    let targets = open_targets(&dir, &policy).await.unwrap();
+    let targets = open_targets(&dir, &policy).await.unwrap().open;
     let instance = Instance::open(&policy.instance_spec().unwrap())
         .await
         .unwrap();
@@ -237,6 +237,7 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
         move_data: drill.display().to_string(),
         move_log: drill.display().to_string(),
         replace: false,
+        keep_staging: false,
     };
     let r = restore_db::run(&env.policy, &env.instance, env.repo(), &o)
         .await

@@ -217,7 +217,11 @@ fn full_cycle(t: &TestConfig, target: &str) {
     t.ok_scrubbed(&["backup", "files", "--target", target, src.to_str().unwrap()]);
     let snaps: serde_json::Value =
         serde_json::from_str(&t.ok_scrubbed(&["snapshots", "--target", target, "--json"])).unwrap();
-    assert_eq!(snaps.as_array().map(|a| a.len()), Some(2), "{snaps}");
+    assert_eq!(
+        snaps["snapshots"].as_array().map(|a| a.len()),
+        Some(2),
+        "{snaps}"
+    );
     let dest = t.path("restored");
     t.ok_scrubbed(&[
         "restore",
@@ -1096,7 +1100,7 @@ fn copy_to_a_repository_with_other_keys_reencrypts() {
     t.ok(&["verify", "--target", "d", "--read-data"]);
     let snaps: serde_json::Value =
         serde_json::from_str(&t.ok(&["snapshots", "--target", "d", "--json"])).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
     let copied = snaps
         .as_array()
         .unwrap()
@@ -1130,7 +1134,7 @@ fn copy_to_a_repository_with_other_keys_reencrypts() {
     assert_eq!(r["already_present"], 1, "{v}");
     let snaps: serde_json::Value =
         serde_json::from_str(&t.ok(&["snapshots", "--target", "local", "--json"])).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
 }
 
 #[test]

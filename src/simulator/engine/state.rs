@@ -116,6 +116,9 @@ pub struct Faults {
     pub cleanup_fails: bool,
     /// The cleanup job succeeds but deletes nothing.
     pub cleanup_noop: bool,
+    /// `KILL` is refused with 6102 (a login without ALTER ANY CONNECTION).
+    #[serde(default)]
+    pub kill_denied: bool,
 }
 
 /// Everything persisted in `instance.json`.

@@ -83,6 +83,7 @@ pub fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
                 "damage_after_write" => f.damage_after_write = !off,
                 "cleanup_fails" => f.cleanup_fails = !off,
                 "cleanup_noop" => f.cleanup_noop = !off,
+                "kill_denied" => f.kill_denied = !off,
                 "agent_stopped" => inst.state.agent_running = off,
                 _ => {
                     return Err(

@@ -193,3 +193,39 @@ pub fn set(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     }
     Ok(Outcome::default())
 }
+
+/// KILL session_id: cancels what the session runs (a BACKUP undoes its partial file)
+/// and closes its connection, with SQL Server's errors for the sessions it refuses.
+pub fn kill(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
+    let mut p = Parser::new(t);
+    p.expect_kw("KILL")?;
+    let target = p.number(&ctx.params)?;
+    if !p.done() {
+        return Err(SqlError::near(p.peek()).into());
+    }
+    if ctx.shared.lock().state.faults.kill_denied {
+        return Err(SqlError {
+            number: 6102,
+            class: 14,
+            message: "User does not have permission to use the KILL statement.".into(),
+        }
+        .into());
+    }
+    if target == i64::from(ctx.spid) {
+        return Err(SqlError::new(6104, "Cannot use KILL to kill your own process.").into());
+    }
+    if !(51..=i64::from(u16::MAX)).contains(&target) {
+        return Err(SqlError::new(6107, "Only user processes can be killed.").into());
+    }
+    let switch = ctx.shared.kill_switches().get(&(target as u16)).cloned();
+    let Some(switch) = switch else {
+        return Err(SqlError::new(
+            6106,
+            format!("Process ID {target} is not an active process ID."),
+        )
+        .into());
+    };
+    switch.cancel.send_replace(true);
+    switch.killed.send_replace(true);
+    Ok(Outcome::default())
+}

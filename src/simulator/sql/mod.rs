@@ -89,7 +89,7 @@ pub fn literal_tsql(v: &Value) -> String {
 
 const STARTERS: &[&str] = &[
     "SELECT", "BACKUP", "RESTORE", "DBCC", "DROP", "USE", "EXEC", "EXECUTE", "SIMCTL", "DECLARE",
-    "CREATE", "ALTER", "PRINT", "SET",
+    "CREATE", "ALTER", "PRINT", "SET", "KILL",
 ];
 
 /// Splits tokens into statements at `;` and at statement keywords.
@@ -247,6 +247,7 @@ async fn run_statement(ctx: &mut Ctx<'_>, s: &[Tok]) -> Result<Outcome, StmtErro
         ("SET" | "DECLARE" | "PRINT", true) => handlers::misc::set(ctx, s),
         ("EXEC" | "EXECUTE", true) => handlers::agent::exec(ctx, s).await,
         ("SIMCTL", true) => handlers::control::run(ctx, s),
+        ("KILL", true) => handlers::misc::kill(ctx, s),
         _ => Err(SqlError::near(Some(first)).into()),
     }
 }
