@@ -117,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..runs {
         let _ = std::fs::remove_dir_all(d.join("repo"));
         Repository::init(
-            pacsbak::storage::open_target(cfg.target(Some("local"))?)?,
+            pacsbak::storage::open_new_target(cfg.target(Some("local"))?)?,
             "benchmark passphrase",
         )
         .await?;

@@ -14,6 +14,8 @@ pkg-config --exists openssl 2>/dev/null || apt_needed+=(libssl-dev pkg-config)
 # Offsite target tests: a private sshd (openssh-server), WebDAV via rclone.
 [ -x /usr/sbin/sshd ] || apt_needed+=(openssh-server)
 command -v rclone >/dev/null 2>&1 || apt_needed+=(rclone)
+# A process whose clock is wrong (issue 14, fault 1): libfaketime.
+command -v faketime >/dev/null 2>&1 || apt_needed+=(faketime)
 if [ -z "${PACSBAK_SKIP_WINDOWS:-}" ]; then
   command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || apt_needed+=(gcc-mingw-w64-x86-64)
 fi

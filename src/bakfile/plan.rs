@@ -515,6 +515,61 @@ pub fn describe_folder(
     Ok((out, skipped))
 }
 
+/// Plans a restore from the backup files in `dir`, proving each file the plan would
+/// use with `inspect --check` first: a file found damaged is skipped with the reason
+/// and the plan is made again, so a plan never ends on a file known to be bad.
+pub fn plan_folder(dir: &std::path::Path, req: &PlanRequest) -> crate::error::Result<RestorePlan> {
+    let (descriptions, unreadable) = describe_folder(dir)?;
+    let mut p = plan_verified(&descriptions, req, |source| {
+        match super::check::check(std::path::Path::new(source)) {
+            Ok(r) if r.ok => None,
+            Ok(r) => Some(format!(
+                "inspect --check: DAMAGED ({})",
+                r.damage
+                    .first()
+                    .map_or_else(|| "an incomplete set".to_string(), |d| d.what.clone())
+            )),
+            Err(e) => Some(format!("inspect --check: {}", e.message())),
+        }
+    });
+    p.skipped.extend(unreadable);
+    Ok(p)
+}
+
+/// Plans, then asks `check` about every file the plan uses (`Some(reason)`: unusable);
+/// an unusable file is skipped with its reason and the plan made again, until the plan
+/// uses only files that passed. Each file is checked at most once.
+pub fn plan_verified(
+    descriptions: &[BackupDescription],
+    req: &PlanRequest,
+    mut check: impl FnMut(&str) -> Option<String>,
+) -> RestorePlan {
+    let mut descs = descriptions.to_vec();
+    let mut verdicts: std::collections::HashMap<String, Option<String>> =
+        std::collections::HashMap::new();
+    loop {
+        let p = plan(&descs, req);
+        let mut changed = false;
+        for file in p.steps.iter().flat_map(|s| s.files.iter()) {
+            let verdict = verdicts
+                .entry(file.clone())
+                .or_insert_with(|| check(file))
+                .clone();
+            if let Some(why) = verdict {
+                for d in descs.iter_mut().filter(|d| &d.source == file) {
+                    if d.unusable.is_none() {
+                        d.unusable = Some(why.clone());
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return p;
+        }
+    }
+}
+
 fn is_backup_name(p: &std::path::Path) -> bool {
     let ext = p
         .extension()

@@ -20,11 +20,17 @@ pub struct CheckArgs {
 
 /// Runs `check`; exit 2 with a critical finding, 1 with a warning.
 pub fn run(global: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (_cfg, policy) = load_policy(global, &a.policy)?;
+    let (cfg, policy) = load_policy(global, &a.policy)?;
     let rt = runtime()?;
     rt.block_on(async {
         let instance = Instance::open(&policy.instance_spec()?).await?;
-        let r = check::run(&policy, &instance).await?;
+        let targets = crate::jobs::open_targets(&cfg, &policy).await;
+        let repo = targets
+            .as_ref()
+            .ok()
+            .and_then(|t| t.open.first())
+            .map(|t| &t.repo);
+        let r = check::run(&policy, &instance, repo).await?;
         finish(&Outcome::Check(r), global.json)
     })
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::context::{finish, load_policy, open_repository, runtime};
-use crate::bakfile::plan::{describe_folder, plan, PlanRequest};
+use crate::bakfile::plan::{plan_folder, PlanRequest};
 use crate::bakfile::MtfDate;
 use crate::outcome::{Outcome, PlanOutcome};
 
@@ -118,14 +118,12 @@ fn run_plan(global: &super::GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitC
     let at = args.at.as_deref().map(parse_at).transpose()?;
     let (plan, from) = match &args.from_folder {
         Some(folder) => {
-            let (descriptions, unreadable) =
-                describe_folder(folder).with_context(|| format!("reading {}", folder.display()))?;
             let req = PlanRequest {
                 database: args.database.clone(),
                 at,
             };
-            let mut p = plan(&descriptions, &req);
-            p.skipped.extend(unreadable);
+            let p = plan_folder(folder, &req)
+                .with_context(|| format!("reading {}", folder.display()))?;
             (p, folder.display().to_string())
         }
         None => {

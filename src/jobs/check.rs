@@ -1,16 +1,20 @@
 //! `check`: what threatens the policy's backups on the instance, each finding with a
 //! severity and what to do: the Agent, recovery model against the log schedule, a
 //! log waiting for LOG_BACKUP, percent or tiny growth steps, log usage, free space
-//! on the backup volume, and the age of the last backup against the RPO.
+//! on the backup volume, and the RPO: the age of the newest point restorable from
+//! the repository (msdb's newest backup beside it), snapshots dated in the future.
 
 use serde::Serialize;
 use tracing::{info_span, Instrument};
 
 use super::db_backup::select_databases;
 use super::free_space;
+use super::restore_db::describe_repository;
+use crate::bakfile::plan::{plan, PlanRequest};
 use crate::error::Result;
 use crate::policy::Policy;
 use crate::records::BackupKind;
+use crate::repository::Repository;
 use crate::sqlserver::catalog;
 use crate::sqlserver::Instance;
 
@@ -57,7 +61,13 @@ pub struct CheckReport {
 }
 
 /// Runs the check.
-pub async fn run(policy: &Policy, instance: &Instance) -> Result<CheckReport> {
+/// `repo` is the repository restores read from (the policy's first target): the RPO
+/// is judged by what it can restore, not by what msdb says was taken.
+pub async fn run(
+    policy: &Policy,
+    instance: &Instance,
+    repo: Option<&Repository>,
+) -> Result<CheckReport> {
     let span = info_span!("job", job = "check", policy = %policy.name);
     async {
         let mut f = Vec::new();
@@ -85,6 +95,19 @@ pub async fn run(policy: &Policy, instance: &Instance) -> Result<CheckReport> {
             time::PrimitiveDateTime::new(n.date(), n.time())
         });
         let has_log_schedule = policy.schedules.contains_key(&BackupKind::Log);
+        // What the repository can restore, read once for every database.
+        let described = match repo {
+            Some(r) => {
+                let machine_now = crate::clock::current().now();
+                for s in r.snapshots().await? {
+                    if s.is_future_dated(machine_now) {
+                        add(Severity::Critical, "clock", None, format!("snapshot {} on {} is dated {}, in the future: it was taken under a clock that was ahead, and is never taken as latest", s.id.short(), r.storage().name(), s.snapshot.time), "fix the clock of the machine that took it (NTP); check the backups taken around then");
+                    }
+                }
+                Some((r.storage().name().to_string(), describe_repository(r).await?.0))
+            }
+            None => None,
+        };
         let mut largest = 0i64;
         for sel in select_databases(policy, &dbs, None) {
             let db = match sel {
@@ -126,17 +149,41 @@ pub async fn run(policy: &Policy, instance: &Instance) -> Result<CheckReport> {
                 .filter(|(d, _, _)| d.eq_ignore_ascii_case(name))
                 .filter_map(|(_, _, t)| *t)
                 .max();
-            match (policy.rpo(name), newest) {
-                (Some(rpo), Some(t)) => {
-                    let age = (now - t).whole_minutes();
+            let msdb_view = match newest {
+                Some(t) => format!("msdb's newest backup {} minutes ago", (now - t).whole_minutes()),
+                None => "no backup in msdb".to_string(),
+            };
+            // The newest point the repository can restore to.
+            let restorable = described.as_ref().map(|(target, descs)| {
+                let p = plan(descs, &PlanRequest { database: Some(name.to_string()), at: None });
+                let point = p
+                    .steps
+                    .last()
+                    .and_then(|s| s.backup_start_date)
+                    .and_then(|d| d.to_datetime())
+                    .filter(|_| p.ok);
+                (target, point, p.problems)
+            });
+            match (policy.rpo(name), restorable, newest) {
+                (rpo, Some((target, None, problems)), _) => add(Severity::Critical, "rpo", Some(name), format!("nothing restorable from the repository on {target}{} ({msdb_view}){}", rpo.map(|r| format!(", RPO {r} minutes")).unwrap_or_default(), if problems.is_empty() { String::new() } else { format!(": {}", problems.join("; ")) }), "run `pacsbak backup db --type full` now; `pacsbak restore db plan` shows the chain"),
+                (Some(rpo), Some((target, Some(point), _)), _) => {
+                    let age = (now - point).whole_minutes();
                     if age > rpo as i64 {
-                        add(Severity::Critical, "rpo", Some(name), format!("last backup {age} minutes ago, RPO {rpo} minutes"), "run the due backup now and find why the schedule did not");
+                        add(Severity::Critical, "rpo", Some(name), format!("newest point restorable from {target}: {age} minutes ago, RPO {rpo} minutes ({msdb_view})"), "run the due backup now and find why the schedule did not");
                     } else {
-                        add(Severity::Ok, "rpo", Some(name), format!("last backup {age} minutes ago, within the RPO of {rpo} minutes"), "nothing");
+                        add(Severity::Ok, "rpo", Some(name), format!("newest point restorable from {target}: {age} minutes ago, within the RPO of {rpo} minutes ({msdb_view})"), "nothing");
                     }
                 }
-                (_, None) => add(Severity::Critical, "rpo", Some(name), "no backup in msdb".into(), "run `pacsbak backup db --type full` now"),
-                (None, Some(_)) => add(Severity::Info, "rpo", Some(name), "no RPO set for this database".into(), "set [rpo] in the policy"),
+                (Some(rpo), None, Some(t)) => {
+                    let age = (now - t).whole_minutes();
+                    if age > rpo as i64 {
+                        add(Severity::Critical, "rpo", Some(name), format!("last backup {age} minutes ago, RPO {rpo} minutes (msdb only: the repository was not read)"), "run the due backup now and find why the schedule did not");
+                    } else {
+                        add(Severity::Warning, "rpo", Some(name), format!("last backup {age} minutes ago by msdb, within the RPO of {rpo} minutes; the repository was not read, so this is not proof of a restorable copy"), "make the policy's first target reachable");
+                    }
+                }
+                (_, None, None) => add(Severity::Critical, "rpo", Some(name), "no backup in msdb".into(), "run `pacsbak backup db --type full` now"),
+                (None, _, _) => add(Severity::Info, "rpo", Some(name), format!("no RPO set for this database ({msdb_view})"), "set [rpo] in the policy"),
             }
         }
         let need = (largest.max(0) as u64) * 8192;

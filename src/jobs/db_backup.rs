@@ -311,8 +311,175 @@ async fn backup_one(
             warn!(database = %db.name, error = %e, "database backup failed");
         }
     }
+    // Backups msdb shows that the repository lacks (taken by another tool or by
+    // hand, or by a run of ours that failed): stored now, or the chain is broken.
+    let step = info_span!("step", step = "outside-backups", database = %db.name);
+    match adopt_outside_backups(policy, instance, targets, db, &mut res)
+        .instrument(step)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(broken)) | Err(broken) => {
+            warn!(database = %db.name, error = %broken, "restore chain in the repository is broken");
+            res.ok = false;
+            if res.error.is_none() {
+                res.error = Some(broken.record());
+            } else {
+                res.notes.push(broken.to_string());
+            }
+        }
+    }
     res.status = if res.ok { Status::Ok } else { Status::Failed };
     res
+}
+
+/// Compares msdb's history of `db` since the newest full in the repository with the
+/// repository. A full or log backup pacsbak does not hold breaks the chain (a log
+/// taken elsewhere truncated the log; a full elsewhere moved the differential base):
+/// when its file can be read it is checked and stored, and the chain is whole again;
+/// when not, the broken chain is returned, until a newer full (or, for a log, a
+/// differential) in the repository heals it. Copy-only backups never break a chain.
+async fn adopt_outside_backups(
+    policy: &Policy,
+    instance: &Instance,
+    targets: &[Target],
+    db: &DatabaseInfo,
+    res: &mut DbBackupResult,
+) -> Result<Option<Error>> {
+    let Some(first) = targets.first() else {
+        return Ok(None);
+    };
+    let ctx = |e: Error| e.with("server", &instance.name).with("database", &db.name);
+    let records: Vec<BackupRecord> = first
+        .repo
+        .snapshots()
+        .await?
+        .iter()
+        .filter(|s| s.snapshot.kind == SnapshotKind::SqlBackup)
+        .filter_map(|s| BackupRecord::from_snapshot(&s.snapshot).ok())
+        .filter(|r| r.instance == instance.name && r.database.eq_ignore_ascii_case(&db.name))
+        .collect();
+    let start_of = |r: &BackupRecord| r.backup_start.and_then(|d| d.to_datetime());
+    let newest_base = |kinds: &[BackupKind], records: &[BackupRecord]| {
+        records
+            .iter()
+            .filter(|r| !r.copy_only && kinds.contains(&r.kind))
+            .filter_map(start_of)
+            .max()
+    };
+    let Some(since) = newest_base(&[BackupKind::Full], &records) else {
+        return Ok(None);
+    };
+    let mut known: std::collections::HashSet<_> =
+        records.iter().map(|r| (r.first_lsn, r.last_lsn)).collect();
+    let mut sql = instance.connect().await?;
+    let history = catalog::msdb_backups_since(&mut sql, &db.name, since).await?;
+    drop(sql);
+    let mut broken = Vec::new();
+    for (b, devices) in history {
+        let kind = match b.backup_type.native() {
+            Some(k @ (BackupKind::Full | BackupKind::Log)) if !b.is_copy_only => k,
+            _ => continue,
+        };
+        if known.contains(&(b.first_lsn, b.last_lsn)) {
+            continue;
+        }
+        let started = b.backup_start_date;
+        let files: Vec<(String, PathBuf)> = devices
+            .iter()
+            .map(|d| (d.clone(), policy.local_path_of(d)))
+            .collect();
+        let readable = files.iter().all(|(_, l)| l.is_file());
+        let adopted = if readable {
+            adopt(policy, instance, targets, db, kind, &files).await
+        } else {
+            Err(ctx(Error::new(
+                ErrorKind::Io,
+                format!("its file {} cannot be read here", devices.join(", ")),
+            )))
+        };
+        match adopted {
+            Ok(snapshot) => {
+                known.insert((b.first_lsn, b.last_lsn));
+                res.notes.push(format!(
+                    "msdb shows a {kind} backup started {} that pacsbak did not take ({}): checked and stored as snapshot {snapshot}, the chain is whole",
+                    started.map(|t| t.to_string()).unwrap_or_default(),
+                    devices.join(", ")
+                ));
+            }
+            Err(why) => {
+                // Healed by a newer full (or, for a log gap, a differential) stored here.
+                let healers: &[BackupKind] = match kind {
+                    BackupKind::Log => &[BackupKind::Full, BackupKind::Diff],
+                    _ => &[BackupKind::Full],
+                };
+                let healed = newest_base(healers, &records)
+                    .zip(started)
+                    .is_some_and(|(base, gap)| base > gap);
+                if healed {
+                    res.notes.push(format!(
+                        "msdb shows a {kind} backup started {} that pacsbak did not take ({}); a newer base in the repository makes it irrelevant",
+                        started.map(|t| t.to_string()).unwrap_or_default(),
+                        devices.join(", ")
+                    ));
+                } else {
+                    broken.push(format!(
+                        "a {kind} backup started {} to {} is not in the repository and could not be stored ({})",
+                        started.map(|t| t.to_string()).unwrap_or_default(),
+                        devices.join(", "),
+                        why.message()
+                    ));
+                }
+            }
+        }
+    }
+    if broken.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ctx(Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "restore chain broken: {}. Restores past that point are impossible from the repository until the next full backup: take one now (`pacsbak backup db --type full`)",
+            broken.join("; ")
+        ),
+    ))))
+}
+
+/// Checks (RESTORE VERIFYONLY) and stores a backup pacsbak did not take on every
+/// target; the id of its snapshot on the first.
+async fn adopt(
+    policy: &Policy,
+    instance: &Instance,
+    targets: &[Target],
+    db: &DatabaseInfo,
+    kind: BackupKind,
+    files: &[(String, PathBuf)],
+) -> Result<String> {
+    let server_files: Vec<String> = files.iter().map(|(s, _)| s.clone()).collect();
+    run_long(
+        instance,
+        &db.name,
+        &verifyonly_sql(&server_files),
+        policy.stall,
+        &mut |_| {},
+    )
+    .await?;
+    let opts = DbBackupOptions {
+        reason: Some("taken outside pacsbak; found in msdb".into()),
+        ..DbBackupOptions::default()
+    };
+    let d = describe(instance, policy, &opts, db, kind, files).await?;
+    let bopts = sql_snapshot_options(policy, &opts, &d.record);
+    let local: Vec<PathBuf> = files.iter().map(|(_, l)| l.clone()).collect();
+    let mut first = None;
+    for t in targets {
+        let copy = offsite(t, &local, &bopts).await;
+        if let Some(e) = copy.error {
+            return Err(Error::new(e.kind, e.message));
+        }
+        first.get_or_insert(copy.snapshot.unwrap_or_default());
+    }
+    Ok(first.unwrap_or_default())
 }
 
 async fn backup_steps(

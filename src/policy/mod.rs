@@ -272,6 +272,28 @@ pub fn server_join(folder: &str, name: &str) -> String {
 }
 
 impl Policy {
+    /// Where pacsbak reads a file SQL Server wrote to `server_path`: under the backup
+    /// folder, the same name in `local_folder`; elsewhere the path as it is.
+    pub fn local_path_of(&self, server_path: &str) -> PathBuf {
+        let folder = self.server_folder.trim_end_matches(['\\', '/']);
+        let windows = folder.contains('\\') || folder.contains(':');
+        let head = server_path.get(..folder.len());
+        let rest = server_path.get(folder.len()..).unwrap_or_default();
+        let same_folder = head.is_some_and(|h| {
+            if windows {
+                h.eq_ignore_ascii_case(folder)
+            } else {
+                h == folder
+            }
+        });
+        if !same_folder || !rest.starts_with(['\\', '/']) {
+            return PathBuf::from(server_path);
+        }
+        rest.split(['\\', '/'])
+            .filter(|p| !p.is_empty())
+            .fold(self.local_folder.clone(), |acc, part| acc.join(part))
+    }
+
     /// The target a restore reads from: the one asked for, else the policy's
     /// first (where its nightly copies are proven first), else the default target.
     pub fn restore_target<'a>(&'a self, asked: Option<&'a str>) -> Option<&'a str> {
@@ -675,6 +697,19 @@ mod tests {
         assert_eq!(p.rpo("pacs"), Some(15));
         assert_eq!(p.rpo("other"), Some(60));
         assert!(matches!(p.databases, DatabaseSelection::AllUser { .. }));
+    }
+
+    #[test]
+    fn server_paths_map_to_the_local_folder() {
+        let p = load(OK).unwrap();
+        assert_eq!(
+            p.local_path_of("e:\\b\\PACS_log.trn"),
+            p.local_folder.join("PACS_log.trn")
+        );
+        assert_eq!(
+            p.local_path_of("F:\\other\\x.trn"),
+            PathBuf::from("F:\\other\\x.trn")
+        );
     }
 
     #[test]

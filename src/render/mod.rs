@@ -156,6 +156,14 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
             for m in &report.missing_chunks {
                 writeln!(out, "MISSING {m}")?;
             }
+            for d in &report.damaged_snapshots {
+                writeln!(
+                    out,
+                    "DAMAGED manifest {}: {} (skipped by every command)",
+                    d.id.short(),
+                    d.error
+                )?;
+            }
             if report.unindexed_packs > 0 {
                 writeln!(
                     out,

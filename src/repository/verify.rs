@@ -115,12 +115,17 @@ pub struct VerifyReport {
     pub missing_chunks: Vec<String>,
     /// Packs stored but not indexed (left by an interrupted backup; reused later).
     pub unindexed_packs: usize,
+    /// Snapshot manifests that cannot be read back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_snapshots: Vec<super::DamagedSnapshot>,
 }
 
 impl VerifyReport {
     /// Whether everything checked is intact.
     pub fn ok(&self) -> bool {
-        self.damaged_packs.is_empty() && self.missing_chunks.is_empty()
+        self.damaged_packs.is_empty()
+            && self.missing_chunks.is_empty()
+            && self.damaged_snapshots.is_empty()
     }
 }
 
@@ -168,7 +173,9 @@ impl Repository {
                 }
             }
 
-            let snapshots = self.snapshots().await?;
+            let listing = self.snapshot_listing().await?;
+            let snapshots = listing.readable;
+            report.damaged_snapshots = listing.damaged;
             report.snapshots = snapshots.len();
             let reader = GroupReader {
                 repo: self.clone(),

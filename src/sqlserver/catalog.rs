@@ -100,18 +100,12 @@ fn server_local_time<S: serde::Serializer>(
     }
 }
 
-/// The newest backup set written to `device` (the path SQL Server was given).
-pub async fn msdb_backup_for_device(sql: &mut Sql, device: &str) -> Result<Option<MsdbBackup>> {
-    let q = format!(
-        "SELECT TOP 1 bs.backup_set_id, bs.media_set_id, bs.database_name, bs.server_name, bs.type, \
-         bs.is_copy_only, bs.first_lsn, bs.last_lsn, bs.checkpoint_lsn, bs.database_backup_lsn, \
-         bs.backup_start_date, bs.backup_finish_date, bs.backup_size, bs.has_backup_checksums, bs.is_damaged \
-         FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id \
-         WHERE mf.physical_device_name = {} ORDER BY bs.backup_set_id DESC",
-        quote::string(device)
-    );
-    let rows = sql.rows(&q).await?;
-    Ok(rows.first().map(|r| MsdbBackup {
+const BACKUPSET_COLUMNS: &str = "bs.backup_set_id, bs.media_set_id, bs.database_name, bs.server_name, bs.type, \
+     bs.is_copy_only, bs.first_lsn, bs.last_lsn, bs.checkpoint_lsn, bs.database_backup_lsn, \
+     bs.backup_start_date, bs.backup_finish_date, bs.backup_size, bs.has_backup_checksums, bs.is_damaged";
+
+fn msdb_backup(r: &tiberius::Row) -> MsdbBackup {
+    MsdbBackup {
         backup_set_id: int(r, 0usize).unwrap_or(0),
         media_set_id: int(r, 1usize).unwrap_or(0),
         database_name: text(r, 2usize).unwrap_or_default(),
@@ -131,7 +125,50 @@ pub async fn msdb_backup_for_device(sql: &mut Sql, device: &str) -> Result<Optio
         backup_size: big(r, 12usize),
         has_backup_checksums: bit(r, 13usize).unwrap_or(false),
         is_damaged: bit(r, 14usize).unwrap_or(false),
-    }))
+    }
+}
+
+/// The newest backup set written to `device` (the path SQL Server was given).
+pub async fn msdb_backup_for_device(sql: &mut Sql, device: &str) -> Result<Option<MsdbBackup>> {
+    let q = format!(
+        "SELECT TOP 1 {BACKUPSET_COLUMNS} \
+         FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id \
+         WHERE mf.physical_device_name = {} ORDER BY bs.backup_set_id DESC",
+        quote::string(device)
+    );
+    let rows = sql.rows(&q).await?;
+    Ok(rows.first().map(msdb_backup))
+}
+
+/// Every backup of `database` msdb records as started at or after `since`, oldest
+/// first, each with the files (device paths, as the server sees them) it was written
+/// to: what another tool, or a person, may have taken beside pacsbak.
+pub async fn msdb_backups_since(
+    sql: &mut Sql,
+    database: &str,
+    since: PrimitiveDateTime,
+) -> Result<Vec<(MsdbBackup, Vec<String>)>> {
+    // The newest thousand sets are plenty (history is cleaned up after weeks); the
+    // date is compared here, not in T-SQL, so no date literal format is involved.
+    let q = format!(
+        "SELECT TOP 1000 {BACKUPSET_COLUMNS}, mf.physical_device_name \
+         FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id \
+         WHERE bs.database_name = {} \
+         ORDER BY bs.backup_set_id DESC, mf.family_sequence_number",
+        quote::string(database),
+    );
+    let mut out: Vec<(MsdbBackup, Vec<String>)> = Vec::new();
+    for r in sql.rows(&q).await? {
+        let b = msdb_backup(&r);
+        let device = text(&r, 15usize).unwrap_or_default();
+        match out.last_mut() {
+            Some((last, devices)) if last.backup_set_id == b.backup_set_id => devices.push(device),
+            _ => out.push((b, vec![device])),
+        }
+    }
+    out.retain(|(b, _)| b.backup_start_date.is_some_and(|t| t >= since));
+    out.reverse();
+    Ok(out)
 }
 
 /// Whether msdb knows a full (not copy-only) backup of `database`, the base a

@@ -21,7 +21,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// The storage a `service = "fs"` target opens (packs written with direct I/O).
 fn local(root: &Path) -> Arc<dyn Storage> {
-    Arc::new(LocalFolder::open("local", root).unwrap())
+    Arc::new(LocalFolder::create("local", root).unwrap())
 }
 
 /// A new repository in the test's local-folder target.

@@ -73,7 +73,7 @@ pub(crate) async fn setup(ado: &str, backup_dir: &Path, schedule: &str) -> Env {
     )
     .unwrap();
     let dir = ConfigDir::load(&c).unwrap();
-    let storage = pacsbak::storage::open_target(dir.target(Some("local")).unwrap()).unwrap();
+    let storage = pacsbak::storage::open_new_target(dir.target(Some("local")).unwrap()).unwrap();
     Repository::init(storage, PASSPHRASE).await.unwrap();
     let policy = Policy::find(&c, "t").unwrap();
     let targets = open_targets(&dir, &policy).await.unwrap().open;
@@ -505,7 +505,7 @@ async fn a_diff_without_a_base_takes_a_full_and_says_so() {
     let f = folders(&env, &only).await;
     assert_eq!(f.results.len(), 1);
     // Check: findings with severities and actions.
-    let ck = pacsbak::jobs::check::run(&env.policy, &env.instance)
+    let ck = pacsbak::jobs::check::run(&env.policy, &env.instance, Some(env.repo()))
         .await
         .unwrap();
     assert!(ck.findings.iter().any(|f| f.area == "rpo"), "{ck:#?}");
