@@ -45,9 +45,7 @@ pub async fn open_repository(t: &TargetConfig, passphrase: &str) -> Result<Repos
             Ok(repo)
         }
         Err(e) => match seen::held_before(t) {
-            Some(held)
-                if e.context("found") == Some("nothing") || e.message().starts_with("missing:") =>
-            {
+            Some(held) if matches!(e.context("found"), Some("nothing" | "no folder")) => {
                 Err(Error::new(
                     ErrorKind::Storage,
                     format!(

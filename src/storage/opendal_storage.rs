@@ -164,6 +164,7 @@ pub(crate) fn missing_folder(name: &str, root: &std::path::Path) -> Error {
         ),
     )
     .with("target", name)
+    .with("found", "no folder")
 }
 
 /// Turns an OpenDAL error into ours, naming target, operation and path.

@@ -63,7 +63,7 @@ fn sha256(path: &Path) -> String {
 fn check_as_reported(cfg: &Path, expected: &Value) {
     let (code, snaps, err) = pacsbak(cfg, &["snapshots"]);
     assert_eq!(code, 0, "{err}");
-    let snaps = snaps.as_array().unwrap();
+    let snaps = snaps["snapshots"].as_array().unwrap();
     for want in expected["snapshots"].as_array().unwrap() {
         let got = snaps
             .iter()

@@ -839,7 +839,7 @@ fn two_processes_backing_up_at_once_do_not_corrupt_the_repository() {
     let (code, out, _) = t.run(&["verify", "--read-data"]);
     assert_eq!(code, 0, "{out}");
     let snaps: serde_json::Value = serde_json::from_str(&t.ok(&["--json", "snapshots"])).unwrap();
-    for s in snaps.as_array().unwrap() {
+    for s in snaps["snapshots"].as_array().unwrap() {
         let id = s["id"].as_str().unwrap();
         let out = t.path(&format!("r-{}", &id[..8]));
         t.ok(&["restore", "files", id, "--to", out.to_str().unwrap()]);

@@ -201,7 +201,17 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
                 .as_ref()
                 .is_some_and(|r| r.copy_only && r.pinned));
             assert!(m.restorable.iter().any(|l| l.contains("database PACS")));
-            assert_eq!(m.folders.results.len(), 1, "only the server folder");
+            // Every program folder: the workstation (switched off here) is missed.
+            let folders: Vec<(&str, Status)> = m
+                .folders
+                .results
+                .iter()
+                .map(|r| (r.name.as_str(), r.status))
+                .collect();
+            assert_eq!(
+                folders,
+                [("pacs-server", Status::Ok), ("reg-1", Status::Missed)]
+            );
         }
     }
     // The last step must end on a log so every point before it is covered.

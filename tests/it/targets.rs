@@ -1101,7 +1101,7 @@ fn copy_to_a_repository_with_other_keys_reencrypts() {
     let snaps: serde_json::Value =
         serde_json::from_str(&t.ok(&["snapshots", "--target", "d", "--json"])).unwrap();
     assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
-    let copied = snaps
+    let copied = snaps["snapshots"]
         .as_array()
         .unwrap()
         .iter()
