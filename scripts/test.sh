@@ -41,6 +41,7 @@ cargo test --all-targets
 
 if [ -z "${PACSBAK_SKIP_WINDOWS:-}" ]; then
   rustup target list --installed | grep -q '^x86_64-pc-windows-gnu$' || rustup target add x86_64-pc-windows-gnu
-  cargo build --bins --target x86_64-pc-windows-gnu
-  echo "windows build: target/x86_64-pc-windows-gnu/debug/pacsbak.exe"
+  # Unoptimised (the sandbox profile): this proves the Windows build compiles and links.
+  cargo build --bins --target x86_64-pc-windows-gnu --profile sandbox
+  echo "windows build: target/x86_64-pc-windows-gnu/sandbox/pacsbak.exe"
 fi

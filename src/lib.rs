@@ -25,6 +25,7 @@ pub mod config;
 mod direct_io;
 mod error;
 pub mod jobs;
+pub mod journal;
 pub mod outcome;
 pub mod policy;
 pub mod records;

@@ -11,11 +11,7 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let cli = pacsbak::cli::Cli::parse();
     pacsbak::cli::init_tracing(&cli.global);
-    let (command, json) = (cli.command.name(), cli.global.json);
-    match pacsbak::cli::run(cli) {
-        Ok(code) => code,
-        Err(err) => pacsbak::cli::report_failure(command, &err, json),
-    }
+    pacsbak::cli::main(cli)
 }
 
 /// Restore cycles through group buffers of a few MiB (sealed, opened, decompressed).

@@ -30,7 +30,14 @@ pub fn run(global: &GlobalArgs, a: CheckArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .and_then(|t| t.open.first())
             .map(|t| &t.repo);
-        let r = check::run(&policy, &instance, repo).await?;
+        let mut r = check::run(&policy, &instance, repo).await?;
+        match &targets {
+            Ok(t) => r.note_unreachable(&t.unreachable),
+            Err(e) => r.note_unreachable(&[crate::jobs::UnreachableTarget {
+                target: e.context("target").unwrap_or("of the policy").to_string(),
+                error: e.record(),
+            }]),
+        }
         finish(&Outcome::Check(r), global.json)
     })
 }

@@ -77,6 +77,7 @@ pub fn done(ok: bool) -> ExitCode {
 
 /// Prints a job's outcome (text, or JSON with `--json`) and gives its exit code.
 pub fn finish(outcome: &crate::outcome::Outcome, json: bool) -> anyhow::Result<ExitCode> {
+    super::journal::keep_outcome(outcome);
     crate::render::print(outcome, json)?;
     Ok(ExitCode::from(outcome.exit_code()))
 }

@@ -17,6 +17,7 @@ mod copy;
 mod diff;
 mod filter;
 mod inspect;
+mod journal;
 mod repo;
 mod restore;
 mod restore_files;
@@ -57,6 +58,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Create a repository and manage its passphrases.
     Repo(repo::RepoArgs),
+    /// The journal of jobs (who ran what, when, and the outcome); `journal verify`.
+    Journal(journal::JournalArgs),
     /// Back up into the repository.
     Backup(backup::BackupArgs),
     /// List snapshots.
@@ -147,6 +150,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Repo(_) => "repo",
+            Command::Journal(_) => "journal",
             Command::Backup(_) => "backup",
             Command::Snapshots(_) => "snapshots",
             Command::Diff(_) => "diff",
@@ -162,11 +166,50 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Whether the journal records this command: everything that backs up,
+    /// restores, checks, copies or changes keys; not the read-only listings.
+    fn is_journaled(&self) -> bool {
+        matches!(
+            self,
+            Command::Repo(_)
+                | Command::Backup(_)
+                | Command::Restore(_)
+                | Command::Verify(_)
+                | Command::Copy(_)
+                | Command::Check(_)
+        )
+    }
+}
+
+/// The binary's whole run: the command inside its journal session, failures
+/// reported, the exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let (name, json) = (cli.command.name(), cli.global.json);
+    let session = if cli.command.is_journaled() {
+        journal::JournalSession::begin(&cli.global, name)
+    } else {
+        None
+    };
+    let (code, failure) = match run(cli) {
+        Ok(code) => (code, None),
+        Err(err) => {
+            let record = error_record(&err);
+            (report_failure(name, &err, json), Some(record))
+        }
+    };
+    if let Some(s) = session {
+        s.end(code == ExitCode::SUCCESS, failure.as_ref());
+    }
+    code
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
         Command::Repo(a) => repo::run(g, a),
+        Command::Journal(a) => journal::run(g, a),
         Command::Backup(a) => backup::run(g, a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Diff(a) => diff::run(g, a),

@@ -36,6 +36,31 @@ pub struct MainConfig {
     /// The hospital's time zone, an IANA name (`Asia/Shanghai`): schedules and
     /// bandwidth windows are read in it. Default: the machine's zone.
     pub time_zone: Option<String>,
+    /// The journal of jobs (the audit trail).
+    #[serde(default)]
+    pub journal: JournalSection,
+}
+
+/// `[journal]` in `pacsbak.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// The SQLite file; relative to the config folder. Default `journal.sqlite3` there.
+    pub path: Option<PathBuf>,
+    /// Days entries are kept; at least 180 (six months, the Cybersecurity Law's
+    /// minimum), which is also the default.
+    pub keep_days: Option<u32>,
+}
+
+impl ConfigDir {
+    /// Where the journal is.
+    pub fn journal_path(&self) -> PathBuf {
+        match &self.main.journal.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.dir.join(p),
+            None => self.dir.join("journal.sqlite3"),
+        }
+    }
 }
 
 /// `[repository]` in `pacsbak.toml`.
@@ -78,6 +103,20 @@ impl ConfigDir {
         // Refused here, naming the file, rather than at the first schedule.
         crate::clock::Clock::system(main.time_zone.as_deref())
             .map_err(|e| e.with("file", main_path.display()))?;
+        if let Some(days) = main.journal.keep_days {
+            if days < crate::journal::MIN_KEEP_DAYS {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}: key `journal.keep_days`: {days} is too short: the journal is the audit trail and is kept at least {} days (six months)",
+                        main_path.display(),
+                        crate::journal::MIN_KEEP_DAYS
+                    ),
+                )
+                .with("file", main_path.display())
+                .with("key", "journal.keep_days"));
+            }
+        }
         let mut targets = BTreeMap::new();
         for path in toml_files(&dir.join("storage-targets"))? {
             let t = TargetConfig::load(&path, dir)?;
@@ -271,7 +310,19 @@ pub fn is_filesystem_root(path: &str) -> bool {
 /// Like [`is_filesystem_root`], after following links: a folder that is a link to `/`
 /// is `/`. A path that cannot be resolved is not called a root (its own error follows).
 pub fn resolves_to_filesystem_root(path: &Path) -> bool {
-    std::fs::canonicalize(path).is_ok_and(|p| p.parent().is_none())
+    use std::path::{Component, Prefix};
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let mut parts = real.components();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Component::RootDir), None, _) => true,
+        // `C:\` (as `\\?\C:\`), but not a share `\\nas\backup`, whose top has no parent either.
+        (Some(Component::Prefix(p)), Some(Component::RootDir), None) => {
+            matches!(p.kind(), Prefix::Disk(_) | Prefix::VerbatimDisk(_))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

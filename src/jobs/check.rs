@@ -61,6 +61,24 @@ pub struct CheckReport {
 }
 
 /// Runs the check.
+impl CheckReport {
+    /// Adds a critical finding for each of the policy's targets that could not be
+    /// opened: a copy the policy counts on is not there to restore from.
+    pub fn note_unreachable(&mut self, unreachable: &[super::UnreachableTarget]) {
+        for u in unreachable {
+            self.findings.push(Finding {
+                severity: Severity::Critical,
+                area: "target".into(),
+                database: None,
+                finding: format!("target {} cannot be opened: {}", u.target, u.error),
+                action: "`pacsbak target check` it; mount the share, fix the credentials".into(),
+            });
+        }
+        self.findings.sort_by_key(|x| std::cmp::Reverse(x.severity));
+        self.worst = self.findings.first().map_or(Severity::Ok, |x| x.severity);
+    }
+}
+
 /// `repo` is the repository restores read from (the policy's first target): the RPO
 /// is judged by what it can restore, not by what msdb says was taken.
 pub async fn run(

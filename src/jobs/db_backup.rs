@@ -370,13 +370,17 @@ async fn adopt_outside_backups(
     let Some(since) = newest_base(&[BackupKind::Full], &records) else {
         return Ok(None);
     };
-    let mut known: std::collections::HashSet<_> =
-        records.iter().map(|r| (r.first_lsn, r.last_lsn)).collect();
+    // This run's own backup is known even when its copy failed (that failure is
+    // reported already; it is not a backup taken outside pacsbak).
+    let mut known: std::collections::HashSet<_> = records
+        .iter()
+        .chain(res.record.as_ref())
+        .map(|r| (r.first_lsn, r.last_lsn))
+        .collect();
     let mut sql = instance.connect().await?;
     let history = catalog::msdb_backups_since(&mut sql, &db.name, since).await?;
-    drop(sql);
     let mut broken = Vec::new();
-    for (b, devices) in history {
+    for b in history {
         let kind = match b.backup_type.native() {
             Some(k @ (BackupKind::Full | BackupKind::Log)) if !b.is_copy_only => k,
             _ => continue,
@@ -384,6 +388,7 @@ async fn adopt_outside_backups(
         if known.contains(&(b.first_lsn, b.last_lsn)) {
             continue;
         }
+        let devices = catalog::media_devices(&mut sql, b.media_set_id).await?;
         let started = b.backup_start_date;
         let files: Vec<(String, PathBuf)> = devices
             .iter()
@@ -391,7 +396,16 @@ async fn adopt_outside_backups(
             .collect();
         let readable = files.iter().all(|(_, l)| l.is_file());
         let adopted = if readable {
-            adopt(policy, instance, targets, db, kind, &files).await
+            adopt(
+                policy,
+                instance,
+                targets,
+                db,
+                kind,
+                &files,
+                (b.first_lsn, b.last_lsn),
+            )
+            .await
         } else {
             Err(ctx(Error::new(
                 ErrorKind::Io,
@@ -454,6 +468,7 @@ async fn adopt(
     db: &DatabaseInfo,
     kind: BackupKind,
     files: &[(String, PathBuf)],
+    lsns: (Option<bakfile::Lsn>, Option<bakfile::Lsn>),
 ) -> Result<String> {
     let server_files: Vec<String> = files.iter().map(|(s, _)| s.clone()).collect();
     run_long(
@@ -469,6 +484,13 @@ async fn adopt(
         ..DbBackupOptions::default()
     };
     let d = describe(instance, policy, &opts, db, kind, files).await?;
+    // A file appended to holds several backups; pacsbak stores a file as its last one.
+    if (d.record.first_lsn, d.record.last_lsn) != lsns {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            "the file holds another backup after this one (it was appended to): pacsbak stores a backup file whose last set is the backup",
+        ));
+    }
     let bopts = sql_snapshot_options(policy, &opts, &d.record);
     let local: Vec<PathBuf> = files.iter().map(|(_, l)| l.clone()).collect();
     let mut first = None;
@@ -594,7 +616,10 @@ async fn backup_steps(
                 kind = BackupKind::Full;
             }
             Err(e) => {
-                release_unused(&files);
+                // A BACKUP whose KILL was refused may still write into its file.
+                if e.context("still running").is_none() {
+                    release_unused(&files);
+                }
                 return Err(ctx(e));
             }
         }
@@ -832,12 +857,21 @@ fn reserve_files(
                 .create_new(true)
                 .open(local)
             {
-                Ok(_) => made.push((server.clone(), local.clone())),
+                Ok(_) => {
+                    give_to_folder_owner(local);
+                    made.push((server.clone(), local.clone()))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     taken = true;
                     break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::PermissionDenied
+                            | std::io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+                {
                     release_unused(&made);
                     let unique = format!("{base}_{:06x}", rand::random::<u32>() & 0xff_ffff);
                     return Ok(policy.backup_files(database, kind, &unique, extra));
@@ -861,6 +895,22 @@ fn reserve_files(
         ),
     ))
 }
+
+/// Hands a reserved file to the owner of its folder (on Unix, where pacsbak may run
+/// as root beside SQL Server on Linux, whose service account must write it), group
+/// writable. Best effort: where it cannot, the file keeps pacsbak's owner.
+#[cfg(unix)]
+fn give_to_folder_owner(file: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some(folder) = file.parent().and_then(|d| std::fs::metadata(d).ok()) {
+        let _ = std::os::unix::fs::chown(file, Some(folder.uid()), Some(folder.gid()));
+    }
+    let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o660));
+}
+
+/// Windows: the file inherits the folder's access control list.
+#[cfg(not(unix))]
+fn give_to_folder_owner(_file: &std::path::Path) {}
 
 /// Removes reserved files SQL Server did not write (still empty). A partial file a
 /// failed BACKUP left is kept: it is evidence, and VERIFYONLY reports it.

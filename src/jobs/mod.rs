@@ -50,7 +50,7 @@ pub async fn open_repository(t: &TargetConfig, passphrase: &str) -> Result<Repos
                     ErrorKind::Storage,
                     format!(
                         "missing: this target held repository {} (last opened here {}) and now {}. Is the share mounted, the disk attached, the bucket right? Nothing was written; do not run `repo init` here",
-                        &held.repository[..held.repository.len().min(8)],
+                        held.repository.get(..8).unwrap_or(&held.repository),
                         held.seen,
                         if e.context("found") == Some("nothing") {
                             "looks empty"

@@ -461,6 +461,18 @@ impl Policy {
                 ));
             }
         }
+        if !raw.backup.file_name.contains("{timestamp}") {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{}: key `backup.file_name`: {:?} has no {{timestamp}}: every backup needs a name of its own",
+                    path.display(),
+                    raw.backup.file_name
+                ),
+            )
+            .with("file", path.display())
+            .with("key", "backup.file_name"));
+        }
         if let Some(include) = &raw.databases.include {
             if include.get_ref().is_empty() {
                 return Err(at_span(

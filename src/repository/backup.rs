@@ -239,8 +239,7 @@ impl Repository {
             packs_added,
         } = ingested;
         let snapshot_id = self.save_snapshot(&snapshot).await?;
-        self.check_clock_against_target(&snapshot_id, snapshot.time)
-            .await?;
+        self.check_clock_against_target(&snapshot_id).await?;
         let summary = snapshot.summary;
         info!(target = self.storage.name(), snapshot = %snapshot_id.short(), files = summary.files, added = summary.added_bytes, "backup finished");
         Ok(BackupReport {
@@ -263,18 +262,21 @@ impl Repository {
     /// gave its manifest. A machine clock ahead of the target's by more than
     /// [`CLOCK_TOLERANCE`] fails the backup: the snapshot stays (its data is good) but
     /// is dated in the future, so it is never taken as `latest` and `check` names it.
-    async fn check_clock_against_target(&self, id: &Id, dated: OffsetDateTime) -> Result<()> {
+    async fn check_clock_against_target(&self, id: &Id) -> Result<()> {
         let written = match self.storage.modified(&paths::snapshot(id)).await {
             Ok(Some(t)) => OffsetDateTime::from(t),
             // The target keeps no times, or cannot say now: nothing to compare.
             Ok(None) | Err(_) => return Ok(()),
         };
+        // The machine's clock now, just after the write: however long the backup
+        // took, the difference is the clocks' alone.
+        let dated = OffsetDateTime::now_utc();
         let ahead = dated - written;
         if ahead > CLOCK_TOLERANCE {
             return Err(Error::new(
                 ErrorKind::Clock,
                 format!(
-                    "this machine's clock is {} ahead of the target's: snapshot {} is dated {dated} but was written at {written} by the target's clock. Fix the clock (NTP); the snapshot is kept, but as it is dated in the future it is never taken as `latest`",
+                    "this machine's clock is {} ahead of the target's: it says {dated} where the target says {written}, so snapshot {} is dated in the future. Fix the clock (NTP); the snapshot is kept, but it is never taken as `latest`",
                     human_duration(ahead),
                     id.short()
                 ),

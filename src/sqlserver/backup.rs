@@ -178,6 +178,7 @@ async fn stalled(
                     kill.message()
                 ),
             );
+            let e = e.with("still running", "maybe");
             match number {
                 Some(n) => e.with_sql_error(n),
                 None => e,

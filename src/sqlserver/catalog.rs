@@ -140,35 +140,47 @@ pub async fn msdb_backup_for_device(sql: &mut Sql, device: &str) -> Result<Optio
     Ok(rows.first().map(msdb_backup))
 }
 
-/// Every backup of `database` msdb records as started at or after `since`, oldest
-/// first, each with the files (device paths, as the server sees them) it was written
-/// to: what another tool, or a person, may have taken beside pacsbak.
+/// Every full and log backup (not copy-only) of `database` msdb records as started
+/// at or after `since`, oldest first: the ones that move a restore chain, which
+/// another tool, or a person, may have taken beside pacsbak.
 pub async fn msdb_backups_since(
     sql: &mut Sql,
     database: &str,
     since: PrimitiveDateTime,
-) -> Result<Vec<(MsdbBackup, Vec<String>)>> {
-    // The newest thousand sets are plenty (history is cleaned up after weeks); the
-    // date is compared here, not in T-SQL, so no date literal format is involved.
+) -> Result<Vec<MsdbBackup>> {
+    // Newest first, read until `since` is passed; the date is compared here, not in
+    // T-SQL, so no date literal format is involved. Five thousand sets are seven
+    // weeks of 15-minute logs.
     let q = format!(
-        "SELECT TOP 1000 {BACKUPSET_COLUMNS}, mf.physical_device_name \
-         FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id \
-         WHERE bs.database_name = {} \
-         ORDER BY bs.backup_set_id DESC, mf.family_sequence_number",
+        "SELECT TOP 5000 {BACKUPSET_COLUMNS} FROM msdb.dbo.backupset bs \
+         WHERE bs.database_name = {} AND bs.type IN ('D', 'L') AND bs.is_copy_only = 0 \
+         ORDER BY bs.backup_set_id DESC",
         quote::string(database),
     );
-    let mut out: Vec<(MsdbBackup, Vec<String>)> = Vec::new();
+    let mut sets: Vec<MsdbBackup> = Vec::new();
     for r in sql.rows(&q).await? {
         let b = msdb_backup(&r);
-        let device = text(&r, 15usize).unwrap_or_default();
-        match out.last_mut() {
-            Some((last, devices)) if last.backup_set_id == b.backup_set_id => devices.push(device),
-            _ => out.push((b, vec![device])),
+        if b.backup_start_date.is_some_and(|t| t < since) {
+            break;
         }
+        sets.push(b);
     }
-    out.retain(|(b, _)| b.backup_start_date.is_some_and(|t| t >= since));
-    out.reverse();
-    Ok(out)
+    sets.reverse();
+    Ok(sets)
+}
+
+/// The files (device paths, as the server sees them) of a media set, stripe order.
+pub async fn media_devices(sql: &mut Sql, media_set_id: i64) -> Result<Vec<String>> {
+    let q = format!(
+        "SELECT physical_device_name FROM msdb.dbo.backupmediafamily \
+         WHERE media_set_id = {media_set_id} ORDER BY family_sequence_number"
+    );
+    Ok(sql
+        .rows(&q)
+        .await?
+        .iter()
+        .filter_map(|r| text(r, 0usize))
+        .collect())
 }
 
 /// Whether msdb knows a full (not copy-only) backup of `database`, the base a

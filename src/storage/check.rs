@@ -196,7 +196,7 @@ pub async fn check_target(
                         crate::ErrorKind::Storage,
                         format!(
                             "missing: this target held repository {} (last opened here {}) and now shows none. Is the share mounted? Nothing was written",
-                            &held.repository[..held.repository.len().min(8)],
+                            held.repository.get(..8).unwrap_or(&held.repository),
                             held.seen
                         ),
                     );

@@ -9,6 +9,7 @@ mod common;
 mod config_files;
 mod faults;
 mod fixture_repository;
+mod journal;
 mod json_outcomes;
 mod repository;
 mod simulator;

@@ -1,0 +1,201 @@
+//! One journal entry, and the hash that chains it to the one before.
+
+use serde::{Deserialize, Serialize};
+
+/// What an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryKind {
+    /// A job began (who, what, the command line).
+    JobStart,
+    /// A job ended, with its typed outcome.
+    JobEnd,
+    /// Old entries were removed (what and up to where).
+    Pruned,
+}
+
+impl EntryKind {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::JobStart => "job-start",
+            EntryKind::JobEnd => "job-end",
+            EntryKind::Pruned => "pruned",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EntryKind> {
+        [EntryKind::JobStart, EntryKind::JobEnd, EntryKind::Pruned]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Who started a job: the audit trail's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Who {
+    /// The operating-system account.
+    pub user: String,
+    /// The machine.
+    pub host: String,
+    /// The command line as given (arguments never hold secrets: those come from the
+    /// environment or secrets files).
+    pub command_line: String,
+    /// Why, when the command was given a reason (`backup manual --reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Who {
+    /// This process: its user, host and command line.
+    pub fn this_process(reason: Option<String>) -> Who {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_default();
+        Who {
+            user,
+            host: crate::repository::hostname(),
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            reason,
+        }
+    }
+}
+
+/// An entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// What it records.
+    pub kind: EntryKind,
+    /// Ties a job's start to its end.
+    pub job_id: String,
+    /// The command (`backup`, `restore`, `verify`...).
+    pub job: String,
+    /// The policy, when the job has one.
+    pub policy: Option<String>,
+    /// The database, when the job is about one.
+    pub database: Option<String>,
+    /// `ok`, `failed`... for an end.
+    pub status: Option<String>,
+    /// Who started it.
+    pub who: Who,
+    /// The job's typed outcome (as its `--json` prints it), or details.
+    pub outcome: Option<serde_json::Value>,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// When it was written (RFC 3339, UTC).
+    pub time: String,
+    /// What it records.
+    pub kind: EntryKind,
+    /// Ties a job's start to its end.
+    pub job_id: String,
+    /// The command.
+    pub job: String,
+    /// The policy.
+    pub policy: Option<String>,
+    /// The database.
+    pub database: Option<String>,
+    /// The end's status.
+    pub status: Option<String>,
+    /// Who started it.
+    pub who: Who,
+    /// The typed outcome, or details.
+    pub outcome: Option<serde_json::Value>,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+    #[serde(skip)]
+    who_text: String,
+    #[serde(skip)]
+    outcome_text: Option<String>,
+}
+
+impl NewEntry {
+    /// The entry at `seq` after the entry whose hash is `prev_hash`, written `time`.
+    pub(super) fn chain(self, seq: i64, prev_hash: String, time: String) -> Entry {
+        let who_text = serde_json::to_string(&self.who).unwrap_or_default();
+        let outcome_text = self.outcome.as_ref().map(|o| o.to_string());
+        let mut e = Entry {
+            seq,
+            time,
+            kind: self.kind,
+            job_id: self.job_id,
+            job: self.job,
+            policy: self.policy,
+            database: self.database,
+            status: self.status,
+            who: self.who,
+            outcome: self.outcome,
+            prev_hash,
+            hash: String::new(),
+            who_text,
+            outcome_text,
+        };
+        e.hash = e.computed_hash();
+        e
+    }
+}
+
+impl Entry {
+    /// The hash of this entry's fields as stored, with its predecessor's hash.
+    pub fn computed_hash(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"pacsbak journal entry v1");
+        let fields: [&str; 11] = [
+            &self.seq.to_string(),
+            &self.time,
+            self.kind.as_str(),
+            &self.job_id,
+            &self.job,
+            self.policy.as_deref().unwrap_or("\u{0}"),
+            self.database.as_deref().unwrap_or("\u{0}"),
+            self.status.as_deref().unwrap_or("\u{0}"),
+            &self.who_text,
+            self.outcome_text.as_deref().unwrap_or("\u{0}"),
+            &self.prev_hash,
+        ];
+        for f in fields {
+            h.update(&(f.len() as u64).to_le_bytes());
+            h.update(f.as_bytes());
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    pub(super) fn who_json(&self) -> &str {
+        &self.who_text
+    }
+
+    pub(super) fn outcome_json(&self) -> Option<&str> {
+        self.outcome_text.as_deref()
+    }
+
+    /// Reads a row; a kind this build does not know reads as a changed entry.
+    pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+        let kind_text: String = r.get(2)?;
+        let who_text: String = r.get(8)?;
+        let outcome_text: Option<String> = r.get(9)?;
+        Ok(Entry {
+            seq: r.get(0)?,
+            time: r.get(1)?,
+            kind: EntryKind::parse(&kind_text).unwrap_or(EntryKind::JobEnd),
+            job_id: r.get(3)?,
+            job: r.get(4)?,
+            policy: r.get(5)?,
+            database: r.get(6)?,
+            status: r.get(7)?,
+            who: serde_json::from_str(&who_text).unwrap_or_default(),
+            outcome: outcome_text
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
+            prev_hash: r.get(10)?,
+            hash: r.get(11)?,
+            who_text,
+            outcome_text,
+        })
+    }
+}
