@@ -8,6 +8,7 @@ use super::conn::{big, bit, datetime, float, int, text, Sql};
 use super::quote;
 use crate::bakfile::Lsn;
 use crate::error::Result;
+use crate::records::BackupKind;
 
 /// A row of sys.databases.
 #[derive(Debug, Clone, Serialize)]
@@ -148,12 +149,12 @@ pub async fn msdb_backups_since(
     database: &str,
     since: PrimitiveDateTime,
 ) -> Result<Vec<MsdbBackup>> {
-    // Newest first, read until `since` is passed; the date is compared here, not in
-    // T-SQL, so no date literal format is involved. Five thousand sets are seven
-    // weeks of 15-minute logs.
+    // Newest first, read until `since` is passed; the date, type and copy-only flag
+    // are compared here, not in T-SQL, so no date literal format is involved. Five
+    // thousand sets are seven weeks of 15-minute logs.
     let q = format!(
         "SELECT TOP 5000 {BACKUPSET_COLUMNS} FROM msdb.dbo.backupset bs \
-         WHERE bs.database_name = {} AND bs.type IN ('D', 'L') AND bs.is_copy_only = 0 \
+         WHERE bs.database_name = {} \
          ORDER BY bs.backup_set_id DESC",
         quote::string(database),
     );
@@ -163,7 +164,13 @@ pub async fn msdb_backups_since(
         if b.backup_start_date.is_some_and(|t| t < since) {
             break;
         }
-        sets.push(b);
+        let moves_chain = matches!(
+            b.backup_type.native(),
+            Some(BackupKind::Full | BackupKind::Log)
+        );
+        if moves_chain && !b.is_copy_only {
+            sets.push(b);
+        }
     }
     sets.reverse();
     Ok(sets)
