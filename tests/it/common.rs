@@ -132,3 +132,20 @@ pub fn tree_contents(dir: &std::path::Path) -> std::collections::BTreeMap<String
     walk(dir, dir, &mut out);
     out
 }
+
+/// Every file below `dir`, sorted (none when it does not exist).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -4,7 +4,8 @@
 use pacsbak::jobs::db_backup::{self, DbBackupOptions};
 use pacsbak::records::BackupKind;
 
-use crate::common::TestConfig;
+use crate::common::{files_under, TestConfig};
+use crate::json_outcomes::pacsbak as pacsbak_json;
 use crate::simulator_support as sim;
 use crate::sqlserver_jobs::{setup, sim_ado};
 
@@ -341,21 +342,6 @@ async fn a_backup_folder_linked_to_the_root_is_refused() {
     );
 }
 
-/// `pacsbak --config CFG --json ARGS`, off the async runtime the simulator runs on;
-/// (exit code, stdout as JSON, stderr).
-async fn pacsbak_json(cfg: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_pacsbak"));
-    c.arg("--config").arg(cfg).arg("--json").args(args);
-    c.env_remove("PACSBAK_PASSWORD")
-        .env_remove("PACSBAK_CONFIG");
-    let out = c.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}):\n{stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), json, stderr)
-}
-
 /// Faults 12 and 10: the first target unreachable (its share not mounted) no longer
 /// stops the backup: it goes to the second, the run fails naming the first, and
 /// nothing appears in the empty mount point. Two backups of one database at once
@@ -366,18 +352,7 @@ async fn one_unreachable_target_does_not_stop_the_others() {
     let backups = s.dir.path().join("backups");
     let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
     let cfg = env.cfg.config();
-    std::fs::write(
-        cfg.join("storage-targets/second.toml"),
-        "service = \"fs\"\nroot = \"../second\"\n",
-    )
-    .unwrap();
-    let policy = cfg.join("policies/t.toml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace("targets = [\"local\"]", "targets = [\"local\", \"second\"]"),
-    )
-    .unwrap();
+    add_second_target(&cfg);
     let (code, j, err) = pacsbak_json(&cfg, &["repo", "init", "--target", "second"]).await;
     assert_eq!(code, 0, "{j}\n{err}");
 
@@ -532,18 +507,7 @@ async fn latest_copy_restore_and_manual_do_what_an_engineer_means() {
     assert_eq!(names, [("pacs-server", "ok"), ("reg-1", "missed")], "{j}");
 
     // A second target the policy also backs up to: copy recognises the twins.
-    std::fs::write(
-        cfg.join("storage-targets/second.toml"),
-        "service = \"fs\"\nroot = \"../second\"\n",
-    )
-    .unwrap();
-    let policy = cfg.join("policies/t.toml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace("targets = [\"local\"]", "targets = [\"local\", \"second\"]"),
-    )
-    .unwrap();
+    add_second_target(&cfg);
     let (code, j, err) = run(&["repo", "init", "--target", "second"]).await;
     assert_eq!(code, 0, "{j}\n{err}");
     let (code, j, err) = run(&["backup", "db", "--policy", "t", "--type", "full"]).await;
@@ -589,22 +553,6 @@ async fn latest_copy_restore_and_manual_do_what_an_engineer_means() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), all, "a backup listed twice: {j}");
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn flip_byte(path: &std::path::Path) {
@@ -975,4 +923,20 @@ async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(running.exists(), "a running writer's temporary was removed");
+}
+
+/// A second local target `second` (`../second`), added to the test policy's targets.
+fn add_second_target(cfg: &std::path::Path) {
+    std::fs::write(
+        cfg.join("storage-targets/second.toml"),
+        "service = \"fs\"\nroot = \"../second\"\n",
+    )
+    .unwrap();
+    let policy = cfg.join("policies/t.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace("targets = [\"local\"]", "targets = [\"local\", \"second\"]"),
+    )
+    .unwrap();
 }

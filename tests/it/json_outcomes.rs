@@ -11,7 +11,7 @@ use crate::sqlserver_jobs::{setup, sim_ado};
 
 /// `pacsbak --config CFG --json ARGS` off the async runtime (the simulator runs on
 /// it); (exit code, stdout as JSON, stderr).
-async fn pacsbak(cfg: &Path, args: &[&str]) -> (i32, Value, String) {
+pub(crate) async fn pacsbak(cfg: &Path, args: &[&str]) -> (i32, Value, String) {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_pacsbak"));
     c.arg("--config").arg(cfg).arg("--json").args(args);
     c.env_remove("PACSBAK_PASSWORD")

@@ -405,7 +405,7 @@ fn damaged_truncated_and_missing_packs_are_found_and_named() {
             .unwrap();
         let clean = read_all(&rt, &repo);
         assert!(clean.ok());
-        let pack = walk_files(&t.repo().join("data"))[0].clone();
+        let pack = crate::common::files_under(&t.repo().join("data"))[0].clone();
         match damage {
             "flip" => {
                 let mut b = std::fs::read(&pack).unwrap();
@@ -503,7 +503,7 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     assert!(proof.packs_present >= first.packs_added.len(), "{proof:?}");
     assert_eq!(proof.packs, proof.packs_read + proof.packs_present);
 
-    let old = walk_files(&t.repo().join("data"))
+    let old = crate::common::files_under(&t.repo().join("data"))
         .into_iter()
         .find(|p| {
             p.to_string_lossy()
@@ -559,22 +559,8 @@ fn a_snapshot_proof_reads_back_its_own_packs_and_lists_the_rest() {
     );
 }
 
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 fn repo_fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    walk_files(dir)
+    crate::common::files_under(dir)
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains("/.tmp/"))
         .map(|p| {
@@ -697,7 +683,7 @@ fn workstation_copies_are_stored_once_and_diff_is_the_update_record() {
     copy_tree(&copies[0], &up);
     std::fs::write(up.join("station.ini"), "[station]\nname=WS00\nversion=2\n").unwrap();
     std::fs::write(up.join("new.dll"), b"MZ new").unwrap();
-    let removed = walk_files(&up)
+    let removed = crate::common::files_under(&up)
         .into_iter()
         .find(|p| {
             !p.ends_with("station.ini")
@@ -766,7 +752,7 @@ fn killed_backups_leave_a_verifiable_repository_that_the_next_backup_reuses() {
         let mut killed = false;
         loop {
             let n = if data.exists() {
-                walk_files(&data).len()
+                crate::common::files_under(&data).len()
             } else {
                 0
             };
@@ -786,7 +772,7 @@ fn killed_backups_leave_a_verifiable_repository_that_the_next_backup_reuses() {
             "after kill at {kill_after_packs} packs:\n{out}\n{err}"
         );
     }
-    let stored_before: u64 = walk_files(&data)
+    let stored_before: u64 = crate::common::files_under(&data)
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
