@@ -91,8 +91,19 @@ pub enum Outcome {
     Verify(VerifyOutcome),
     /// `copy`.
     Copy(CopyRun),
+    /// `status`: one report per policy.
+    Status(StatusRun),
     /// A job that could not run at all.
     Failed(JobFailure),
+}
+
+/// `status`'s outcome: every policy asked about.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRun {
+    /// One report per policy.
+    pub policies: Vec<crate::jobs::status::StatusReport>,
+    /// Every policy protected: each database within its RPO, no problem open.
+    pub ok: bool,
 }
 
 /// `restore db plan`'s outcome: the plan and where it was made from.
@@ -152,6 +163,7 @@ impl Outcome {
             Outcome::Check(r) => r.worst < Severity::Warning,
             Outcome::Verify(v) => v.ok,
             Outcome::Copy(r) => r.ok,
+            Outcome::Status(r) => r.ok,
             Outcome::Failed(_) => false,
         }
     }

@@ -24,6 +24,7 @@ mod restore_files;
 mod sandbox;
 mod simulator;
 mod snapshots;
+mod status;
 mod target;
 mod verify;
 
@@ -60,6 +61,9 @@ pub enum Command {
     Repo(repo::RepoArgs),
     /// The journal of jobs (who ran what, when, and the outcome); `journal verify`.
     Journal(journal::JournalArgs),
+    /// Are we protected right now? Per database the newest restorable point against
+    /// the RPO, the copies on each target, folders, last verify, next runs, problems.
+    Status(status::StatusArgs),
     /// Back up into the repository.
     Backup(backup::BackupArgs),
     /// List snapshots.
@@ -151,6 +155,7 @@ impl Command {
         match self {
             Command::Repo(_) => "repo",
             Command::Journal(_) => "journal",
+            Command::Status(_) => "status",
             Command::Backup(_) => "backup",
             Command::Snapshots(_) => "snapshots",
             Command::Diff(_) => "diff",
@@ -210,6 +215,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Repo(a) => repo::run(g, a),
         Command::Journal(a) => journal::run(g, a),
+        Command::Status(a) => status::run(g, a),
         Command::Backup(a) => backup::run(g, a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Diff(a) => diff::run(g, a),

@@ -9,6 +9,7 @@ pub mod folders;
 pub mod manual;
 pub mod restore_db;
 pub mod sandbox;
+pub mod status;
 
 use std::sync::Arc;
 

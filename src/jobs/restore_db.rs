@@ -24,9 +24,16 @@ use crate::sqlserver::{quote, run_long, Instance};
 pub async fn describe_repository(
     repo: &Repository,
 ) -> Result<(Vec<BackupDescription>, Vec<SnapshotRef>)> {
-    let snaps: Vec<SnapshotRef> = repo
-        .snapshots()
-        .await?
+    describe_snapshots(repo, repo.snapshots().await?).await
+}
+
+/// Like [`describe_repository`], for snapshots of `repo` already listed: the native
+/// backups among them, twins once, those on damaged packs marked unusable.
+pub async fn describe_snapshots(
+    repo: &Repository,
+    snaps: Vec<SnapshotRef>,
+) -> Result<(Vec<BackupDescription>, Vec<SnapshotRef>)> {
+    let snaps: Vec<SnapshotRef> = snaps
         .into_iter()
         .filter(|s| s.snapshot.kind == SnapshotKind::SqlBackup)
         .collect();

@@ -110,6 +110,20 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
             Ok(())
         }
         Outcome::RestorePlan(p) => plan(out, p),
+        Outcome::Status(r) => {
+            for p in &r.policies {
+                status(out, p)?;
+            }
+            writeln!(
+                out,
+                "{}",
+                if r.ok {
+                    "PROTECTED: every database within its RPO, nothing open"
+                } else {
+                    "NOT PROTECTED as the policies ask: see above"
+                }
+            )
+        }
         Outcome::Check(r) => {
             writeln!(out, "Check of policy {} on {}", r.policy, r.instance)?;
             for f in &r.findings {
@@ -358,4 +372,58 @@ pub fn plan(out: &mut impl Write, o: &PlanOutcome) -> io::Result<()> {
             "BROKEN: the restore cannot reach its target"
         }
     )
+}
+
+/// One policy's status, as a person on call reads it.
+fn status(out: &mut impl Write, p: &crate::jobs::status::StatusReport) -> io::Result<()> {
+    writeln!(
+        out,
+        "policy {} (restores read from {})",
+        p.policy,
+        p.target.as_deref().unwrap_or("no reachable target")
+    )?;
+    for d in &p.databases {
+        let rpo = d
+            .rpo_minutes
+            .map(|r| format!(", RPO {r} min"))
+            .unwrap_or_default();
+        match (&d.restorable_to, d.age_minutes) {
+            (Some(t), Some(age)) => writeln!(
+                out,
+                "  {:<14} {} restorable to {t} ({age} min ago{rpo})",
+                d.database,
+                if d.rpo_met { "ok    " } else { "MISSED" }
+            )?,
+            _ => writeln!(out, "  {:<14} NOTHING RESTORABLE{rpo}", d.database)?,
+        }
+        let newest: Vec<String> = d.newest.iter().map(|(k, t)| format!("{k} {t}")).collect();
+        writeln!(out, "  {:<14} newest: {}", "", newest.join(", "))?;
+        for (target, lag) in &d.lag_minutes {
+            match lag {
+                Some(m) => writeln!(out, "  {:<14} copy on {target}: {m} min behind", "")?,
+                None => writeln!(out, "  {:<14} copy on {target}: NONE", "")?,
+            }
+        }
+    }
+    for f in &p.folders {
+        match f.age_hours {
+            Some(h) => writeln!(out, "  folder {:<12} last good copy {h:.1} h ago", f.folder)?,
+            None => writeln!(out, "  folder {:<12} never copied", f.folder)?,
+        }
+    }
+    match &p.last_verify {
+        Some((t, ok)) => writeln!(
+            out,
+            "  last verify {t}: {}",
+            if *ok { "passed" } else { "FAILED" }
+        )?,
+        None => writeln!(out, "  last verify: none in the journal")?,
+    }
+    for (what, t) in &p.next_runs {
+        writeln!(out, "  next {what}: {t}")?;
+    }
+    for problem in &p.problems {
+        writeln!(out, "  PROBLEM {problem}")?;
+    }
+    Ok(())
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{info, warn};
 
-pub use backup::{BackupOptions, BackupReport, Ingested};
+pub use backup::{BackupOptions, BackupReport, Ingested, CLOCK_TOLERANCE};
 pub use copy::CopyReport;
 pub use cut_cache::cache_dir as cut_cache_dir;
 pub use diff::{diff_snapshots, Change, ChangeKind, SnapshotDiff};

@@ -926,7 +926,7 @@ async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
 }
 
 /// A second local target `second` (`../second`), added to the test policy's targets.
-fn add_second_target(cfg: &std::path::Path) {
+pub(crate) fn add_second_target(cfg: &std::path::Path) {
     std::fs::write(
         cfg.join("storage-targets/second.toml"),
         "service = \"fs\"\nroot = \"../second\"\n",

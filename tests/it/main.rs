@@ -18,4 +18,5 @@ mod simulator_columns;
 mod simulator_faults;
 mod simulator_support;
 mod sqlserver_jobs;
+mod status;
 mod targets;
