@@ -149,12 +149,12 @@ pub async fn msdb_backups_since(
     database: &str,
     since: PrimitiveDateTime,
 ) -> Result<Vec<MsdbBackup>> {
-    // Newest first, read until `since` is passed; the date, type and copy-only flag
-    // are compared here, not in T-SQL, so no date literal format is involved. Five
-    // thousand sets are seven weeks of 15-minute logs.
+    // Newest first, read until `since` is passed; the date is compared here, not in
+    // T-SQL, so no date literal format is involved. Five thousand sets are seven
+    // weeks of 15-minute logs.
     let q = format!(
         "SELECT TOP 5000 {BACKUPSET_COLUMNS} FROM msdb.dbo.backupset bs \
-         WHERE bs.database_name = {} \
+         WHERE bs.database_name = {} AND bs.type IN ('D', 'L') AND bs.is_copy_only = 0 \
          ORDER BY bs.backup_set_id DESC",
         quote::string(database),
     );

@@ -55,6 +55,10 @@ async fn rpc_parameters_and_catalog() {
     assert!(r[0].get::<i32, _>(2).unwrap() > 0);
     let r = rows(&mut c, "SELECT COUNT(*) AS n FROM [PACS].dbo.[Image]").await;
     assert!(r[0].get::<i32, _>(0).unwrap() > 100);
+    // IN lists and parenthesised conditions, as SQL Server takes them.
+    let r = rows(&mut c, "SELECT name FROM sys.databases WHERE name IN (N'PACS', N'master') AND (database_id > 0 OR name = N'x') AND NOT (name = N'master')").await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].get::<&str, _>(0), Some("PACS"));
     let r = rows(&mut c, "SELECT servicename, status_desc, last_startup_time FROM sys.dm_server_services WHERE servicename LIKE N'SQL Server Agent%'").await;
     assert_eq!(r[0].get::<&str, _>(1), Some("Running"));
     let r = rows(&mut c, "SELECT name, CAST(CAST(packagedata AS varbinary(max)) AS xml) FROM msdb.dbo.sysssispackages WHERE packagetype = 6").await;

@@ -305,6 +305,15 @@ impl Rewriter<'_> {
                     return Ok((String::new(), close + 1 - i));
                 }
                 let is_word = matches!(tok, Tok::Word(_));
+                // `AND (`, `IN (`, `NOT (`: an operator before a parenthesised group,
+                // not a function call.
+                const OPERATORS: &[&str] = &[
+                    "AND", "OR", "NOT", "IN", "EXISTS", "WHERE", "ON", "WHEN", "THEN", "ELSE",
+                    "BETWEEN", "LIKE", "IS", "HAVING",
+                ];
+                if is_word && OPERATORS.iter().any(|o| tok.is_kw(o)) {
+                    return Ok((tok.display(), 1));
+                }
                 if is_word && t.get(i + 1).is_some_and(|x| x.is_sym("(")) {
                     return self.function(t, i, in_list);
                 }
