@@ -187,12 +187,9 @@ pub async fn run(
             }
         }
         if let Some(j) = journal {
-            let verifies = j.list(&crate::journal::JournalFilter { job: Some("verify".into()), ..Default::default() })?;
-            report.last_verify = verifies
-                .iter()
-                .rev()
-                .find(|e| e.kind == crate::journal::EntryKind::JobEnd)
-                .map(|e| (e.time.clone(), e.status.as_deref() == Some("ok")));
+            report.last_verify = j
+                .last_end("verify")?
+                .map(|e| (e.time, e.status.as_deref() == Some("ok")));
         }
         for (kind, cron) in &policy.schedules {
             if let Some(t) = cron.next_instant_after(now, clock) {

@@ -144,26 +144,19 @@ impl NewEntry {
 impl Entry {
     /// The hash of this entry's fields as stored, with its predecessor's hash.
     pub fn computed_hash(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        h.update(b"pacsbak journal entry v1");
-        let fields: [&str; 11] = [
-            &self.seq.to_string(),
-            &self.time,
-            self.kind.as_str(),
-            &self.job_id,
-            &self.job,
-            self.policy.as_deref().unwrap_or("\u{0}"),
-            self.database.as_deref().unwrap_or("\u{0}"),
-            self.status.as_deref().unwrap_or("\u{0}"),
-            &self.who_text,
-            self.outcome_text.as_deref().unwrap_or("\u{0}"),
-            &self.prev_hash,
-        ];
-        for f in fields {
-            h.update(&(f.len() as u64).to_le_bytes());
-            h.update(f.as_bytes());
-        }
-        h.finalize().to_hex().to_string()
+        hash_fields(&StoredFields {
+            seq: self.seq,
+            time: &self.time,
+            kind: self.kind.as_str(),
+            job_id: &self.job_id,
+            job: &self.job,
+            policy: self.policy.as_deref(),
+            database: self.database.as_deref(),
+            status: self.status.as_deref(),
+            who: &self.who_text,
+            outcome: self.outcome_text.as_deref(),
+            prev_hash: &self.prev_hash,
+        })
     }
 
     pub(super) fn who_json(&self) -> &str {
@@ -174,8 +167,9 @@ impl Entry {
         self.outcome_text.as_deref()
     }
 
-    /// Reads a row; a kind this build does not know reads as a changed entry.
-    pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    /// Reads a row (`parse`: also `who` and `outcome` from their JSON); a kind this
+    /// build does not know reads as a changed entry.
+    pub(super) fn from_row(r: &rusqlite::Row<'_>, parse: bool) -> rusqlite::Result<Entry> {
         let kind_text: String = r.get(2)?;
         let who_text: String = r.get(8)?;
         let outcome_text: Option<String> = r.get(9)?;
@@ -188,9 +182,14 @@ impl Entry {
             policy: r.get(5)?,
             database: r.get(6)?,
             status: r.get(7)?,
-            who: serde_json::from_str(&who_text).unwrap_or_default(),
+            who: if parse {
+                serde_json::from_str(&who_text).unwrap_or_default()
+            } else {
+                Who::default()
+            },
             outcome: outcome_text
                 .as_deref()
+                .filter(|_| parse)
                 .and_then(|t| serde_json::from_str(t).ok()),
             prev_hash: r.get(10)?,
             hash: r.get(11)?,
@@ -198,4 +197,45 @@ impl Entry {
             outcome_text,
         })
     }
+}
+
+/// An entry's fields as stored, borrowed (the chain check reads a year of entries
+/// without allocating each one).
+pub(super) struct StoredFields<'a> {
+    pub seq: i64,
+    pub time: &'a str,
+    pub kind: &'a str,
+    pub job_id: &'a str,
+    pub job: &'a str,
+    pub policy: Option<&'a str>,
+    pub database: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub who: &'a str,
+    pub outcome: Option<&'a str>,
+    pub prev_hash: &'a str,
+}
+
+/// blake3 over the fields, each length-prefixed (an absent one as NUL).
+pub(super) fn hash_fields(f: &StoredFields<'_>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"pacsbak journal entry v1");
+    let seq = f.seq.to_string();
+    let fields: [&str; 11] = [
+        &seq,
+        f.time,
+        f.kind,
+        f.job_id,
+        f.job,
+        f.policy.unwrap_or("\u{0}"),
+        f.database.unwrap_or("\u{0}"),
+        f.status.unwrap_or("\u{0}"),
+        f.who,
+        f.outcome.unwrap_or("\u{0}"),
+        f.prev_hash,
+    ];
+    for field in fields {
+        h.update(&(field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
 }

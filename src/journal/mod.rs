@@ -23,6 +23,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+const INSERT: &str = "INSERT INTO entries (seq, time, kind, job_id, job, policy, database, status, who, outcome, prev_hash, hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
 /// Entries are kept at least this long (the Cybersecurity Law's six months).
 pub const MIN_KEEP_DAYS: u32 = 180;
 
@@ -84,6 +87,7 @@ impl Journal {
                  hash TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS entries_time ON entries(time);
+             CREATE INDEX IF NOT EXISTS entries_job ON entries(job, kind, seq);
              CREATE TABLE IF NOT EXISTS anchor (
                  id INTEGER PRIMARY KEY CHECK (id = 1),
                  seq INTEGER NOT NULL,
@@ -138,8 +142,7 @@ impl Journal {
         };
         let entry = new.chain(prev_seq + 1, prev_hash, now);
         tx.execute(
-            "INSERT INTO entries (seq, time, kind, job_id, job, policy, database, status, who, outcome, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            INSERT,
             params![
                 entry.seq,
                 entry.time,
@@ -160,25 +163,93 @@ impl Journal {
         Ok(entry)
     }
 
+    /// Appends `entries` in one transaction (one disk flush for all of them): the
+    /// steps of a job finished together, or a benchmark's year of history.
+    pub fn append_all(&mut self, entries: Vec<NewEntry>) -> Result<()> {
+        let path = self.path.clone();
+        let now = self.now_text();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sqlite(&path, e))?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| sqlite(&path, e))?;
+        let (mut seq, mut hash) = match last {
+            Some(l) => l,
+            None => anchor(&tx).map_err(|e| sqlite(&path, e))?,
+        };
+        {
+            let mut insert = tx.prepare(INSERT).map_err(|e| sqlite(&path, e))?;
+            for new in entries {
+                seq += 1;
+                let e = new.chain(seq, hash, now.clone());
+                insert
+                    .execute(params![
+                        e.seq,
+                        e.time,
+                        e.kind.as_str(),
+                        e.job_id,
+                        e.job,
+                        e.policy,
+                        e.database,
+                        e.status,
+                        e.who_json(),
+                        e.outcome_json(),
+                        e.prev_hash,
+                        e.hash
+                    ])
+                    .map_err(|e| sqlite(&path, e))?;
+                hash = e.hash;
+            }
+        }
+        tx.commit().map_err(|e| sqlite(&path, e))
+    }
+
     /// Entries `filter` selects, oldest first.
     pub fn list(&self, filter: &JournalFilter) -> Result<Vec<Entry>> {
+        let mut clauses = Vec::new();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        if let Some(s) = &filter.since {
+            clauses.push("time >= ?");
+            values.push(s);
+        }
+        if let Some(j) = &filter.job {
+            clauses.push("job = ?");
+            values.push(j);
+        }
+        if let Some(d) = &filter.database {
+            clauses.push("database = ? COLLATE NOCASE");
+            values.push(d);
+        }
+        let filter_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
         let mut out = Vec::new();
-        self.each(|e| {
-            let keep = filter
-                .since
-                .as_ref()
-                .is_none_or(|s| e.time.as_str() >= s.as_str())
-                && filter.job.as_ref().is_none_or(|j| &e.job == j)
-                && filter.database.as_ref().is_none_or(|d| {
-                    e.database
-                        .as_ref()
-                        .is_some_and(|x| x.eq_ignore_ascii_case(d))
-                });
-            if keep {
-                out.push(e);
-            }
+        self.each(&format!("{filter_sql} ORDER BY seq"), &values, true, |e| {
+            out.push(e)
         })?;
         Ok(out)
+    }
+
+    /// The newest end of `job` (the last verify, the last backup...): one indexed
+    /// read whatever the journal's size.
+    pub fn last_end(&self, job: &str) -> Result<Option<Entry>> {
+        let mut last = None;
+        self.each(
+            "WHERE job = ? AND kind = 'job-end' ORDER BY seq DESC LIMIT 1",
+            &[&job],
+            true,
+            |e| last = Some(e),
+        )?;
+        Ok(last)
     }
 
     /// Checks the chain: every entry's hash over its fields, every link to the one
@@ -189,32 +260,59 @@ impl Journal {
             anchor(&self.conn).map_err(|e| sqlite(&self.path, e))?;
         let mut problems = Vec::new();
         let mut entries = 0;
-        self.each(|e| {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, time, kind, job_id, job, policy, database, status, who, outcome, prev_hash, hash
+                 FROM entries ORDER BY seq",
+            )
+            .map_err(|e| sqlite(&self.path, e))?;
+        let mut rows = stmt.query([]).map_err(|e| sqlite(&self.path, e))?;
+        while let Some(r) = rows.next().map_err(|e| sqlite(&self.path, e))? {
+            let seq: i64 = r.get(0).map_err(|e| sqlite(&self.path, e))?;
+            // Borrowed from the row; a value that is not text reads as changed.
+            let s = |i: usize| match r.get_ref(i) {
+                Ok(rusqlite::types::ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+                _ => None,
+            };
             entries += 1;
-            if e.seq != prev_seq + 1 {
+            let stored_prev = s(10).unwrap_or_default();
+            if seq != prev_seq + 1 {
                 problems.push(format!(
                     "entries {} to {} are missing: deleted after they were written",
                     prev_seq + 1,
-                    e.seq - 1
+                    seq - 1
                 ));
-            } else if e.prev_hash != prev_hash {
+            } else if stored_prev != prev_hash {
                 problems.push(format!(
-                    "entry {} does not follow entry {}: the chain was rewritten there",
-                    e.seq, prev_seq
+                    "entry {seq} does not follow entry {prev_seq}: the chain was rewritten there"
                 ));
             }
-            if e.computed_hash() != e.hash {
+            let computed = entry::hash_fields(&entry::StoredFields {
+                seq,
+                time: s(1).unwrap_or_default(),
+                kind: s(2).unwrap_or_default(),
+                job_id: s(3).unwrap_or_default(),
+                job: s(4).unwrap_or_default(),
+                policy: s(5),
+                database: s(6),
+                status: s(7),
+                who: s(8).unwrap_or_default(),
+                outcome: s(9),
+                prev_hash: stored_prev,
+            });
+            let stored = s(11).unwrap_or_default();
+            if computed != stored {
                 problems.push(format!(
-                    "entry {} ({} {} at {}) was changed after it was written",
-                    e.seq,
-                    e.kind.as_str(),
-                    e.job,
-                    e.time
+                    "entry {seq} ({} {} at {}) was changed after it was written",
+                    s(2).unwrap_or_default(),
+                    s(4).unwrap_or_default(),
+                    s(1).unwrap_or_default()
                 ));
             }
-            prev_seq = e.seq;
-            prev_hash = e.hash.clone();
-        })?;
+            prev_seq = seq;
+            prev_hash = stored.to_string();
+        }
         Ok(JournalCheck {
             path: self.path.display().to_string(),
             entries,
@@ -273,16 +371,25 @@ impl Journal {
         Ok(removed as u64)
     }
 
-    fn each(&self, mut f: impl FnMut(Entry)) -> Result<()> {
+    /// Calls `f` with each entry `rest` (a WHERE/ORDER clause) selects; `parse`
+    /// false leaves `who` and `outcome` unparsed (the chain check needs only the
+    /// stored text).
+    fn each(
+        &self,
+        rest: &str,
+        values: &[&dyn rusqlite::ToSql],
+        parse: bool,
+        mut f: impl FnMut(Entry),
+    ) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT seq, time, kind, job_id, job, policy, database, status, who, outcome, prev_hash, hash
-                 FROM entries ORDER BY seq",
-            )
+                 FROM entries {rest}"
+            ))
             .map_err(|e| sqlite(&self.path, e))?;
         let rows = stmt
-            .query_map([], Entry::from_row)
+            .query_map(values, |r| Entry::from_row(r, parse))
             .map_err(|e| sqlite(&self.path, e))?;
         for row in rows {
             f(row.map_err(|e| sqlite(&self.path, e))?);
