@@ -905,6 +905,14 @@ async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
         "{ck}"
     );
 
+    // status names it too.
+    let (code, st, _) = pacsbak_json(&cfg, &["status"]).await;
+    assert_eq!(code, 1, "{st}");
+    assert!(
+        st["policies"][0]["problems"].to_string().contains(id),
+        "{st}"
+    );
+
     // A writer's fresh temporary survives a process whose clock is two days fast.
     let tmp = env.cfg.repo().join(".tmp");
     std::fs::create_dir_all(&tmp).unwrap();
