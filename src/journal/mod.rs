@@ -122,50 +122,14 @@ impl Journal {
 
     /// Appends `new`, chained to the last entry; returns it as stored.
     pub fn append(&mut self, new: NewEntry) -> Result<Entry> {
-        let path = self.path.clone();
-        let now = self.now_text();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sqlite(&path, e))?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| sqlite(&path, e))?;
-        let (prev_seq, prev_hash) = match last {
-            Some(l) => l,
-            None => anchor(&tx).map_err(|e| sqlite(&path, e))?,
-        };
-        let entry = new.chain(prev_seq + 1, prev_hash, now);
-        tx.execute(
-            INSERT,
-            params![
-                entry.seq,
-                entry.time,
-                entry.kind.as_str(),
-                entry.job_id,
-                entry.job,
-                entry.policy,
-                entry.database,
-                entry.status,
-                entry.who_json(),
-                entry.outcome_json(),
-                entry.prev_hash,
-                entry.hash
-            ],
-        )
-        .map_err(|e| sqlite(&path, e))?;
-        tx.commit().map_err(|e| sqlite(&path, e))?;
-        Ok(entry)
+        self.append_all(vec![new])?
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "journal: nothing appended"))
     }
 
     /// Appends `entries` in one transaction (one disk flush for all of them): the
-    /// steps of a job finished together, or a benchmark's year of history.
-    pub fn append_all(&mut self, entries: Vec<NewEntry>) -> Result<()> {
+    /// steps of a job finished together, or a benchmark's year of history. Returns
+    /// the last one as stored.
+    pub fn append_all(&mut self, entries: Vec<NewEntry>) -> Result<Option<Entry>> {
         let path = self.path.clone();
         let now = self.now_text();
         let tx = self
@@ -184,6 +148,7 @@ impl Journal {
             Some(l) => l,
             None => anchor(&tx).map_err(|e| sqlite(&path, e))?,
         };
+        let mut written = None;
         {
             let mut insert = tx.prepare(INSERT).map_err(|e| sqlite(&path, e))?;
             for new in entries {
@@ -205,10 +170,12 @@ impl Journal {
                         e.hash
                     ])
                     .map_err(|e| sqlite(&path, e))?;
-                hash = e.hash;
+                hash = e.hash.clone();
+                written = Some(e);
             }
         }
-        tx.commit().map_err(|e| sqlite(&path, e))
+        tx.commit().map_err(|e| sqlite(&path, e))?;
+        Ok(written)
     }
 
     /// Entries `filter` selects, oldest first.
