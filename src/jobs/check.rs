@@ -9,7 +9,7 @@ use tracing::{info_span, Instrument};
 
 use super::db_backup::select_databases;
 use super::free_space;
-use super::restore_db::describe_repository;
+use super::restore_db::describe_snapshots;
 use crate::bakfile::plan::{plan, PlanRequest};
 use crate::error::Result;
 use crate::policy::Policy;
@@ -117,12 +117,13 @@ pub async fn run(
         let described = match repo {
             Some(r) => {
                 let machine_now = crate::clock::current().now();
-                for s in r.snapshots().await? {
+                let snaps = r.snapshots().await?;
+                for s in &snaps {
                     if s.is_future_dated(machine_now) {
                         add(Severity::Critical, "clock", None, format!("snapshot {} on {} is dated {}, in the future: it was taken under a clock that was ahead, and is never taken as latest", s.id.short(), r.storage().name(), s.snapshot.time), "fix the clock of the machine that took it (NTP); check the backups taken around then");
                     }
                 }
-                Some((r.storage().name().to_string(), describe_repository(r).await?.0))
+                Some((r.storage().name().to_string(), describe_snapshots(r, snaps).await?.0))
             }
             None => None,
         };

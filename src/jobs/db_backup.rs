@@ -222,10 +222,15 @@ pub async fn run(
                 .and_then(|n| policy.due_kind(n))
                 .unwrap_or(BackupKind::Full),
         };
+        // The native backups the first target holds, read once for every database:
+        // what the comparison with msdb's history needs.
+        let stored = stored_records(targets, &instance.name).await;
         let mut results = Vec::new();
         for sel in select_databases(policy, &all, opts.database.as_deref()) {
             let r = match sel {
-                Ok(db) => backup_one(policy, instance, targets, opts, &db, requested).await,
+                Ok(db) => {
+                    backup_one(policy, instance, targets, opts, &db, requested, &stored).await
+                }
                 Err((name, msg)) => failed(
                     &name,
                     requested,
@@ -284,6 +289,7 @@ async fn backup_one(
     opts: &DbBackupOptions,
     db: &DatabaseInfo,
     requested: BackupKind,
+    stored: &std::result::Result<Vec<BackupRecord>, ErrorRecord>,
 ) -> DbBackupResult {
     let span = info_span!("database", database = %db.name, kind = %requested);
     let mut res = DbBackupResult::pending(&db.name, requested, opts.copy_only);
@@ -314,7 +320,7 @@ async fn backup_one(
     // Backups msdb shows that the repository lacks (taken by another tool or by
     // hand, or by a run of ours that failed): stored now, or the chain is broken.
     let step = info_span!("step", step = "outside-backups", database = %db.name);
-    match adopt_outside_backups(policy, instance, targets, db, &mut res)
+    match adopt_outside_backups(policy, instance, targets, db, stored, &mut res)
         .instrument(step)
         .await
     {
@@ -333,6 +339,23 @@ async fn backup_one(
     res
 }
 
+/// The records of `instance`'s native backups on the first target (none without one).
+async fn stored_records(
+    targets: &[Target],
+    instance: &str,
+) -> std::result::Result<Vec<BackupRecord>, ErrorRecord> {
+    let Some(first) = targets.first() else {
+        return Ok(Vec::new());
+    };
+    let snaps = first.repo.snapshots().await.map_err(|e| e.record())?;
+    Ok(snaps
+        .iter()
+        .filter(|s| s.snapshot.kind == SnapshotKind::SqlBackup)
+        .filter_map(|s| BackupRecord::from_snapshot(&s.snapshot).ok())
+        .filter(|r| r.instance == instance)
+        .collect())
+}
+
 /// Compares msdb's history of `db` since the newest full in the repository with the
 /// repository. A full or log backup pacsbak does not hold breaks the chain (a log
 /// taken elsewhere truncated the log; a full elsewhere moved the differential base):
@@ -344,20 +367,22 @@ async fn adopt_outside_backups(
     instance: &Instance,
     targets: &[Target],
     db: &DatabaseInfo,
+    stored: &std::result::Result<Vec<BackupRecord>, ErrorRecord>,
     res: &mut DbBackupResult,
 ) -> Result<Option<Error>> {
-    let Some(first) = targets.first() else {
+    if targets.is_empty() {
         return Ok(None);
-    };
+    }
     let ctx = |e: Error| e.with("server", &instance.name).with("database", &db.name);
-    let records: Vec<BackupRecord> = first
-        .repo
-        .snapshots()
-        .await?
+    let stored = stored
+        .as_ref()
+        .map_err(|e| ctx(Error::new(e.kind, e.message.clone())))?;
+    // This run's backup, once proven on every target, counts as stored.
+    let records: Vec<BackupRecord> = stored
         .iter()
-        .filter(|s| s.snapshot.kind == SnapshotKind::SqlBackup)
-        .filter_map(|s| BackupRecord::from_snapshot(&s.snapshot).ok())
-        .filter(|r| r.instance == instance.name && r.database.eq_ignore_ascii_case(&db.name))
+        .filter(|r| r.database.eq_ignore_ascii_case(&db.name))
+        .chain(res.record.as_ref().filter(|_| res.ok))
+        .cloned()
         .collect();
     let start_of = |r: &BackupRecord| r.backup_start.and_then(|d| d.to_datetime());
     let newest_base = |kinds: &[BackupKind], records: &[BackupRecord]| {
@@ -882,10 +907,10 @@ fn reserve_files(
                 }
             }
         }
-        release_unused(if taken { &made } else { &[] });
         if !taken {
             return Ok(files);
         }
+        release_unused(&made);
     }
     Err(Error::new(
         ErrorKind::Refused,

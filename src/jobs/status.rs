@@ -115,6 +115,11 @@ pub async fn run(
         }
         if let Some((first_name, first)) = per_target.first() {
             let records = records_of(first, policy);
+            let others: Vec<(&String, Vec<BackupRecord>)> = per_target
+                .iter()
+                .skip(1)
+                .map(|(name, snaps)| (name, records_of(snaps, policy)))
+                .collect();
             let (descs, _) =
                 super::restore_db::describe_snapshots(&targets.open[0].repo, first.clone()).await?;
             let mut names: Vec<String> = records.iter().map(|r| r.database.clone()).collect();
@@ -152,9 +157,9 @@ pub async fn run(
                 }
                 let newest_here = mine.iter().filter_map(|r| start(r)).max();
                 let mut lag_minutes = BTreeMap::new();
-                for (other, snaps) in per_target.iter().skip(1) {
-                    let theirs = records_of(snaps, policy).iter().filter(|r| r.database.eq_ignore_ascii_case(&name)).filter_map(start).max();
-                    lag_minutes.insert(other.clone(), match (newest_here, theirs) {
+                for (other, theirs) in &others {
+                    let theirs = theirs.iter().filter(|r| r.database.eq_ignore_ascii_case(&name)).filter_map(start).max();
+                    lag_minutes.insert((*other).clone(), match (newest_here, theirs) {
                         (Some(a), Some(b)) => Some((a - b).whole_minutes().max(0)),
                         _ => None,
                     });

@@ -167,9 +167,8 @@ impl Entry {
         self.outcome_text.as_deref()
     }
 
-    /// Reads a row (`parse`: also `who` and `outcome` from their JSON); a kind this
-    /// build does not know reads as a changed entry.
-    pub(super) fn from_row(r: &rusqlite::Row<'_>, parse: bool) -> rusqlite::Result<Entry> {
+    /// Reads a row; a kind this build does not know reads as a changed entry.
+    pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         let kind_text: String = r.get(2)?;
         let who_text: String = r.get(8)?;
         let outcome_text: Option<String> = r.get(9)?;
@@ -182,14 +181,9 @@ impl Entry {
             policy: r.get(5)?,
             database: r.get(6)?,
             status: r.get(7)?,
-            who: if parse {
-                serde_json::from_str(&who_text).unwrap_or_default()
-            } else {
-                Who::default()
-            },
+            who: serde_json::from_str(&who_text).unwrap_or_default(),
             outcome: outcome_text
                 .as_deref()
-                .filter(|_| parse)
                 .and_then(|t| serde_json::from_str(t).ok()),
             prev_hash: r.get(10)?,
             hash: r.get(11)?,

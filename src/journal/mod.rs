@@ -200,7 +200,7 @@ impl Journal {
             format!("WHERE {}", clauses.join(" AND "))
         };
         let mut out = Vec::new();
-        self.each(&format!("{filter_sql} ORDER BY seq"), &values, true, |e| {
+        self.each(&format!("{filter_sql} ORDER BY seq"), &values, |e| {
             out.push(e)
         })?;
         Ok(out)
@@ -213,7 +213,6 @@ impl Journal {
         self.each(
             "WHERE job = ? AND kind = 'job-end' ORDER BY seq DESC LIMIT 1",
             &[&job],
-            true,
             |e| last = Some(e),
         )?;
         Ok(last)
@@ -338,14 +337,11 @@ impl Journal {
         Ok(removed as u64)
     }
 
-    /// Calls `f` with each entry `rest` (a WHERE/ORDER clause) selects; `parse`
-    /// false leaves `who` and `outcome` unparsed (the chain check needs only the
-    /// stored text).
+    /// Calls `f` with each entry `rest` (a WHERE/ORDER clause) selects.
     fn each(
         &self,
         rest: &str,
         values: &[&dyn rusqlite::ToSql],
-        parse: bool,
         mut f: impl FnMut(Entry),
     ) -> Result<()> {
         let mut stmt = self
@@ -356,7 +352,7 @@ impl Journal {
             ))
             .map_err(|e| sqlite(&self.path, e))?;
         let rows = stmt
-            .query_map(values, |r| Entry::from_row(r, parse))
+            .query_map(values, Entry::from_row)
             .map_err(|e| sqlite(&self.path, e))?;
         for row in rows {
             f(row.map_err(|e| sqlite(&self.path, e))?);

@@ -89,10 +89,12 @@ impl Repository {
             .iter()
             .filter_map(|o| paths::id_of(&o.path))
             .collect();
+        // The destination's manifests, read once and only when needed.
+        let mut dest_snapshots = None;
         if reencrypt {
-            for s in dest.snapshots().await? {
-                have.extend(s.snapshot.copied_from());
-            }
+            let snaps = dest.snapshots().await?;
+            have.extend(snaps.iter().filter_map(|s| s.snapshot.copied_from()));
+            dest_snapshots = Some(snaps);
         }
         let mut missing = Vec::new();
         for obj in self.storage.list(paths::SNAPSHOTS).await? {
@@ -106,9 +108,11 @@ impl Repository {
         }
         // The same backup the policy stored on both targets is not copied again.
         if !missing.is_empty() {
-            let twins: HashSet<String> = dest
-                .snapshots()
-                .await?
+            let dest_snapshots = match dest_snapshots {
+                Some(s) => s,
+                None => dest.snapshots().await?,
+            };
+            let twins: HashSet<String> = dest_snapshots
                 .iter()
                 .filter_map(|s| s.snapshot.twin_key())
                 .collect();

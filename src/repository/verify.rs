@@ -140,6 +140,15 @@ struct VerifyState {
 }
 
 impl VerifyState {
+    /// Every pack that is suspect.
+    fn suspects(&self) -> HashSet<Id> {
+        self.damaged
+            .keys()
+            .filter_map(|hex| hex.parse::<Id>().ok())
+            .filter(|id| self.is_suspect(id))
+            .collect()
+    }
+
     fn is_suspect(&self, id: &Id) -> bool {
         let hex = id.to_hex();
         match (self.damaged.get(&hex), self.last_read.get(&hex)) {
@@ -157,10 +166,8 @@ impl Repository {
         async move {
             let mut report = VerifyReport::default();
             let indexed = self.read_index_files().await?;
-            let index = Arc::new(super::index_preferring_healthy(
-                &indexed,
-                &self.suspect_packs().await,
-            ));
+            let state = self.load_verify_state().await;
+            let index = Arc::new(super::index_preferring_healthy(&indexed, &state.suspects()));
             report.packs = index.packs().len();
 
             let stored = self.stored_packs().await?;
@@ -184,7 +191,6 @@ impl Repository {
             };
 
             // Read data first, so that the structural pass knows which packs are bad.
-            let state = self.load_verify_state().await;
             let selected = select_packs(&index, &state, opts.read_data, &bad);
             if !selected.is_empty() {
                 let results = self.read_packs_whole(selected, &indexed).await?;
@@ -302,10 +308,8 @@ impl Repository {
                 ..VerifyReport::default()
             };
             let indexed = self.read_index_files().await?;
-            let index = Arc::new(super::index_preferring_healthy(
-                &indexed,
-                &self.suspect_packs().await,
-            ));
+            let state = self.load_verify_state().await;
+            let index = Arc::new(super::index_preferring_healthy(&indexed, &state.suspects()));
             let reader = GroupReader {
                 repo: self.clone(),
                 index: index.clone(),
@@ -344,7 +348,6 @@ impl Repository {
                 ReadBack::All => needed.keys().copied().collect(),
             };
             // Packs an earlier read found damaged are read again, whoever added them.
-            let state = self.load_verify_state().await;
             let mut selected = Vec::new();
             for (&id, &size) in &needed {
                 let Some(problem) = presence_problem(&stored, &id, size) else {
@@ -439,13 +442,7 @@ impl Repository {
 
     /// Packs a read found damaged and no later read found good.
     pub(crate) async fn suspect_packs(&self) -> HashSet<Id> {
-        let state = self.load_verify_state().await;
-        state
-            .damaged
-            .keys()
-            .filter_map(|hex| hex.parse::<Id>().ok())
-            .filter(|id| state.is_suspect(id))
-            .collect()
+        self.load_verify_state().await.suspects()
     }
 
     /// For each of `snaps` that needs a pack a read found damaged: those packs. A

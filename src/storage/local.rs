@@ -185,6 +185,15 @@ fn remove_stale_temporaries(tmp: &Path) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
     };
+    let ours: Vec<std::fs::DirEntry> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(is_our_temporary))
+        .collect();
+    // The probe is made only when there is something to judge: opening a target
+    // with an empty `.tmp/` writes nothing.
+    if ours.is_empty() {
+        return;
+    }
     let probe = tmp.join(format!(".clock-probe.{:016x}", rand::random::<u64>()));
     let now = std::fs::File::create_new(&probe)
         .and_then(|f| f.metadata())
@@ -194,16 +203,14 @@ fn remove_stale_temporaries(tmp: &Path) {
         return;
     };
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let ours = entry.file_name().to_str().is_some_and(is_our_temporary);
-        let stale = ours
-            && entry
-                .metadata()
-                .ok()
-                .filter(|m| m.is_file())
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > STALE_TEMPORARY);
+    for entry in ours {
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TEMPORARY);
         if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }

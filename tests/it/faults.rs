@@ -7,7 +7,7 @@ use pacsbak::records::BackupKind;
 use crate::common::{files_under, TestConfig};
 use crate::json_outcomes::pacsbak as pacsbak_json;
 use crate::simulator_support as sim;
-use crate::sqlserver_jobs::{setup, sim_ado};
+use crate::sqlserver_jobs::{setup, sim_ado, sim_env};
 
 fn full() -> DbBackupOptions {
     DbBackupOptions {
@@ -21,9 +21,7 @@ fn full() -> DbBackupOptions {
 /// allowed the session is really gone afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_kill_is_reported_as_it_is() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let mut env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (s, mut env) = sim_env("full = \"0 0 * * SUN\"").await;
     env.policy.stall = std::time::Duration::from_secs(2);
     let mut c = sim::connect(s.addr).await;
     let backup_requests =
@@ -348,9 +346,7 @@ async fn a_backup_folder_linked_to_the_root_is_refused() {
 /// choose different file names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_unreachable_target_does_not_stop_the_others() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (_sim, env) = sim_env("full = \"0 0 * * SUN\"").await;
     let cfg = env.cfg.config();
     add_second_target(&cfg);
     let (code, j, err) = pacsbak_json(&cfg, &["repo", "init", "--target", "second"]).await;
@@ -395,9 +391,8 @@ async fn one_unreachable_target_does_not_stop_the_others() {
 /// `backup manual` takes the workstations' folders too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_copy_restore_and_manual_do_what_an_engineer_means() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (s, env) = sim_env("full = \"0 0 * * SUN\"").await;
+    let backups = env.policy.local_folder.clone();
     let cfg = env.cfg.config();
     let run = |args: &'static [&'static str]| pacsbak_json(&cfg, args);
 
@@ -604,9 +599,8 @@ fn a_damaged_pack_heals_with_the_next_backup() {
 /// and the plan falls back to the older full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_plans_skip_backups_known_to_be_damaged() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (s, env) = sim_env("full = \"0 0 * * SUN\"").await;
+    let backups = env.policy.local_folder.clone();
     let cfg = env.cfg.config();
     let mut c = sim::connect(s.addr).await;
     let (code, first, err) =
@@ -729,14 +723,8 @@ fn a_file_that_changes_while_read_is_not_stored() {
 /// until the next full. `check` judges the RPO by what the repository can restore.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_outside_pacsbak_is_stored_or_breaks_the_chain_loudly() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(
-        &sim_ado(s.addr),
-        &backups,
-        "full = \"0 0 * * SUN\"\nlog = \"*/15 * * * *\"",
-    )
-    .await;
+    let (s, env) = sim_env("full = \"0 0 * * SUN\"\nlog = \"*/15 * * * *\"").await;
+    let backups = env.policy.local_folder.clone();
     let cfg = env.cfg.config();
     let mut c = sim::connect(s.addr).await;
     let (code, j, err) =
@@ -830,9 +818,7 @@ async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
         println!("skipped: a_clock_a_year_fast_is_found_and_never_makes_latest: faketime (Debian faketime) is not installed");
         return;
     }
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (_sim, env) = sim_env("full = \"0 0 * * SUN\"").await;
     let cfg = env.cfg.config();
     let (code, j, err) = pacsbak_json(&cfg, &["backup", "folders", "--policy", "t"]).await;
     assert_eq!(code, 0, "{j}\n{err}");

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::simulator_support as sim;
-use crate::sqlserver_jobs::{setup, sim_ado};
+use crate::sqlserver_jobs::sim_env;
 
 /// `pacsbak --config CFG --json ARGS` off the async runtime (the simulator runs on
 /// it); (exit code, stdout as JSON, stderr).
@@ -27,9 +27,8 @@ pub(crate) async fn pacsbak(cfg: &Path, args: &[&str]) -> (i32, Value, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_jobs_failure_is_json_with_its_kind_and_sql_server_error_number() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (s, env) = sim_env("full = \"0 0 * * SUN\"").await;
+    let backups = env.policy.local_folder.clone();
     let cfg = env.cfg.config();
     let mut c = sim::connect(s.addr).await;
 

@@ -259,11 +259,18 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
 }
 
 async fn fault_env() -> (sim::Sim, Env, sim::Conn) {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(&sim_ado(s.addr), &backups, "full = \"0 0 * * SUN\"").await;
+    let (s, env) = sim_env("full = \"0 0 * * SUN\"").await;
     let c = sim::connect(s.addr).await;
     (s, env, c)
+}
+
+/// A simulator and a test policy on it (`setup`) with these schedules, its backup
+/// folder `backups` in the simulator's folder.
+pub(crate) async fn sim_env(schedule: &str) -> (sim::Sim, Env) {
+    let s = sim::start(false).await;
+    let backups = s.dir.path().join("backups");
+    let env = setup(&sim_ado(s.addr), &backups, schedule).await;
+    (s, env)
 }
 
 /// Runs a backup under `fault` and checks it failed clearly with `number`, stored

@@ -4,19 +4,11 @@
 
 use crate::faults::add_second_target;
 use crate::json_outcomes::pacsbak;
-use crate::simulator_support as sim;
-use crate::sqlserver_jobs::{setup, sim_ado};
+use crate::sqlserver_jobs::sim_env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_answers_are_we_protected() {
-    let s = sim::start(false).await;
-    let backups = s.dir.path().join("backups");
-    let env = setup(
-        &sim_ado(s.addr),
-        &backups,
-        "full = \"0 1 * * SUN\"\nlog = \"*/15 * * * *\"",
-    )
-    .await;
+    let (_sim, env) = sim_env("full = \"0 1 * * SUN\"\nlog = \"*/15 * * * *\"").await;
     let cfg = env.cfg.config();
     for args in [
         &["backup", "db", "--policy", "t", "--type", "full"][..],
