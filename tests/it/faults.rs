@@ -5,7 +5,7 @@ use pacsbak::jobs::db_backup::{self, DbBackupOptions};
 use pacsbak::records::BackupKind;
 
 use crate::common::{files_under, TestConfig};
-use crate::json_outcomes::pacsbak as pacsbak_json;
+use crate::json_outcomes::{has_faketime, pacsbak as pacsbak_json, pacsbak_with_clock};
 use crate::simulator_support as sim;
 use crate::sqlserver_jobs::{setup, sim_ado, sim_env};
 
@@ -810,11 +810,7 @@ async fn a_backup_taken_outside_pacsbak_is_stored_or_breaks_the_chain_loudly() {
 /// does not take a running writer's temporary file for a leftover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
-    if std::process::Command::new("faketime")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !has_faketime() {
         println!("skipped: a_clock_a_year_fast_is_found_and_never_makes_latest: faketime (Debian faketime) is not installed");
         return;
     }
@@ -824,16 +820,9 @@ async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
     assert_eq!(code, 0, "{j}\n{err}");
 
     std::fs::write(env.cfg.path("programs/server/pacs.ini"), "x=9\n").unwrap();
-    let out = tokio::process::Command::new("faketime")
-        .args(["-f", "+365d", env!("CARGO_BIN_EXE_pacsbak"), "--config"])
-        .arg(&cfg)
-        .args(["--json", "backup", "folders", "--policy", "t"])
-        .env_remove("PACSBAK_CONFIG")
-        .output()
-        .await
-        .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{j}");
+    let (code, j, _) =
+        pacsbak_with_clock(&cfg, Some("+365d"), &["backup", "folders", "--policy", "t"]).await;
+    assert_eq!(code, 1, "{j}");
     let e = &j["results"][0]["error"];
     assert_eq!(e["kind"], "clock", "{j}");
     assert!(e["message"].as_str().unwrap().contains("ahead"), "{j}");
@@ -904,19 +893,7 @@ async fn a_clock_a_year_fast_is_found_and_never_makes_latest() {
     std::fs::create_dir_all(&tmp).unwrap();
     let running = tmp.join("data_ab_pack.00112233aabbccdd");
     std::fs::write(&running, b"being written").unwrap();
-    let out = tokio::process::Command::new("faketime")
-        .args(["-f", "+2d", env!("CARGO_BIN_EXE_pacsbak"), "--config"])
-        .arg(&cfg)
-        .args(["--json", "snapshots"])
-        .env_remove("PACSBAK_CONFIG")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        !out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pacsbak_with_clock(&cfg, Some("+2d"), &["snapshots"]).await;
     assert!(running.exists(), "a running writer's temporary was removed");
 }
 

@@ -12,7 +12,32 @@ use crate::sqlserver_jobs::sim_env;
 /// `pacsbak --config CFG --json ARGS` off the async runtime (the simulator runs on
 /// it); (exit code, stdout as JSON, stderr).
 pub(crate) async fn pacsbak(cfg: &Path, args: &[&str]) -> (i32, Value, String) {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_pacsbak"));
+    pacsbak_with_clock(cfg, None, args).await
+}
+
+/// Whether `faketime` (Debian faketime, which the test command installs) is here.
+pub(crate) fn has_faketime() -> bool {
+    std::process::Command::new("faketime")
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
+/// Like [`pacsbak`], under `faketime -f OFFSET` (`+365d`): a process whose clock
+/// is wrong.
+pub(crate) async fn pacsbak_with_clock(
+    cfg: &Path,
+    offset: Option<&str>,
+    args: &[&str],
+) -> (i32, Value, String) {
+    let mut c = match offset {
+        Some(o) => {
+            let mut c = tokio::process::Command::new("faketime");
+            c.args(["-f", o, env!("CARGO_BIN_EXE_pacsbak")]);
+            c
+        }
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_pacsbak")),
+    };
     c.arg("--config").arg(cfg).arg("--json").args(args);
     c.env_remove("PACSBAK_PASSWORD")
         .env_remove("PACSBAK_CONFIG");

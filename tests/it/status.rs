@@ -3,7 +3,7 @@
 //! last verify, next runs; exit 1 when an RPO is missed.
 
 use crate::faults::add_second_target;
-use crate::json_outcomes::pacsbak;
+use crate::json_outcomes::{has_faketime, pacsbak, pacsbak_with_clock};
 use crate::sqlserver_jobs::sim_env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,26 +52,14 @@ async fn status_answers_are_we_protected() {
     );
 
     // A day later with nothing new: the RPO (240 minutes) is missed; exit 1.
-    if std::process::Command::new("faketime")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !has_faketime() {
         println!(
             "skipped: the RPO half of status_answers_are_we_protected: faketime is not installed"
         );
         return;
     }
-    let out = tokio::process::Command::new("faketime")
-        .args(["-f", "+1d", env!("CARGO_BIN_EXE_pacsbak"), "--config"])
-        .arg(&cfg)
-        .args(["--json", "status"])
-        .env_remove("PACSBAK_CONFIG")
-        .output()
-        .await
-        .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{j}");
+    let (code, j, _) = pacsbak_with_clock(&cfg, Some("+1d"), &["status"]).await;
+    assert_eq!(code, 1, "{j}");
     assert_eq!(j["policies"][0]["databases"][0]["rpo_met"], false, "{j}");
     assert!(j.to_string().contains("RPO missed"), "{j}");
 }
