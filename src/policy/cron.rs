@@ -1,39 +1,64 @@
-//! Five-field cron expressions (minute hour day-of-month month day-of-week), as in
-//! crontab: `*`, `n`, `a-b`, `*/n`, `a-b/n`, lists, names (`MON`, `JAN`), Sunday as 0
-//! or 7. Day-of-month and day-of-week combine as crontab does: when both are
-//! restricted, either matching is enough.
+//! Cron expressions, evaluated by the `cron` crate.
+//!
+//! Two forms are accepted: the five fields people write in a crontab (minute hour
+//! day-of-month month day-of-week), and six with seconds first (`*/5 * * * * *`, for
+//! second-scale schedules in tests and the sandbox). Both read the day of the week
+//! as crontab does (0-7, Sunday as 0 or 7, or names) and combine day-of-month and
+//! day-of-week as crontab does: when both are restricted, either matching is enough.
+//! The crate numbers days 1-7 from Sunday and requires both days to match, so the
+//! day-of-week field is rewritten to names, and a schedule restricting both days is
+//! two schedules whose firings are merged (docs/decisions/0010).
+//!
+//! The crate matches wall-clock times; turning one into an instant, across
+//! daylight-saving changes, is [`Cron::next_instant_after`] (docs/decisions/0008).
 
+use std::str::FromStr;
+
+use chrono::TimeZone;
+use cron::TimeUnitSpec;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
 use crate::clock::{Clock, Instant};
 
 /// A parsed schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Cron {
     text: String,
-    minutes: u64,
-    hours: u32,
-    dom: u32,
-    months: u16,
-    dow: u8,
-    dom_any: bool,
-    dow_any: bool,
+    /// One schedule, or two (day-of-month, day-of-week) whose firings merge.
+    schedules: Vec<cron::Schedule>,
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
-const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+impl PartialEq for Cron {
+    fn eq(&self, other: &Cron) -> bool {
+        self.text == other.text
+    }
+}
 
-fn field(s: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> Result<(u64, bool), String> {
+impl Eq for Cron {}
+
+const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+const FIELD_NAMES: [&str; 6] = [
+    "second",
+    "minute",
+    "hour",
+    "day-of-month",
+    "month",
+    "day-of-week",
+];
+
+/// The days a crontab day-of-week field names (bit 0 = Sunday); `*` is `None`.
+fn crontab_weekdays(s: &str) -> Result<Option<u8>, String> {
+    if s == "*" || s == "?" {
+        return Ok(None);
+    }
     let value = |t: &str| -> Result<u32, String> {
-        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(t)) {
-            return Ok(i as u32 + name_base);
+        if let Some(i) = DAYS.iter().position(|n| n.eq_ignore_ascii_case(t)) {
+            return Ok(i as u32);
         }
         t.parse::<u32>()
-            .map_err(|_| format!("{t:?} is not a number"))
+            .map_err(|_| format!("{t:?} is neither 0-7 nor a day name (SUN..SAT)"))
     };
-    let mut bits = 0u64;
+    let mut bits = 0u8;
     for part in s.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, st)) => (
@@ -46,54 +71,84 @@ fn field(s: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> Result<(u
             None => (part, 1),
         };
         let (a, b) = if range == "*" {
-            (lo, hi)
+            (0, 7)
         } else if let Some((a, b)) = range.split_once('-') {
             (value(a)?, value(b)?)
         } else {
             let v = value(range)?;
-            (v, if part.contains('/') { hi } else { v })
+            (v, if part.contains('/') { 7 } else { v })
         };
-        if a < lo || b > hi || a > b {
-            return Err(format!("{part:?} is outside {lo}-{hi}"));
+        if b > 7 || a > b {
+            return Err(format!("{part:?} is outside 0-7"));
         }
         let mut v = a;
         while v <= b {
-            bits |= 1 << v;
+            bits |= 1 << (v % 7);
             v += step;
         }
     }
-    Ok((bits, s == "*"))
+    Ok(Some(bits))
+}
+
+/// The crate's last message line ("Minutes must be less than 59...").
+fn crate_message(e: &cron::error::Error) -> String {
+    let text = e.to_string();
+    text.lines().last().unwrap_or_default().trim().to_string()
+}
+
+fn to_chrono(t: PrimitiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::Utc
+        .timestamp_opt(t.assume_utc().unix_timestamp(), 0)
+        .single()
+}
+
+fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> Option<PrimitiveDateTime> {
+    let o = OffsetDateTime::from_unix_timestamp(t.timestamp()).ok()?;
+    Some(PrimitiveDateTime::new(o.date(), o.time()))
 }
 
 impl Cron {
     /// Parses `expr`; the error says which field is wrong.
     pub fn parse(expr: &str) -> Result<Cron, String> {
-        let f: Vec<&str> = expr.split_whitespace().collect();
-        if f.len() != 5 {
-            return Err(format!(
-                "{expr:?}: a schedule has 5 fields (minute hour day-of-month month day-of-week), e.g. \"*/15 * * * *\""
-            ));
+        let mut f: Vec<&str> = expr.split_whitespace().collect();
+        match f.len() {
+            5 => f.insert(0, "0"),
+            6 => {}
+            _ => {
+                return Err(format!(
+                    "{expr:?}: a schedule has 5 fields (minute hour day-of-month month day-of-week), e.g. \"*/15 * * * *\", or 6 with seconds first"
+                ))
+            }
         }
-        let wrap = |name: &str, r: Result<(u64, bool), String>| {
-            r.map_err(|e| format!("{expr:?}: {name} field: {e}"))
+        let days =
+            crontab_weekdays(f[5]).map_err(|e| format!("{expr:?}: day-of-week field: {e}"))?;
+        let names = days.map(|bits| {
+            (0..7)
+                .filter(|d| bits & (1 << d) != 0)
+                .map(|d| DAYS[d])
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let dow = names.as_deref().unwrap_or("*");
+        // Each field alone, so that the error names the field.
+        for (i, name) in FIELD_NAMES.iter().enumerate().take(5) {
+            let mut probe = ["0", "*", "*", "*", "*", "*"];
+            probe[i] = f[i];
+            cron::Schedule::from_str(&probe.join(" "))
+                .map_err(|e| format!("{expr:?}: {name} field: {}", crate_message(&e)))?;
+        }
+        let build = |dom: &str, dow: &str| {
+            cron::Schedule::from_str(&format!("{} {} {} {dom} {} {dow}", f[0], f[1], f[2], f[4]))
+                .map_err(|e| format!("{expr:?}: {}", crate_message(&e)))
         };
-        let (minutes, _) = wrap("minute", field(f[0], 0, 59, &[], 0))?;
-        let (hours, _) = wrap("hour", field(f[1], 0, 23, &[], 0))?;
-        let (dom, dom_any) = wrap("day-of-month", field(f[2], 1, 31, &[], 0))?;
-        let (months, _) = wrap("month", field(f[3], 1, 12, &MONTHS, 1))?;
-        let (mut dow, dow_any) = wrap("day-of-week", field(f[4], 0, 7, &DAYS, 0))?;
-        if dow & (1 << 7) != 0 {
-            dow |= 1;
-        }
+        let schedules = if f[3] != "*" && f[3] != "?" && days.is_some() {
+            vec![build(f[3], "*")?, build("*", dow)?]
+        } else {
+            vec![build(f[3], dow)?]
+        };
         Ok(Cron {
             text: expr.to_string(),
-            minutes,
-            hours: hours as u32,
-            dom: dom as u32,
-            months: months as u16,
-            dow: (dow & 0x7f) as u8,
-            dom_any,
-            dow_any,
+            schedules,
         })
     }
 
@@ -102,20 +157,9 @@ impl Cron {
         &self.text
     }
 
-    /// Whether the schedule fires in the minute of `t`.
+    /// Whether the schedule fires at `t` (to the second).
     pub fn matches(&self, t: PrimitiveDateTime) -> bool {
-        let dom_ok = self.dom & (1 << t.day()) != 0;
-        let dow_ok = self.dow & (1 << t.weekday().number_days_from_sunday()) != 0;
-        let day_ok = match (self.dom_any, self.dow_any) {
-            (true, true) => true,
-            (false, true) => dom_ok,
-            (true, false) => dow_ok,
-            (false, false) => dom_ok || dow_ok,
-        };
-        self.minutes & (1 << t.minute()) != 0
-            && self.hours & (1 << t.hour()) != 0
-            && self.months & (1 << u8::from(t.month())) != 0
-            && day_ok
+        to_chrono(t).is_some_and(|c| self.schedules.iter().any(|s| s.includes(c)))
     }
 
     /// The latest firing at or before `t` within `horizon`.
@@ -124,37 +168,31 @@ impl Cron {
         t: PrimitiveDateTime,
         horizon: Duration,
     ) -> Option<PrimitiveDateTime> {
-        let mut c = t.replace_second(0).ok()?.replace_nanosecond(0).ok()?;
-        let stop = t - horizon;
-        while c >= stop {
-            if self.matches(c) {
-                return Some(c);
-            }
-            c -= Duration::minutes(1);
-        }
-        None
+        let from = to_chrono(t.replace_nanosecond(0).ok()? + Duration::seconds(1))?;
+        let best = self
+            .schedules
+            .iter()
+            .filter_map(|s| s.after(&from).next_back())
+            .max()?;
+        from_chrono(best).filter(|&b| b >= t - horizon)
     }
 
     /// The first firing after `t`, within a year.
     pub fn next_after(&self, t: PrimitiveDateTime) -> Option<PrimitiveDateTime> {
-        let mut c = t.replace_second(0).ok()?.replace_nanosecond(0).ok()? + Duration::minutes(1);
-        let stop = t + Duration::days(366);
-        while c <= stop {
-            if self.matches(c) {
-                return Some(c);
-            }
-            c += Duration::minutes(1);
-        }
-        None
+        let from = to_chrono(t.replace_nanosecond(0).ok()?)?;
+        let best = self
+            .schedules
+            .iter()
+            .filter_map(|s| s.after(&from).next())
+            .min()?;
+        from_chrono(best).filter(|&b| b <= t + Duration::days(366))
     }
-}
 
-impl Cron {
     /// Whether the schedule fires in every hour of the day (`*/15 * * * *`): such a
     /// schedule keeps firing through the hour repeated at the end of summer time,
     /// as its interval promises; one that names its hours fires once.
     pub fn fires_every_hour(&self) -> bool {
-        self.hours == (1 << 24) - 1
+        self.schedules.iter().all(|s| s.hours().is_all())
     }
 
     /// The first instant after `after` at which the schedule fires, in `clock`'s
@@ -312,6 +350,48 @@ mod tests {
         assert!(Cron::parse("0 1 * * FUNDAY")
             .unwrap_err()
             .contains("day-of-week"));
-        assert!(Cron::parse("*/0 * * * *").unwrap_err().contains("step"));
+        assert!(Cron::parse("*/0 * * * *").unwrap_err().contains("minute"));
+        assert!(Cron::parse("0 1 * * 8")
+            .unwrap_err()
+            .contains("day-of-week"));
+    }
+
+    #[test]
+    fn days_combine_as_crontab_does() {
+        // Both restricted: the 1st of the month, or any Friday.
+        let c = Cron::parse("0 9 1 * 5").unwrap();
+        assert!(c.matches(datetime!(2026-12-01 09:00))); // a Tuesday, the 1st
+        assert!(c.matches(datetime!(2026-12-04 09:00))); // a Friday
+        assert!(!c.matches(datetime!(2026-12-02 09:00)));
+        assert_eq!(
+            c.next_after(datetime!(2026-12-01 09:00)),
+            Some(datetime!(2026-12-04 09:00))
+        );
+        // Sunday is 0 and 7; ranges and steps count from Sunday as crontab's do.
+        let weekdays = Cron::parse("0 9 * * 1-5").unwrap();
+        assert!(!weekdays.matches(datetime!(2026-12-06 09:00)));
+        assert!(weekdays.matches(datetime!(2026-12-07 09:00)));
+        let every_other = Cron::parse("0 9 * * */2").unwrap(); // SUN, TUE, THU, SAT
+        assert!(every_other.matches(datetime!(2026-12-06 09:00)));
+        assert!(!every_other.matches(datetime!(2026-12-07 09:00)));
+        assert!(every_other.matches(datetime!(2026-12-08 09:00)));
+    }
+
+    #[test]
+    fn six_fields_give_second_scale_schedules() {
+        let c = Cron::parse("*/5 * * * * *").unwrap();
+        assert_eq!(
+            c.next_after(datetime!(2026-12-01 09:00:01)),
+            Some(datetime!(2026-12-01 09:00:05))
+        );
+        assert_eq!(
+            c.last_at_or_before(datetime!(2026-12-01 09:00:07), Duration::minutes(1)),
+            Some(datetime!(2026-12-01 09:00:05))
+        );
+        let clock = Clock::manual(datetime!(2026-12-01 00:00:03 UTC), "Asia/Shanghai").unwrap();
+        assert_eq!(
+            c.next_instant_after(clock.now(), &clock),
+            Some(datetime!(2026-12-01 00:00:05 UTC))
+        );
     }
 }
