@@ -242,6 +242,7 @@ async fn measure(
         "PACS",
         &stmt,
         std::time::Duration::from_secs(600),
+        &Default::default(),
         &mut |_| {},
     )
     .await?;
@@ -252,6 +253,7 @@ async fn measure(
         "PACS",
         &stmt,
         std::time::Duration::from_secs(600),
+        &Default::default(),
         &mut |p| readings.push(p),
     )
     .await?;

@@ -40,6 +40,9 @@ pub enum ErrorKind {
     /// Clocks disagree: this machine's, SQL Server's or a target's is off, so times
     /// pacsbak writes or judges by (snapshot dates, RPO ages) would be wrong.
     Clock,
+    /// The job was stopped before it finished: the daemon is stopping, or the job ran
+    /// past its time-out. What it started was ended (a BACKUP's session killed).
+    Cancelled,
     /// Something that should be impossible happened: a bug.
     Internal,
 }
@@ -69,6 +72,7 @@ impl ErrorKind {
             ErrorKind::SqlServer => "sql-server",
             ErrorKind::Refused => "refused",
             ErrorKind::Clock => "clock",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
         }
     }

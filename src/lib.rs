@@ -14,10 +14,13 @@
 //!   server), [`simulator`] (a SQL Server that speaks TDS, for tests and training);
 //! - what is done and said: [`jobs`] (the policy jobs), [`records`] (the typed backup
 //!   record, kinds, tags), [`outcome`] (what a job hands back), [`render`] (outcomes
-//!   as text or JSON), [`cli`] (the command line).
+//!   as text or JSON), [`cli`] (the command line);
+//! - running unattended: [`scheduler`] (the daemon: schedules, locks, retries,
+//!   reload, metrics), [`journal`] (the audit trail), [`alerts`] (who is told).
 //!
 //! Errors are [`Error`] with an [`ErrorKind`]; as data, [`ErrorRecord`].
 
+pub mod alerts;
 pub mod bakfile;
 pub mod cli;
 pub mod clock;
@@ -26,11 +29,13 @@ mod direct_io;
 mod error;
 pub mod jobs;
 pub mod journal;
+pub mod logfile;
 pub mod outcome;
 pub mod policy;
 pub mod records;
 pub mod render;
 pub mod repository;
+pub mod scheduler;
 pub mod simulator;
 pub mod sqlserver;
 pub mod storage;

@@ -10,7 +10,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = pacsbak::cli::Cli::parse();
-    pacsbak::cli::init_tracing(&cli.global);
+    pacsbak::cli::init_tracing(&cli);
     pacsbak::cli::main(cli)
 }
 

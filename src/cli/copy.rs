@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::context::{finish, open_repository, runtime};
+use super::context::{finish, load_config, runtime};
 use super::GlobalArgs;
-use crate::outcome::{CopyRun, CopyTarget, Outcome, Status};
+use crate::outcome::Outcome;
 
 /// Copy snapshots between targets.
 #[derive(Debug, Args)]
@@ -26,39 +26,10 @@ pub struct CopyArgs {
 
 /// Runs `copy`.
 pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let src = open_repository(global, Some(&args.from)).await?;
-        let mut targets = Vec::new();
-        for to in &args.to {
-            let copied = match open_repository(global, Some(to)).await {
-                Ok(dest) => src.copy_to(&dest).await.map_err(anyhow::Error::from),
-                Err(e) => Err(e),
-            };
-            targets.push(match copied {
-                Ok(r) => CopyTarget {
-                    target: to.clone(),
-                    status: Status::Ok,
-                    ok: true,
-                    report: Some(r),
-                    error: None,
-                },
-                Err(e) => CopyTarget {
-                    target: to.clone(),
-                    status: Status::Failed,
-                    ok: false,
-                    report: None,
-                    error: Some(super::error_record(&e)),
-                },
-            });
-        }
-        let failed = targets.iter().filter(|t| !t.ok).count();
-        let outcome = Outcome::Copy(CopyRun {
-            from: args.from.clone(),
-            targets,
-            failed,
-            ok: failed == 0,
-        });
-        finish(&outcome, global.json)
+        let run = crate::jobs::copy::run(&cfg, &args.from, &args.to).await?;
+        finish(&Outcome::Copy(run), global.json)
     })
 }

@@ -9,11 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod alert;
 mod backup;
 mod backup_db;
 mod check;
 mod context;
 mod copy;
+mod daemon;
 mod diff;
 mod filter;
 mod inspect;
@@ -64,6 +66,10 @@ pub enum Command {
     /// Are we protected right now? Per database the newest restorable point against
     /// the RPO, the copies on each target, folders, last verify, next runs, problems.
     Status(status::StatusArgs),
+    /// Run every schedule unattended (foreground; a service wraps it).
+    Daemon(daemon::DaemonArgs),
+    /// Alert channels: `alert test` sends a test message to each.
+    Alert(alert::AlertArgs),
     /// Back up into the repository.
     Backup(backup::BackupArgs),
     /// List snapshots.
@@ -88,24 +94,78 @@ pub enum Command {
     Sandbox(sandbox::SandboxArgs),
 }
 
-/// Sets up logging to stderr; `RUST_LOG` wins over `-v`.
-pub fn init_tracing(global: &GlobalArgs) {
+/// Sets up logging to stderr (`RUST_LOG` wins over `-v`) and, for the daemon, to
+/// the log file of `[log]`: rotated at its size cap, JSON lines or text, no colour.
+pub fn init_tracing(cli: &Cli) {
     use std::io::IsTerminal;
-    let default = match global.verbose {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let log = match cli.command {
+        Command::Daemon(_) => context::load_config(&cli.global)
+            .ok()
+            .map(|c| (c.main.log.clone(), c.dir)),
+        _ => None,
+    };
+    let default = match cli.global.verbose {
         // tiberius warns on every plaintext connection (the policy's `encryption`
         // already says so) and logs every server ERROR token itself, before pacsbak
         // reports the same error once, with its context: it is silenced.
+        0 if log.is_some() => "info,tiberius=off",
         0 => "warn,tiberius=off",
         1 => "info,tiberius=off",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let level = log
+        .as_ref()
+        .and_then(|(l, _)| l.level.clone())
+        .map(|l| format!("{l},tiberius=off"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.as_deref().unwrap_or(default)));
+    type Boxed = Box<
+        dyn Layer<tracing_subscriber::layer::Layered<EnvFilter, tracing_subscriber::Registry>>
+            + Send
+            + Sync,
+    >;
+    let mut layers: Vec<Boxed> = vec![tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .boxed()];
+    let mut file_error = None;
+    if let Some((section, dir)) = &log {
+        if let Some(path) = &section.path {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                dir.join(path)
+            };
+            match crate::logfile::RotatingFile::open(
+                &path,
+                section.max_size_mib << 20,
+                section.keep_files,
+            ) {
+                Ok(f) => {
+                    let f = std::sync::Arc::new(f);
+                    let layer = tracing_subscriber::fmt::layer()
+                        .with_writer(f)
+                        .with_ansi(false);
+                    layers.push(match section.format {
+                        crate::config::LogFormat::Json => layer.json().boxed(),
+                        crate::config::LogFormat::Text => layer.boxed(),
+                    });
+                }
+                Err(e) => file_error = Some(e),
+            }
+        }
+    }
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layers)
         .try_init();
+    if let Some(e) = file_error {
+        tracing::error!(error = %e, "the log file cannot be opened: logging to stderr only");
+    }
 }
 
 /// The structured form of a command's failure: the library's error (its kind,
@@ -156,6 +216,8 @@ impl Command {
             Command::Repo(_) => "repo",
             Command::Journal(_) => "journal",
             Command::Status(_) => "status",
+            Command::Daemon(_) => "daemon",
+            Command::Alert(_) => "alert",
             Command::Backup(_) => "backup",
             Command::Snapshots(_) => "snapshots",
             Command::Diff(_) => "diff",
@@ -216,6 +278,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repo(a) => repo::run(g, a),
         Command::Journal(a) => journal::run(g, a),
         Command::Status(a) => status::run(g, a),
+        Command::Daemon(a) => daemon::run(g, a),
+        Command::Alert(a) => alert::run(g, a),
         Command::Backup(a) => backup::run(g, a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Diff(a) => diff::run(g, a),

@@ -161,6 +161,7 @@ fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCo
             move_log: a.move_log.clone(),
             replace: a.replace,
             keep_staging: a.keep_staging,
+            cancel: Default::default(),
         };
         let r = crate::jobs::restore_db::run(&policy, &instance, &repo, &o).await?;
         finish(&Outcome::RestoreDb(r), global.json)

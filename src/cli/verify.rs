@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::context::{finish, open_repository, runtime};
+use anyhow::Context;
+
+use super::context::{finish, load_config, runtime};
 use super::GlobalArgs;
-use crate::outcome::{Outcome, VerifyOutcome};
-use crate::repository::{ReadData, VerifyOptions};
+use crate::outcome::Outcome;
+use crate::repository::ReadData;
 
 /// Options of `verify`.
 #[derive(Debug, Args)]
@@ -22,18 +24,16 @@ pub struct VerifyArgs {
 
 /// Runs `verify`; exit code 1 when anything is damaged.
 pub fn run(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let repo = open_repository(global, args.target.as_deref()).await?;
-        let opts = VerifyOptions {
-            read_data: args.read_data.unwrap_or(ReadData::None),
-        };
-        let report = repo.verify(&opts).await?;
-        let outcome = Outcome::Verify(VerifyOutcome {
-            target: repo.storage().name().to_string(),
-            ok: report.ok(),
-            report,
-        });
-        finish(&outcome, global.json)
+        let read_data = args.read_data.unwrap_or(ReadData::None);
+        let outcome = crate::jobs::verify::run(&cfg, args.target.as_deref(), read_data)
+            .await
+            .with_context(|| match &args.target {
+                Some(t) => format!("cannot verify the repository on target {t:?}"),
+                None => "cannot verify the repository".to_string(),
+            })?;
+        finish(&Outcome::Verify(outcome), global.json)
     })
 }

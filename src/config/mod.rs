@@ -6,6 +6,7 @@
 //! that name the file, line and key. Secrets never live in these files: a key that
 //! looks like one is refused with directions to the environment or a secrets file.
 
+mod daemon;
 mod secrets;
 mod target;
 
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub use daemon::{
+    AlertsSection, CopySchedule, DaemonSection, EmailChannel, LogFormat, LogSection, RobotChannel,
+    SmtpTls, VerifySchedule, WebhookChannel,
+};
 pub use secrets::{read_secret_file, read_secret_map, repository_passphrase, Passphrase};
 pub use target::{
     parse_rate, parse_size, Addressing, BandwidthSchedule, BandwidthWindow, CredentialRefs,
@@ -39,6 +44,15 @@ pub struct MainConfig {
     /// The journal of jobs (the audit trail).
     #[serde(default)]
     pub journal: JournalSection,
+    /// What the daemon runs besides the policies' schedules.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// Whom the daemon tells.
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    /// The log file.
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 /// `[journal]` in `pacsbak.toml`.
@@ -122,6 +136,7 @@ impl ConfigDir {
             let t = TargetConfig::load(&path, dir)?;
             targets.insert(t.name.clone(), t);
         }
+        check_daemon_section(&main_path, &main, &targets)?;
         Ok(ConfigDir {
             dir: dir.to_path_buf(),
             main,
@@ -169,6 +184,49 @@ impl ConfigDir {
             )
         })
     }
+}
+
+/// `[daemon]` names targets that exist and runs at least one job at a time.
+fn check_daemon_section(
+    path: &Path,
+    main: &MainConfig,
+    targets: &BTreeMap<String, TargetConfig>,
+) -> Result<()> {
+    let refuse = |key: &str, msg: String| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{}: key `{key}`: {msg}", path.display()),
+        )
+        .with("file", path.display())
+        .with("key", key)
+    };
+    let d = &main.daemon;
+    if d.max_parallel == 0 {
+        return Err(refuse("daemon.max_parallel", "must be at least 1".into()));
+    }
+    let known = || targets.keys().cloned().collect::<Vec<_>>().join(", ");
+    let named = d
+        .copy
+        .iter()
+        .flat_map(|c| {
+            std::iter::once(&c.from)
+                .chain(&c.to)
+                .map(|t| ("daemon.copy", t))
+        })
+        .chain(
+            d.verify
+                .iter()
+                .flat_map(|v| v.targets.iter().map(|t| ("daemon.verify.targets", t))),
+        );
+    for (key, t) in named {
+        if !targets.contains_key(t) {
+            return Err(refuse(
+                key,
+                format!("no storage target named {t:?} (known: {})", known()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `*.toml` files of a folder, sorted; a missing folder has none.

@@ -45,6 +45,9 @@ pub struct DbBackupOptions {
     pub reason: Option<String>,
     /// Progress callback.
     pub progress: Option<Progress>,
+    /// Stops the job: the BACKUP in flight is killed, later databases are not
+    /// started (the daemon's shutdown and time-outs).
+    pub cancel: CancellationToken,
 }
 
 /// One target's copy of one backup.
@@ -228,6 +231,19 @@ pub async fn run(
         let mut results = Vec::new();
         for sel in select_databases(policy, &all, opts.database.as_deref()) {
             let r = match sel {
+                _ if opts.cancel.is_cancelled() => {
+                    let name = match &sel {
+                        Ok(db) => db.name.clone(),
+                        Err((name, _)) => name.clone(),
+                    };
+                    failed(
+                        &name,
+                        requested,
+                        opts.copy_only,
+                        Error::new(ErrorKind::Cancelled, "not started: the job was stopped")
+                            .with("server", &instance.name),
+                    )
+                }
                 Ok(db) => {
                     backup_one(policy, instance, targets, opts, &db, requested, &stored).await
                 }
@@ -317,10 +333,13 @@ async fn backup_one(
             warn!(database = %db.name, error = %e, "database backup failed");
         }
     }
+    if opts.cancel.is_cancelled() {
+        return res;
+    }
     // Backups msdb shows that the repository lacks (taken by another tool or by
     // hand, or by a run of ours that failed): stored now, or the chain is broken.
     let step = info_span!("step", step = "outside-backups", database = %db.name);
-    match adopt_outside_backups(policy, instance, targets, db, stored, &mut res)
+    match adopt_outside_backups(policy, instance, targets, opts, db, stored, &mut res)
         .instrument(step)
         .await
     {
@@ -366,6 +385,7 @@ async fn adopt_outside_backups(
     policy: &Policy,
     instance: &Instance,
     targets: &[Target],
+    opts: &DbBackupOptions,
     db: &DatabaseInfo,
     stored: &std::result::Result<Vec<BackupRecord>, ErrorRecord>,
     res: &mut DbBackupResult,
@@ -425,10 +445,13 @@ async fn adopt_outside_backups(
                 policy,
                 instance,
                 targets,
+                &opts.cancel,
                 db,
-                kind,
-                &files,
-                (b.first_lsn, b.last_lsn),
+                OutsideBackup {
+                    kind,
+                    files: &files,
+                    lsns: (b.first_lsn, b.last_lsn),
+                },
             )
             .await
         } else {
@@ -484,23 +507,33 @@ async fn adopt_outside_backups(
     ))))
 }
 
+/// A backup msdb lists that the repository lacks.
+struct OutsideBackup<'a> {
+    kind: BackupKind,
+    /// Its files (as SQL Server names them, as pacsbak reaches them).
+    files: &'a [(String, PathBuf)],
+    /// Its first and last LSN, as msdb has them.
+    lsns: (Option<bakfile::Lsn>, Option<bakfile::Lsn>),
+}
+
 /// Checks (RESTORE VERIFYONLY) and stores a backup pacsbak did not take on every
 /// target; the id of its snapshot on the first.
 async fn adopt(
     policy: &Policy,
     instance: &Instance,
     targets: &[Target],
+    cancel: &CancellationToken,
     db: &DatabaseInfo,
-    kind: BackupKind,
-    files: &[(String, PathBuf)],
-    lsns: (Option<bakfile::Lsn>, Option<bakfile::Lsn>),
+    found: OutsideBackup<'_>,
 ) -> Result<String> {
+    let OutsideBackup { kind, files, lsns } = found;
     let server_files: Vec<String> = files.iter().map(|(s, _)| s.clone()).collect();
     run_long(
         instance,
         &db.name,
         &verifyonly_sql(&server_files),
         policy.stall,
+        cancel,
         &mut |_| {},
     )
     .await?;
@@ -628,9 +661,16 @@ async fn backup_steps(
             }
         };
         let step = info_span!("step", step = "backup", database = %db.name, kind = %kind);
-        match run_long(instance, &db.name, &stmt.sql(), policy.stall, &mut cb)
-            .instrument(step)
-            .await
+        match run_long(
+            instance,
+            &db.name,
+            &stmt.sql(),
+            policy.stall,
+            &opts.cancel,
+            &mut cb,
+        )
+        .instrument(step)
+        .await
         {
             Ok(r) => break (files, r),
             Err(e) if attempt == 1 && kind == BackupKind::Diff && e.sql_error() == Some(3035) => {
@@ -669,6 +709,7 @@ async fn backup_steps(
             &db.name,
             &verifyonly_sql(&server_files),
             policy.stall,
+            &opts.cancel,
             &mut |_| {},
         )
         .instrument(step)

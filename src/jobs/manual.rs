@@ -61,6 +61,7 @@ pub async fn run(
             tags: vec!["manual".into()],
             reason: Some(reason.to_string()),
             progress,
+            cancel: Default::default(),
         };
         let databases = db_backup::run(policy, instance, targets, &opts).await?;
         let mut meta = BTreeMap::new();

@@ -4,12 +4,14 @@
 //! CLI (src/cli/) only parses arguments and prints.
 
 pub mod check;
+pub mod copy;
 pub mod db_backup;
 pub mod folders;
 pub mod manual;
 pub mod restore_db;
 pub mod sandbox;
 pub mod status;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -162,6 +162,8 @@ pub struct RestoreDbOptions {
     pub replace: bool,
     /// Leave the staged backup files in the staging folder after the restore.
     pub keep_staging: bool,
+    /// Stops the restore: the RESTORE in flight is killed.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// The outcome of a restore.
@@ -410,13 +412,28 @@ async fn stage_and_restore(
                 }
             };
             let step = info_span!("step", step = "restore", n = i + 1, kind = %s.kind);
-            run_long(instance, &o.as_name, &stmt, policy.stall, &mut |_| {})
-                .instrument(step)
-                .await?;
+            run_long(
+                instance,
+                &o.as_name,
+                &stmt,
+                policy.stall,
+                &o.cancel,
+                &mut |_| {},
+            )
+            .instrument(step)
+            .await?;
             statements.push(stmt);
         }
         let recover = format!("RESTORE DATABASE {db} WITH RECOVERY");
-        run_long(instance, &o.as_name, &recover, policy.stall, &mut |_| {}).await?;
+        run_long(
+            instance,
+            &o.as_name,
+            &recover,
+            policy.stall,
+            &o.cancel,
+            &mut |_| {},
+        )
+        .await?;
         statements.push(recover);
         info!(steps = p.steps.len(), "database restored");
         Ok(RestoreDbRun {

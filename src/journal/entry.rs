@@ -12,6 +12,14 @@ pub enum EntryKind {
     JobEnd,
     /// Old entries were removed (what and up to where).
     Pruned,
+    /// The daemon started, with the hashes of the configuration files it loaded.
+    DaemonStart,
+    /// The daemon reloaded its configuration (or refused a change): what changed.
+    DaemonReload,
+    /// The daemon stopped, and what it stopped.
+    DaemonStop,
+    /// An alert was sent (or could not be).
+    Alert,
 }
 
 impl EntryKind {
@@ -21,13 +29,25 @@ impl EntryKind {
             EntryKind::JobStart => "job-start",
             EntryKind::JobEnd => "job-end",
             EntryKind::Pruned => "pruned",
+            EntryKind::DaemonStart => "daemon-start",
+            EntryKind::DaemonReload => "daemon-reload",
+            EntryKind::DaemonStop => "daemon-stop",
+            EntryKind::Alert => "alert",
         }
     }
 
     fn parse(s: &str) -> Option<EntryKind> {
-        [EntryKind::JobStart, EntryKind::JobEnd, EntryKind::Pruned]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            EntryKind::JobStart,
+            EntryKind::JobEnd,
+            EntryKind::Pruned,
+            EntryKind::DaemonStart,
+            EntryKind::DaemonReload,
+            EntryKind::DaemonStop,
+            EntryKind::Alert,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -218,6 +218,24 @@ impl Journal {
         Ok(last)
     }
 
+    /// The newest start of a scheduled job (its job, policy and database as the
+    /// daemon writes them): when it last ran, to find a run missed while the daemon
+    /// was stopped.
+    pub fn last_start(
+        &self,
+        job: &str,
+        policy: Option<&str>,
+        database: Option<&str>,
+    ) -> Result<Option<Entry>> {
+        let mut last = None;
+        self.each(
+            "WHERE job = ? AND kind = 'job-start' AND policy IS ? AND database IS ? ORDER BY seq DESC LIMIT 1",
+            &[&job, &policy, &database],
+            |e| last = Some(e),
+        )?;
+        Ok(last)
+    }
+
     /// Checks the chain: every entry's hash over its fields, every link to the one
     /// before, no gap in the sequence, the first entry linked to the anchor that
     /// pruning left.

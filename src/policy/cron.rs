@@ -107,6 +107,15 @@ fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> Option<PrimitiveDateTime> {
     Some(PrimitiveDateTime::new(o.date(), o.time()))
 }
 
+/// Read from TOML as a string; a bad expression is a TOML error, so it names the
+/// file, line and key like every other.
+impl<'de> serde::Deserialize<'de> for Cron {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cron, D::Error> {
+        let text = String::deserialize(d)?;
+        Cron::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Cron {
     /// Parses `expr`; the error says which field is wrong.
     pub fn parse(expr: &str) -> Result<Cron, String> {

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::conn::{float, Instance, Sql};
@@ -90,12 +91,15 @@ pub struct LongRun {
 
 /// Runs a long statement (BACKUP, RESTORE) on its own connection while a second one
 /// polls its progress; `progress` gets each new percentage. Fails with a stall error
-/// when the percentage does not move for `stall`.
+/// when the percentage does not move for `stall`, and with a cancelled one when
+/// `cancel` fires (the daemon stopping, a job's time-out): either way the
+/// statement's session is ended with `KILL`, so nothing keeps writing behind us.
 pub async fn run_long(
     instance: &Instance,
     database: &str,
     sql: &str,
     stall: Duration,
+    cancel: &CancellationToken,
     progress: &mut (dyn FnMut(f64) + Send),
 ) -> Result<LongRun> {
     let span = info_span!("sql_statement", server = %instance.name, database);
@@ -125,6 +129,10 @@ pub async fn run_long(
                         Err(e) => Err(e.with("database", database)),
                     };
                 }
+                _ = cancel.cancelled() => {
+                    let why = Ended::Cancelled;
+                    return Err(kill(instance, database, spid, why, &mut mon).await);
+                }
                 _ = tick.tick() => {
                     match mon.rows(&poll).await {
                         Ok(rows) => {
@@ -139,7 +147,8 @@ pub async fn run_long(
                         Err(e) => warn!(error = %e, "progress poll failed"),
                     }
                     if last_change.elapsed() >= stall {
-                        return Err(stalled(instance, database, spid, last, stall, &mut mon).await);
+                        let why = Ended::Stalled { last, stall };
+                        return Err(kill(instance, database, spid, why, &mut mon).await);
                     }
                 }
             }
@@ -149,32 +158,45 @@ pub async fn run_long(
     .await
 }
 
-/// The error for a stalled statement, after trying to `KILL` its session. What the
-/// error says about the session is what KILL answered: a refused KILL leaves the
+/// Why a long statement is being ended.
+enum Ended {
+    /// No progress for `stall`, last seen at `last` percent.
+    Stalled { last: f64, stall: Duration },
+    /// The job was cancelled (shutdown, time-out).
+    Cancelled,
+}
+
+/// The error for a statement ended early, after trying to `KILL` its session. What
+/// the error says about the session is what KILL answered: a refused KILL leaves the
 /// statement running on the server, and the engineer must know that.
-async fn stalled(
-    instance: &Instance,
-    database: &str,
-    spid: i64,
-    last: f64,
-    stall: Duration,
-    mon: &mut Sql,
-) -> Error {
-    let stalled = format!(
-        "the statement stalled: no progress for {} s at {last:.0} percent",
-        stall.as_secs()
-    );
+async fn kill(instance: &Instance, database: &str, spid: i64, why: Ended, mon: &mut Sql) -> Error {
+    let (kind, what, then) = match why {
+        Ended::Stalled { last, stall } => (
+            ErrorKind::SqlServer,
+            format!(
+                "the statement stalled: no progress for {} s at {last:.0} percent",
+                stall.as_secs()
+            ),
+            "Check the backup device, then run again",
+        ),
+        Ended::Cancelled => (
+            ErrorKind::Cancelled,
+            "the job was stopped (pacsbak is stopping, or the job ran past its time-out)"
+                .to_string(),
+            "Nothing of it was stored; it runs again at its next schedule",
+        ),
+    };
     let err = match mon.exec(&format!("KILL {spid}")).await {
         Ok(()) => Error::new(
-            ErrorKind::SqlServer,
-            format!("{stalled}; it was killed (session {spid}). Check the backup device, then run again"),
+            kind,
+            format!("{what}; it was killed (session {spid}). {then}"),
         ),
         Err(kill) => {
             let number = kill.sql_error();
             let e = Error::new(
-                ErrorKind::SqlServer,
+                kind,
                 format!(
-                    "{stalled}; KILL {spid} failed ({}), so the statement may still be running on the server: end session {spid} there (KILL {spid} as a sysadmin) before running again",
+                    "{what}; KILL {spid} failed ({}), so the statement may still be running on the server: end session {spid} there (KILL {spid} as a sysadmin) before running again",
                     kill.message()
                 ),
             );

@@ -21,7 +21,7 @@ static CRYPTO: Once = Once::new();
 
 /// TLS for HTTPS targets uses rustls with the ring provider, and OpenDAL's HTTP
 /// services need their reqwest transport installed: both once per process.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     CRYPTO.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
         opendal_http_transport_reqwest::install_default();

@@ -23,6 +23,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub(crate) use build::install_crypto_provider;
 pub use build::{open_new_target, open_target};
 pub use local::LocalFolder;
 pub use opendal_storage::{OpendalStorage, WriteMode};

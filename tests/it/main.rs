@@ -7,6 +7,7 @@ mod bakfile;
 mod bakfile_padding;
 mod common;
 mod config_files;
+mod daemon;
 mod faults;
 mod fixture_repository;
 mod journal;

@@ -247,6 +247,7 @@ async fn a_simulated_week_restores_to_a_random_point_in_time() {
         move_data: drill.display().to_string(),
         move_log: drill.display().to_string(),
         replace: false,
+        cancel: Default::default(),
         keep_staging: false,
     };
     let r = restore_db::run(&env.policy, &env.instance, env.repo(), &o)

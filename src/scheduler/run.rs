@@ -1,0 +1,146 @@
+//! One scheduled job, run through the same library calls as its command.
+
+use tokio_util::sync::CancellationToken;
+
+use super::{JobSpec, JobWhat};
+use crate::config::ConfigDir;
+use crate::error::{Error, ErrorKind, ErrorRecord};
+use crate::jobs::db_backup::{self, DbBackupOptions};
+use crate::jobs::folders::{self, FolderFilter};
+use crate::jobs::open_targets;
+use crate::outcome::{JobFailure, Outcome};
+use crate::repository::ReadData;
+use crate::sqlserver::Instance;
+
+/// What a run came to.
+#[derive(Debug)]
+pub struct JobResult {
+    /// Everything it was asked to do was done and proven.
+    pub ok: bool,
+    /// The typed outcome, as the command's `--json` prints it.
+    pub outcome: Outcome,
+    /// Each failure in it (server, database, SQL Server error number), for alerts.
+    pub failures: Vec<ErrorRecord>,
+}
+
+impl JobResult {
+    fn failed(command: &str, e: &Error) -> JobResult {
+        let record = e.record();
+        JobResult {
+            ok: false,
+            outcome: Outcome::Failed(JobFailure {
+                command: command.to_string(),
+                ok: false,
+                error: record.clone(),
+            }),
+            failures: vec![record],
+        }
+    }
+}
+
+/// Runs `spec` with the configuration `cfg`; `cancel` stops it (a BACKUP in
+/// flight is killed).
+pub async fn run_job(spec: &JobSpec, cfg: &ConfigDir, cancel: CancellationToken) -> JobResult {
+    let command = spec.journal_job();
+    match &spec.what {
+        JobWhat::BackupDb { policy, kind } => {
+            let run = async {
+                let targets = open_targets(cfg, policy).await?;
+                let instance = Instance::open(&policy.instance_spec()?).await?;
+                let opts = DbBackupOptions {
+                    kind: Some(*kind),
+                    cancel,
+                    ..DbBackupOptions::default()
+                };
+                let mut r = db_backup::run(policy, &instance, &targets.open, &opts).await?;
+                r.note_unreachable(&targets.unreachable);
+                Ok::<_, Error>(r)
+            };
+            match run.await {
+                Ok(r) => {
+                    let mut failures: Vec<ErrorRecord> = r
+                        .results
+                        .iter()
+                        .filter(|d| !d.ok)
+                        .map(|d| {
+                            d.error.clone().unwrap_or_else(|| {
+                                ErrorRecord::new(ErrorKind::Storage, "not proven offsite")
+                            })
+                        })
+                        .collect();
+                    if r.results.is_empty() {
+                        failures.push(ErrorRecord::new(
+                            ErrorKind::Config,
+                            "the policy selected no database",
+                        ));
+                    }
+                    JobResult {
+                        ok: r.ok,
+                        failures,
+                        outcome: Outcome::BackupDb(r),
+                    }
+                }
+                Err(e) => JobResult::failed(&command, &e),
+            }
+        }
+        JobWhat::Folder { policy, folder } => match open_targets(cfg, policy).await {
+            Ok(targets) => {
+                let filter = FolderFilter {
+                    names: vec![folder.clone()],
+                    due: None,
+                };
+                let mut r = folders::run(
+                    policy,
+                    &targets.open,
+                    &filter,
+                    false,
+                    &[],
+                    &Default::default(),
+                )
+                .await;
+                r.note_unreachable(&targets.unreachable);
+                let failures = r.results.iter().filter_map(|f| f.error.clone()).collect();
+                JobResult {
+                    ok: r.ok,
+                    failures,
+                    outcome: Outcome::BackupFolders(r),
+                }
+            }
+            Err(e) => JobResult::failed(&command, &e),
+        },
+        JobWhat::Copy { from, to } => match crate::jobs::copy::run(cfg, from, to).await {
+            Ok(r) => JobResult {
+                ok: r.ok,
+                failures: r.targets.iter().filter_map(|t| t.error.clone()).collect(),
+                outcome: Outcome::Copy(r),
+            },
+            Err(e) => JobResult::failed(&command, &e),
+        },
+        JobWhat::Verify { target, percent } => {
+            let read = ReadData::Percent(*percent);
+            match crate::jobs::verify::run(cfg, Some(target), read).await {
+                Ok(v) => {
+                    let failures = if v.ok {
+                        Vec::new()
+                    } else {
+                        vec![ErrorRecord::new(
+                            ErrorKind::Integrity,
+                            format!(
+                                "verify found damage on target {target}: {} damaged packs, {} missing chunks, {} damaged snapshots",
+                                v.report.damaged_packs.len(),
+                                v.report.missing_chunks.len(),
+                                v.report.damaged_snapshots.len()
+                            ),
+                        )]
+                    };
+                    JobResult {
+                        ok: v.ok,
+                        failures,
+                        outcome: Outcome::Verify(v),
+                    }
+                }
+                Err(e) => JobResult::failed(&command, &e),
+            }
+        }
+    }
+}
