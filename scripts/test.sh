@@ -25,6 +25,7 @@ if [ ${#apt_needed[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
 fi
 python3 -c 'import pytds' 2>/dev/null || python3 -m pip install -q python-tds
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q aiosmtpd
 # sshd started as root needs its privilege-separation folder.
 [ -d /run/sshd ] || as_root mkdir -p /run/sshd 2>/dev/null || true
 # S3 tests run against moto_server on a loopback port.

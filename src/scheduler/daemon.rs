@@ -7,7 +7,7 @@
 //! start before it runs and its end when it is over, so a crash loses at most the
 //! jobs in flight, whose starts stand without ends.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use super::{config_files, JobSpec, JobWhat, Loaded};
 use crate::alerts::{Alert, Alerter, Severity};
 use crate::clock::{Clock, Instant as WallInstant};
 use crate::error::{Error, ErrorKind, ErrorRecord, Result};
+use crate::jobs::locks::{LockGuard, LockSet};
 use crate::journal::{EntryKind, Journal, NewEntry, Who};
 use crate::outcome::{JobFailure, Outcome};
 use crate::records::BackupKind;
@@ -81,6 +82,8 @@ struct Daemon {
     journal: Journal,
     who: Who,
     next: HashMap<String, OffsetDateTime>,
+    /// Locks held by running jobs (and by a log backup turning into a full).
+    locks: LockSet,
     pending: Vec<Pending>,
     running: HashMap<String, Running>,
     /// Jobs whose failure has been alerted, with the failures since.
@@ -113,6 +116,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
         alerter,
         journal,
         next: HashMap::new(),
+        locks: LockSet::default(),
         pending: Vec::new(),
         running: HashMap::new(),
         failing: BTreeMap::new(),
@@ -313,22 +317,25 @@ impl Daemon {
                     )
                 })
                 .count();
-            let held: HashSet<String> =
-                self.running.values().flat_map(|r| r.spec.locks()).collect();
             let ready = p.not_before <= now
                 && (is_log || counted < max)
-                && !self.running.values().any(|r| r.spec.key == p.spec.key)
-                && p.spec.locks().iter().all(|l| !held.contains(l));
-            if ready {
-                let p = self.pending.remove(i);
-                self.start(p);
+                && !self.running.values().any(|r| r.spec.key == p.spec.key);
+            let guard = if ready {
+                self.locks.try_acquire(&p.spec.locks())
             } else {
-                i += 1;
+                None
+            };
+            match guard {
+                Some(guard) => {
+                    let p = self.pending.remove(i);
+                    self.start(p, guard);
+                }
+                None => i += 1,
             }
         }
     }
 
-    fn start(&mut self, p: Pending) {
+    fn start(&mut self, p: Pending, guard: LockGuard) {
         let job_id = format!("{:016x}", rand::random::<u64>());
         let mut who = self.who.clone();
         who.command_line = format!(
@@ -357,10 +364,13 @@ impl Daemon {
         let tx = self.done_tx.clone();
         let id = job_id.clone();
         let token = cancel.clone();
+        let locks = self.locks.clone();
         let span = info_span!("job", job = %spec.key, job_id = %job_id);
         let task = tokio::spawn(
             async move {
-                let result = run_with_timeout(&spec, &cfg, token).await;
+                let result = run_with_timeout(&spec, &cfg, token, &locks).await;
+                // The locks are free before the loop hears the job is over.
+                drop(guard);
                 let _ = tx.send(Done { job_id: id, result });
             }
             .instrument(span),
@@ -679,8 +689,9 @@ async fn run_with_timeout(
     spec: &JobSpec,
     cfg: &crate::config::ConfigDir,
     cancel: CancellationToken,
+    locks: &LockSet,
 ) -> JobResult {
-    let run = run_job(spec, cfg, cancel.clone());
+    let run = run_job(spec, cfg, cancel.clone(), locks);
     tokio::pin!(run);
     match tokio::time::timeout(spec.timeout, &mut run).await {
         Ok(r) => r,

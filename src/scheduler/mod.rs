@@ -113,7 +113,7 @@ impl JobSpec {
         match &self.what {
             JobWhat::BackupDb { policy, kind } => match kind {
                 BackupKind::Log => vec![format!("log/{}", policy.name)],
-                _ => vec![format!("data/{}", policy.name)],
+                _ => vec![data_lock(policy)],
             },
             JobWhat::Folder { policy, folder } => vec![format!("folder/{}/{folder}", policy.name)],
             JobWhat::Copy { from, .. } => vec![format!("copy/{from}")],
@@ -128,10 +128,15 @@ impl JobSpec {
             JobWhat::BackupDb {
                 policy,
                 kind: BackupKind::Full | BackupKind::Diff,
-            } => format!("data/{}", policy.name),
+            } => data_lock(policy),
             _ => self.key.clone(),
         }
     }
+}
+
+/// The lock of a policy's fulls and diffs.
+pub fn data_lock(policy: &Policy) -> String {
+    format!("data/{}", policy.name)
 }
 
 /// Everything the daemon runs by, loaded and validated together: a reload either

@@ -7,8 +7,10 @@ use crate::config::ConfigDir;
 use crate::error::{Error, ErrorKind, ErrorRecord};
 use crate::jobs::db_backup::{self, DbBackupOptions};
 use crate::jobs::folders::{self, FolderFilter};
+use crate::jobs::locks::{FullBackupLock, LockSet};
 use crate::jobs::open_targets;
 use crate::outcome::{JobFailure, Outcome};
+use crate::records::BackupKind;
 use crate::repository::ReadData;
 use crate::sqlserver::Instance;
 
@@ -40,16 +42,28 @@ impl JobResult {
 
 /// Runs `spec` with the configuration `cfg`; `cancel` stops it (a BACKUP in
 /// flight is killed).
-pub async fn run_job(spec: &JobSpec, cfg: &ConfigDir, cancel: CancellationToken) -> JobResult {
+/// `locks` are the daemon's: a log backup that must become a full takes the
+/// policy's full lock from them first.
+pub async fn run_job(
+    spec: &JobSpec,
+    cfg: &ConfigDir,
+    cancel: CancellationToken,
+    locks: &LockSet,
+) -> JobResult {
     let command = spec.journal_job();
     match &spec.what {
         JobWhat::BackupDb { policy, kind } => {
             let run = async {
                 let targets = open_targets(cfg, policy).await?;
                 let instance = Instance::open(&policy.instance_spec()?).await?;
+                let full_lock = (*kind == BackupKind::Log).then(|| FullBackupLock {
+                    set: locks.clone(),
+                    name: super::data_lock(policy),
+                });
                 let opts = DbBackupOptions {
                     kind: Some(*kind),
                     cancel,
+                    full_lock,
                     ..DbBackupOptions::default()
                 };
                 let mut r = db_backup::run(policy, &instance, &targets.open, &opts).await?;

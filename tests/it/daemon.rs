@@ -15,6 +15,8 @@ use crate::common::TestConfig;
 use crate::simulator_support as sim;
 use crate::sqlserver_jobs::sim_env;
 
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 /// A daemon process on a config folder.
 pub(crate) struct Daemon {
     child: Child,
@@ -31,14 +33,14 @@ impl Daemon {
         extra_env: &[(&str, &str)],
         at: Option<&str>,
     ) -> Daemon {
-        let mut cmd = match at {
-            Some(t) => {
-                let mut c = Command::new("faketime");
-                c.arg(format!("@{t}")).arg(env!("CARGO_BIN_EXE_pacsbak"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_pacsbak")),
-        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pacsbak"));
+        // libfaketime preloaded into the daemon itself (the `faketime` wrapper would
+        // take the signals meant for it), starting at `at` and running on from there.
+        if let Some(t) = at {
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME", format!("@{t}"))
+                .env("FAKETIME_DONT_RESET", "1");
+        }
         cmd.arg("--config")
             .arg(cfg.config())
             .arg("daemon")
@@ -275,4 +277,216 @@ async fn logs_run_beside_a_long_full_and_fulls_never_overlap() {
     assert!(j.iter().any(|e| kind(e) == "daemon-stop"));
     let (code, out, err) = cfg.run(&["journal", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The session running a BACKUP on the simulator, once one is.
+async fn backup_session(c: &mut sim::Conn, limit: Duration) -> i64 {
+    let started = Instant::now();
+    loop {
+        let rows = sim::rows(
+            c,
+            "SELECT session_id FROM sys.dm_exec_requests WHERE command = 'BACKUP DATABASE'",
+        )
+        .await;
+        if let Some(r) = rows.first() {
+            return pacsbak::sqlserver::conn::int(r, 0usize).unwrap();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no BACKUP started within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_backup_kills_its_session_and_stops_within_10_s() {
+    let (s, env) = sim_env("full = \"*/2 * * * * *\"").await;
+    let cfg = &env.cfg;
+    let mut c = sim::connect(s.addr).await;
+    sim::exec(&mut c, "SIMCTL FAULT slow_backup 3000000").await;
+    let d = Daemon::start(cfg, &[]);
+    let spid = backup_session(&mut c, Duration::from_secs(30)).await;
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    // The simulator shows the session gone: KILLed, not left writing (a KILL ends
+    // the session once the BACKUP's writer has stopped, as SQL Server's does).
+    let j = journal(cfg);
+    let started = Instant::now();
+    loop {
+        let rows = sim::rows(
+            &mut c,
+            &format!("SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE session_id = {spid}"),
+        )
+        .await;
+        if pacsbak::sqlserver::conn::int(&rows[0], 0usize).unwrap() == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "session {spid} is still there; journal: {j:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let end = j
+        .iter()
+        .find(|e| kind(e) == "job-end" && e["job"] == "backup-full")
+        .unwrap_or_else(|| panic!("no end of the full: {j:#?}"));
+    assert_eq!(end["status"], "failed", "{end}");
+    let text = end["outcome"].to_string();
+    assert!(
+        text.contains(&format!("killed (session {spid})")) && text.contains("cancelled"),
+        "{text}"
+    );
+    assert!(j.iter().any(|e| kind(e) == "daemon-stop"), "{j:#?}");
+    // Nothing half-written: the repository verifies, no partial backup file is left.
+    let (code, out, err) = cfg.run(&["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let left: Vec<_> = crate::common::files_under(&s.dir.path().join("backups"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "bak"))
+        .collect();
+    assert!(left.is_empty(), "a partial backup file was left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_missed_while_stopped_is_caught_up_once() {
+    if !Path::new(FAKETIME_LIB).is_file() {
+        println!(
+            "skipped: a_run_missed_while_stopped_is_caught_up_once: faketime is not installed"
+        );
+        return;
+    }
+    let (_s, env) = sim_env("full = \"0 3 * * *\"\nlog = \"*/15 * * * *\"").await;
+    let cfg = &env.cfg;
+    // 03:00 comes a few seconds after the daemon starts: the full and a log run.
+    let d = Daemon::start_with(cfg, &[], Some("2026-11-30 02:59:57"));
+    wait_for(
+        cfg,
+        Duration::from_secs(60),
+        "the 03:00 full and log",
+        |j| {
+            let r = runs(j);
+            ["backup-full", "backup-log"]
+                .iter()
+                .all(|k| r.iter().any(|x| x.0 == *k && x.2.is_some()))
+        },
+    );
+    let (status, _) = d.terminate();
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        std::fs::read_to_string(cfg.path("daemon.log")).unwrap_or_default()
+    );
+    let before = runs(&journal(cfg)).len();
+    // Two days later: two fulls and nearly two hundred logs were missed.
+    let d = Daemon::start_with(cfg, &[], Some("2026-12-02 10:00:05"));
+    let j = wait_for(cfg, Duration::from_secs(60), "the catch-up", |j| {
+        runs(j)
+            .iter()
+            .skip(before)
+            .filter(|r| r.2.is_some())
+            .count()
+            >= 3
+    });
+    let (status, _) = d.terminate();
+    assert!(status.success());
+    let j = {
+        let _ = j;
+        journal(cfg)
+    };
+    let catch_ups: Vec<&Value> = j
+        .iter()
+        .filter(|e| kind(e) == "job-start" && e["who"]["reason"] == "catch-up")
+        .collect();
+    let mut jobs: Vec<&str> = catch_ups
+        .iter()
+        .map(|e| e["job"].as_str().unwrap())
+        .collect();
+    jobs.sort();
+    // Once each: the full, the log (not one per missed quarter hour), and the
+    // workstation folder whose 03:00 weekday schedule fired meanwhile.
+    assert_eq!(
+        jobs,
+        ["backup-folders", "backup-full", "backup-log"],
+        "{catch_ups:#?}"
+    );
+    let after = &runs(&j)[before..];
+    assert!(
+        after.iter().all(|r| r.3.as_deref() == Some("ok")),
+        "{after:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_reload_is_refused_and_the_old_schedules_keep_running() {
+    let (_s, env) = sim_env("log = \"0 0 1 1 *\"").await;
+    let cfg = &env.cfg;
+    cfg.ok(&["backup", "db", "--policy", "t", "--type", "full"]);
+    append(
+        &cfg.config().join("pacsbak.toml"),
+        "[daemon]\nreload_check_seconds = 1\n",
+    );
+    set_schedule(cfg, "log = \"*/2 * * * * *\"");
+    let d = Daemon::start(cfg, &[]);
+    wait_for(cfg, Duration::from_secs(30), "a log backup", |j| {
+        runs(j).iter().any(|r| r.0 == "backup-log" && r.2.is_some())
+    });
+    // A broken schedule: refused, naming the file, line and key.
+    set_schedule(cfg, "log = \"*/2 * * * * *\"\ndiff = \"61 * * * *\"");
+    let j = wait_for(cfg, Duration::from_secs(30), "the refusal", |j| {
+        j.iter()
+            .any(|e| kind(e) == "daemon-reload" && e["status"] == "refused")
+    });
+    let refusal = j
+        .iter()
+        .find(|e| kind(e) == "daemon-reload")
+        .unwrap()
+        .to_string();
+    assert!(
+        refusal.contains("t.toml")
+            && refusal.contains("schedule.diff")
+            && refusal.contains("minute"),
+        "{refusal}"
+    );
+    let refused_at = j.len();
+    // The old schedules keep running.
+    wait_for(
+        cfg,
+        Duration::from_secs(30),
+        "logs after the refusal",
+        |j| {
+            runs(&j[refused_at.min(j.len())..])
+                .iter()
+                .filter(|r| r.0 == "backup-log" && r.3.as_deref() == Some("ok"))
+                .count()
+                >= 2
+        },
+    );
+    // A valid change, on SIGHUP: taken, with what changed.
+    set_schedule(cfg, "log = \"*/2 * * * * *\"\ndiff = \"0 0 1 1 *\"");
+    signal(d.pid(), "HUP");
+    let j = wait_for(cfg, Duration::from_secs(30), "the reload", |j| {
+        j.iter()
+            .any(|e| kind(e) == "daemon-reload" && e["status"] == "ok")
+    });
+    let ok = j
+        .iter()
+        .find(|e| kind(e) == "daemon-reload" && e["status"] == "ok")
+        .unwrap();
+    assert!(
+        ok["outcome"]["change"]["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "policies/t.toml"),
+        "{ok}"
+    );
+    assert!(
+        ok["outcome"]["jobs"].to_string().contains("backup-diff/t"),
+        "{ok}"
+    );
+    let (status, _) = d.terminate();
+    assert!(status.success());
 }

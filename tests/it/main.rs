@@ -3,6 +3,7 @@
 //! Tests that need something this machine may lack (the real backups in
 //! `../shared/baks/`, a real SQL Server) print `skipped: <why>` and return.
 
+mod alerts;
 mod bakfile;
 mod bakfile_padding;
 mod common;
