@@ -219,6 +219,15 @@ impl Cron {
         // past `after`; zones move their clocks by at most a few hours.
         const MARGIN: Duration = Duration::hours(3);
         let start = clock.local(after);
+        // Far from a change of offset, wall time runs with real time: the next
+        // wall firing is the answer (a second-scale schedule would otherwise walk
+        // hours of firings on every call).
+        if clock.offset_at(after - MARGIN) == clock.offset_at(after + MARGIN) {
+            let wall = self.next_after(start)?;
+            return Some(match clock.instant_of(wall) {
+                Instant::Unique(t) | Instant::Skipped(t) | Instant::Twice(t, _) => t,
+            });
+        }
         let mut wall = start - MARGIN;
         let mut best: Option<OffsetDateTime> = None;
         loop {

@@ -105,6 +105,29 @@ fn derive(
             "key slot asks for an unreasonable KDF cost",
         ));
     }
+    // The daemon opens the same repository for every job: the key derived once per
+    // process, under a hash keyed with a random per-process key (the passphrase
+    // itself is not kept, and the entry is useless outside this process).
+    let cache_key = {
+        static PROCESS_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let k = PROCESS_KEY.get_or_init(rand::random);
+        let mut h = blake3::Hasher::new_keyed(k);
+        h.update(&(passphrase.len() as u64).to_le_bytes());
+        h.update(passphrase.as_bytes());
+        h.update(salt);
+        h.update(&[memory_kib, passes, lanes].map(u32::to_le_bytes).concat());
+        *h.finalize().as_bytes()
+    };
+    type Derived = std::collections::HashMap<[u8; 32], Zeroizing<[u8; 32]>>;
+    static DERIVED: std::sync::Mutex<Option<Derived>> = std::sync::Mutex::new(None);
+    if let Some(k) = DERIVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&cache_key))
+    {
+        return Ok(k.clone());
+    }
     let params = Params::new(memory_kib, passes, lanes, Some(32))
         .map_err(|e| Error::new(ErrorKind::Format, format!("bad KDF parameters: {e}")))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
@@ -112,6 +135,13 @@ fn derive(
     argon
         .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
         .map_err(|e| Error::new(ErrorKind::Internal, format!("key derivation failed: {e}")))?;
+    let mut derived = DERIVED.lock().unwrap_or_else(|p| p.into_inner());
+    let m = derived.get_or_insert_with(Default::default);
+    // A handful of repositories and passphrases at most; bounded all the same.
+    if m.len() >= 64 {
+        m.clear();
+    }
+    m.insert(cache_key, out.clone());
     Ok(out)
 }
 

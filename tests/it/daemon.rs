@@ -490,3 +490,116 @@ async fn an_invalid_reload_is_refused_and_the_old_schedules_keep_running() {
     let (status, _) = d.terminate();
     assert!(status.success());
 }
+
+/// Empty repositories to verify, `n` of them: cheap jobs, many per second.
+fn add_verify_targets(cfg: &TestConfig, n: usize) -> Vec<String> {
+    let names: Vec<String> = (1..=n).map(|i| format!("v{i:02}")).collect();
+    for name in &names {
+        std::fs::write(
+            cfg.config().join(format!("storage-targets/{name}.toml")),
+            format!("service = \"fs\"\nroot = \"../{name}\"\n"),
+        )
+        .unwrap();
+        cfg.ok(&["repo", "init", "--target", name]);
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_jobs_through_kill_9_lose_nothing_but_the_step_in_flight() {
+    use rand::{Rng, SeedableRng};
+    let (_s, env) = sim_env("full = \"0 0 1 1 *\"\nlog = \"* * * * * *\"").await;
+    let cfg = &env.cfg;
+    cfg.ok(&["backup", "db", "--policy", "t", "--type", "full"]);
+    let targets = add_verify_targets(cfg, 20);
+    append(
+        &cfg.config().join("pacsbak.toml"),
+        &format!(
+            "[daemon]\nmax_parallel = 24\nretries = 0\n[daemon.verify]\nschedule = \"* * * * * *\"\ntargets = {targets:?}\n"
+        ),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let mut kills = 0;
+    let mut starts = 0;
+    loop {
+        let d = Daemon::start(cfg, &[]);
+        starts += 1;
+        let started = Instant::now();
+        // Killed at a random point: between jobs, in the middle of some, while
+        // writing the journal.
+        let life = Duration::from_millis(rng.gen_range(300..3000));
+        while started.elapsed() < life {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d.kill9();
+        kills += 1;
+        let db = rusqlite::Connection::open(cfg.config().join("journal.sqlite3")).unwrap();
+        let jobs: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM entries WHERE kind = 'job-start'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if jobs >= 1000 {
+            break;
+        }
+        assert!(starts < 200, "too slow: {jobs} jobs after {starts} starts");
+    }
+    println!(
+        "{} jobs, {starts} starts, {kills} kills",
+        runs(&journal(cfg)).len()
+    );
+    // A last clean run, which catches up what the kill interrupted.
+    let d = Daemon::start(cfg, &[]);
+    wait_for(cfg, Duration::from_secs(30), "a clean run", |j| {
+        j.iter()
+            .rev()
+            .take(40)
+            .any(|e| e["kind"] == "job-end" && e["job"] == "backup-log")
+    });
+    let (status, _) = d.terminate();
+    assert!(status.success());
+
+    let j = journal(cfg);
+    let (code, out, err) = cfg.run(&["journal", "verify"]);
+    assert_eq!(code, 0, "journal verify after {kills} kills: {out}{err}");
+    // Nothing recorded twice, no end without its start (runs() checks both).
+    let all = runs(&j);
+    assert!(all.len() >= 1000, "{}", all.len());
+    let daemon_starts = j.iter().filter(|e| e["kind"] == "daemon-start").count();
+    assert_eq!(daemon_starts, starts + 1);
+    // What is lost is only what was in flight at a kill: at most the jobs that
+    // can run at once, per kill.
+    let open: Vec<_> = all.iter().filter(|r| r.2.is_none()).collect();
+    assert!(
+        open.len() <= kills * 22,
+        "{} starts without an end after {kills} kills",
+        open.len()
+    );
+    // The repository is the truth and agrees: every log backup the journal says
+    // was stored is there (in-flight ones may be too), and status is green.
+    let ok_logs = all
+        .iter()
+        .filter(|r| r.0 == "backup-log" && r.3.as_deref() == Some("ok"))
+        .count();
+    let open_logs = open.iter().filter(|r| r.0 == "backup-log").count();
+    let snaps: Value =
+        serde_json::from_str(&cfg.ok(&["--json", "snapshots", "--target", "local"])).unwrap();
+    let log_snaps = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.to_string().contains("type:log"))
+        .count();
+    assert!(
+        log_snaps >= ok_logs && log_snaps <= ok_logs + open_logs + 1,
+        "{log_snaps} log snapshots, journal: {ok_logs} stored, {open_logs} in flight at kills"
+    );
+    let (code, out, err) = cfg.run(&["--json", "status", "--policy", "t"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["policies"][0]["databases"][0]["rpo_met"], true, "{st}");
+    let (code, out, err) = cfg.run(&["verify", "--target", "local"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
