@@ -24,6 +24,7 @@ mod repo;
 mod restore;
 mod restore_files;
 mod sandbox;
+mod service;
 mod simulator;
 mod snapshots;
 mod status;
@@ -70,6 +71,8 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Alert channels: `alert test` sends a test message to each.
     Alert(alert::AlertArgs),
+    /// The daemon as a Windows service: `service install`, `service uninstall`.
+    Service(service::ServiceArgs),
     /// Back up into the repository.
     Backup(backup::BackupArgs),
     /// List snapshots.
@@ -103,7 +106,7 @@ pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::{EnvFilter, Layer};
 
     let log = match cli.command {
-        Command::Daemon(_) => context::load_config(&cli.global)
+        Command::Daemon(_) | Command::Service(_) => context::load_config(&cli.global)
             .ok()
             .map(|c| (c.main.log.clone(), c.dir)),
         _ => None,
@@ -218,6 +221,7 @@ impl Command {
             Command::Status(_) => "status",
             Command::Daemon(_) => "daemon",
             Command::Alert(_) => "alert",
+            Command::Service(_) => "service",
             Command::Backup(_) => "backup",
             Command::Snapshots(_) => "snapshots",
             Command::Diff(_) => "diff",
@@ -280,6 +284,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(g, a),
         Command::Daemon(a) => daemon::run(g, a),
         Command::Alert(a) => alert::run(g, a),
+        Command::Service(a) => service::run(g, a),
         Command::Backup(a) => backup::run(g, a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Diff(a) => diff::run(g, a),

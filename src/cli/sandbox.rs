@@ -16,11 +16,21 @@ pub struct SandboxArgs {
     /// The sandbox folder (created, or continued when it exists).
     #[arg(long, default_value = "pacsbak-sandbox")]
     pub dir: PathBuf,
+    /// Keep running: the daemon on second-scale schedules, alerts to a local webhook
+    /// receiver, the status as jobs run (Ctrl-C stops it).
+    #[arg(long)]
+    pub daemon: bool,
+    /// With --daemon: stop after this many seconds.
+    #[arg(long = "for", value_name = "SECONDS", requires = "daemon")]
+    pub run_for: Option<u64>,
 }
 
 /// Runs the sandbox.
 pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
+    if a.daemon {
+        return live(global, &a, &rt);
+    }
     let r = rt.block_on(crate::jobs::sandbox::run(
         &a.dir,
         terminal_progress(global.json),
@@ -80,4 +90,75 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
         r.seconds
     );
     Ok(super::context::done(r.ok))
+}
+
+/// `sandbox --daemon`: the first run when the folder is new, then the daemon live.
+fn live(
+    global: &GlobalArgs,
+    a: &SandboxArgs,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    use crate::jobs::sandbox_live::{self, LiveEvent};
+    if !a.dir.join("pacsbak.toml").is_file() {
+        rt.block_on(crate::jobs::sandbox::run(&a.dir, None))?;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let json = global.json;
+    let report = rt.block_on(async {
+        let on_ctrl_c = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.cancel();
+            }
+        });
+        if !json {
+            println!(
+                "pacsbak sandbox, live: the daemon runs the sandbox policy every few seconds (Ctrl-C stops it)\n  configuration {}/live\n",
+                a.dir.display()
+            );
+        }
+        sandbox_live::run(
+            &a.dir,
+            a.run_for.map(std::time::Duration::from_secs),
+            stop.clone(),
+            |e| {
+                if json {
+                    return;
+                }
+                match e {
+                    LiveEvent::JobEnded(job, status) => println!("  job    {job:<16} {status}"),
+                    LiveEvent::Alert(a) => println!("  alert  {a}"),
+                    LiveEvent::Status(dbs) => {
+                        for (db, to, age, met) in dbs {
+                            println!(
+                                "  status {db}: restorable to {} ({} min old) {}",
+                                to.as_deref().unwrap_or("-"),
+                                age.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                                if *met { "within RPO" } else { "RPO MISSED" }
+                            );
+                        }
+                    }
+                }
+            },
+        )
+        .await
+    })?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "\n{} jobs ({} ok), {} alerts received; {}",
+            report.jobs,
+            report.jobs_ok,
+            report.alerts,
+            if report.ok {
+                "every database within its RPO"
+            } else {
+                "NOT every database is within its RPO"
+            }
+        );
+    }
+    Ok(super::context::done(
+        report.ok && report.jobs == report.jobs_ok,
+    ))
 }

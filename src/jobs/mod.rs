@@ -11,6 +11,7 @@ pub mod locks;
 pub mod manual;
 pub mod restore_db;
 pub mod sandbox;
+pub mod sandbox_live;
 pub mod status;
 pub mod verify;
 

@@ -19,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use super::metrics::Metrics;
-use super::run::{run_job, JobResult};
+use super::run::{run_job, JobContext, JobResult};
 use super::{config_files, JobSpec, JobWhat, Loaded};
 use crate::alerts::{Alert, Alerter, Severity};
 use crate::clock::{Clock, Instant as WallInstant};
 use crate::error::{Error, ErrorKind, ErrorRecord, Result};
-use crate::jobs::locks::{LockGuard, LockSet};
+use crate::jobs::locks::LockGuard;
 use crate::journal::{EntryKind, Journal, NewEntry, Who};
 use crate::outcome::{JobFailure, Outcome};
 use crate::records::BackupKind;
@@ -82,8 +82,9 @@ struct Daemon {
     journal: Journal,
     who: Who,
     next: HashMap<String, OffsetDateTime>,
-    /// Locks held by running jobs (and by a log backup turning into a full).
-    locks: LockSet,
+    /// Locks held by running jobs (and by a log backup turning into a full), and
+    /// the embedded simulator.
+    jobs: JobContext,
     pending: Vec<Pending>,
     running: HashMap<String, Running>,
     /// Jobs whose failure has been alerted, with the failures since.
@@ -116,7 +117,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
         alerter,
         journal,
         next: HashMap::new(),
-        locks: LockSet::default(),
+        jobs: JobContext::default(),
         pending: Vec::new(),
         running: HashMap::new(),
         failing: BTreeMap::new(),
@@ -321,7 +322,7 @@ impl Daemon {
                 && (is_log || counted < max)
                 && !self.running.values().any(|r| r.spec.key == p.spec.key);
             let guard = if ready {
-                self.locks.try_acquire(&p.spec.locks())
+                self.jobs.locks.try_acquire(&p.spec.locks())
             } else {
                 None
             };
@@ -364,11 +365,11 @@ impl Daemon {
         let tx = self.done_tx.clone();
         let id = job_id.clone();
         let token = cancel.clone();
-        let locks = self.locks.clone();
+        let ctx = self.jobs.clone();
         let span = info_span!("job", job = %spec.key, job_id = %job_id);
         let task = tokio::spawn(
             async move {
-                let result = run_with_timeout(&spec, &cfg, token, &locks).await;
+                let result = run_with_timeout(&spec, &cfg, token, &ctx).await;
                 // The locks are free before the loop hears the job is over.
                 drop(guard);
                 let _ = tx.send(Done { job_id: id, result });
@@ -689,9 +690,9 @@ async fn run_with_timeout(
     spec: &JobSpec,
     cfg: &crate::config::ConfigDir,
     cancel: CancellationToken,
-    locks: &LockSet,
+    ctx: &JobContext,
 ) -> JobResult {
-    let run = run_job(spec, cfg, cancel.clone(), locks);
+    let run = run_job(spec, cfg, cancel.clone(), ctx);
     tokio::pin!(run);
     match tokio::time::timeout(spec.timeout, &mut run).await {
         Ok(r) => r,

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 pub use daemon::{run_daemon, DaemonOptions};
 pub use metrics::Metrics;
-pub use run::{run_job, JobResult};
+pub use run::{run_job, JobContext, JobResult};
 
 use crate::config::ConfigDir;
 use crate::error::Result;

@@ -1,5 +1,9 @@
 //! One scheduled job, run through the same library calls as its command.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 use super::{JobSpec, JobWhat};
@@ -10,9 +14,37 @@ use crate::jobs::folders::{self, FolderFilter};
 use crate::jobs::locks::{FullBackupLock, LockSet};
 use crate::jobs::open_targets;
 use crate::outcome::{JobFailure, Outcome};
+use crate::policy::Policy;
 use crate::records::BackupKind;
 use crate::repository::ReadData;
-use crate::sqlserver::Instance;
+use crate::sqlserver::{Endpoint, Instance};
+
+/// What the jobs of one daemon share: the locks, and the embedded simulator of a
+/// policy, started once (two simulators on one state folder would each keep their
+/// own copy of it).
+#[derive(Clone, Default)]
+pub struct JobContext {
+    /// Locks held by running jobs.
+    pub locks: LockSet,
+    embedded: Arc<tokio::sync::Mutex<HashMap<PathBuf, Arc<Instance>>>>,
+}
+
+impl JobContext {
+    /// The instance of `policy`: opened for each job, except the embedded simulator.
+    async fn instance(&self, policy: &Policy) -> Result<Arc<Instance>, Error> {
+        let spec = policy.instance_spec()?;
+        let Endpoint::Embedded(root) = &spec.endpoint else {
+            return Ok(Arc::new(Instance::open(&spec).await?));
+        };
+        let mut running = self.embedded.lock().await;
+        if let Some(i) = running.get(root) {
+            return Ok(i.clone());
+        }
+        let i = Arc::new(Instance::open(&spec).await?);
+        running.insert(root.clone(), i.clone());
+        Ok(i)
+    }
+}
 
 /// What a run came to.
 #[derive(Debug)]
@@ -42,22 +74,22 @@ impl JobResult {
 
 /// Runs `spec` with the configuration `cfg`; `cancel` stops it (a BACKUP in
 /// flight is killed).
-/// `locks` are the daemon's: a log backup that must become a full takes the
-/// policy's full lock from them first.
+/// A log backup that must become a full takes the policy's full lock from
+/// `ctx.locks` first.
 pub async fn run_job(
     spec: &JobSpec,
     cfg: &ConfigDir,
     cancel: CancellationToken,
-    locks: &LockSet,
+    ctx: &JobContext,
 ) -> JobResult {
     let command = spec.journal_job();
     match &spec.what {
         JobWhat::BackupDb { policy, kind } => {
             let run = async {
                 let targets = open_targets(cfg, policy).await?;
-                let instance = Instance::open(&policy.instance_spec()?).await?;
+                let instance = ctx.instance(policy).await?;
                 let full_lock = (*kind == BackupKind::Log).then(|| FullBackupLock {
-                    set: locks.clone(),
+                    set: ctx.locks.clone(),
                     name: super::data_lock(policy),
                 });
                 let opts = DbBackupOptions {

@@ -603,3 +603,54 @@ async fn a_thousand_jobs_through_kill_9_lose_nothing_but_the_step_in_flight() {
     let (code, out, err) = cfg.run(&["verify", "--target", "local"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn the_systemd_unit_starts_the_daemon_as_documented() {
+    let unit = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/pacsbak.service"),
+    )
+    .unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in the unit"))
+            .to_string()
+    };
+    // ExecStart is a command line pacsbak accepts.
+    let exec = value("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    assert!(args[0].ends_with("/pacsbak"), "{exec}");
+    use clap::Parser;
+    let cli = pacsbak::cli::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{exec}: {e}"));
+    assert_eq!(cli.command.name(), "daemon");
+    assert_eq!(value("KillSignal"), "SIGTERM");
+    assert!(value("ExecReload").contains("-HUP"));
+    assert!(value("Environment").starts_with("PACSBAK_CONFIG="));
+    // Secrets come from a file systemd reads, never from the unit itself.
+    assert!(!unit.to_lowercase().contains("pacsbak_password="));
+}
+
+#[test]
+fn the_live_sandbox_runs_jobs_and_sends_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sandbox");
+    let out = Command::new(env!("CARGO_BIN_EXE_pacsbak"))
+        .args(["--json", "sandbox", "--daemon", "--for", "32", "--dir"])
+        .arg(&dir)
+        .env_remove("PACSBAK_CONFIG")
+        .env("PACSBAK_CACHE_DIR", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert!(r["jobs"].as_u64().unwrap() >= 3, "{r}");
+    assert_eq!(r["jobs"], r["jobs_ok"], "{r}");
+    // The digest fires every 30 seconds: at least one reached the receiver.
+    assert!(r["alerts"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+}
