@@ -41,6 +41,8 @@ targets = ["local", "second"]
 default_minutes = 60
 TOML
 export PACSBAK_PASSWORD=bench-passphrase PACSBAK_CACHE_DIR="$work/cache"
+# Named so the policy loads; nothing listens there (a job that fires fails fast).
+export PACSBAK_BENCH_CONN="Server=tcp:127.0.0.1,9;User Id=sa;Password=unused;encrypt=DANGER_PLAINTEXT"
 "$bin" --config "$work/config" repo init --target local >/dev/null
 "$bin" --config "$work/config" repo init --target second >/dev/null
 RUST_LOG=info "$bin" --config "$work/config" daemon --metrics 127.0.0.1:0 2>"$work/daemon.log" &

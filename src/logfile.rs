@@ -73,7 +73,12 @@ impl Write for &RotatingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.1 > 0 && state.1 + buf.len() as u64 > self.max_bytes {
-            self.rotate(&mut state)?;
+            if let Err(e) = self.rotate(&mut state) {
+                // A log shipper holding the file open (Windows) must not silence the
+                // log: keep appending, and try again after another `max_bytes`.
+                eprintln!("pacsbak: cannot rotate {}: {e}", self.path.display());
+                state.1 = 0;
+            }
         }
         state.0.write_all(buf)?;
         state.1 += buf.len() as u64;

@@ -150,7 +150,7 @@ pub(super) fn from_config(cfg: &ConfigDir) -> Result<Vec<Channel>> {
         let base = r.url.as_deref().unwrap_or(DINGTALK_URL);
         let secret = match (&r.secret_env, &r.secrets_file) {
             (Some(env), _) => secret(cfg, &r.name, Some(env), None, "secret")?,
-            (None, Some(f)) => read_secret_map(&cfg.dir.join(f))?.get("secret").cloned(),
+            (None, Some(_)) => secret(cfg, &r.name, None, r.secrets_file.as_ref(), "secret")?,
             (None, None) => None,
         };
         out.push(Channel::DingTalk {

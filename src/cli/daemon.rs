@@ -28,7 +28,7 @@ pub fn run(global: &GlobalArgs, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let reload = Arc::new(Notify::new());
     let rt = runtime()?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         listen_for_signals(shutdown.clone(), reload.clone())?;
         run_daemon(DaemonOptions {
             config_dir: config_dir(global),
@@ -39,7 +39,11 @@ pub fn run(global: &GlobalArgs, args: DaemonArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Blocking work of an abandoned job (a pack being hashed) must not hold the
+    // process past its promised stop.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// SIGTERM, SIGINT (Ctrl-C): stop. SIGHUP: reload.

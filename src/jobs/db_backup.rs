@@ -48,10 +48,10 @@ pub struct DbBackupOptions {
     /// Stops the job: the BACKUP in flight is killed, later databases are not
     /// started (the daemon's shutdown and time-outs).
     pub cancel: CancellationToken,
-    /// For a log or diff backup that finds no full to base it on: the lock a full
-    /// must hold. Held by another job (a full running), the backup does not turn
-    /// into a second full; it fails, to be retried once that full is done.
-    pub full_lock: Option<super::locks::FullBackupLock>,
+    /// A log or diff backup that finds no full to base it on fails (error context
+    /// `needs: full`) instead of taking a full itself: the daemon runs the policy's
+    /// full job, under its own lock and time-out.
+    pub no_promotion: bool,
 }
 
 /// One target's copy of one backup.
@@ -590,19 +590,16 @@ async fn backup_steps(
             "recovery model SIMPLE allows no log backups: set it to FULL (ALTER DATABASE ... SET RECOVERY FULL) or drop the log schedule for this database",
         )));
     }
-    // Kept until the backup is over: no full of the policy starts meanwhile.
-    let mut _full_guard = None;
     if kind != BackupKind::Full
         && !opts.copy_only
         && !catalog::has_full_base(&mut sql, &db.name).await?
     {
-        if let Some(lock) = &opts.full_lock {
-            _full_guard = Some(lock.set.try_acquire(std::slice::from_ref(&lock.name)).ok_or_else(|| {
-                ctx(Error::new(
-                    ErrorKind::Refused,
-                    format!("no full backup in msdb to base a {kind} backup on, and a full backup of this policy is running now: this {kind} backup waits for it (it is retried)"),
-                ))
-            })?);
+        if opts.no_promotion {
+            return Err(ctx(Error::new(
+                ErrorKind::Refused,
+                format!("no full backup in msdb to base a {kind} backup on: the policy's full backup runs first"),
+            ))
+            .with("needs", "full"));
         }
         res.notes.push(format!(
             "no full backup in msdb to base a {kind} backup on: took a full backup instead"

@@ -1,5 +1,5 @@
 //! Named locks held by running jobs, so that two jobs that must not overlap never
-//! do (a policy's fulls and diffs; a log backup that has to become a full).
+//! do (a policy's fulls and diffs; a folder; a copy source; a verified target).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -45,16 +45,6 @@ impl Drop for LockGuard {
             held.remove(n);
         }
     }
-}
-
-/// The lock a backup must hold to take a full: what a log backup with no full to
-/// base it on takes before turning into one.
-#[derive(Debug, Clone)]
-pub struct FullBackupLock {
-    /// Where the lock lives.
-    pub set: LockSet,
-    /// Its name (the policy's full-and-diff lock).
-    pub name: String,
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub async fn run(
             reason: Some(reason.to_string()),
             progress,
             cancel: Default::default(),
-            full_lock: None,
+            no_promotion: false,
         };
         let databases = db_backup::run(policy, instance, targets, &opts).await?;
         let mut meta = BTreeMap::new();

@@ -67,6 +67,10 @@ pub struct StatusReport {
     pub folders: Vec<FolderStatus>,
     /// The last `verify` the journal recorded: when it ended and whether it passed.
     pub last_verify: Option<(String, bool)>,
+    /// Percent of the first target's data read back and found good since the 1st
+    /// of this month (the nightly verify slice reads all of it within
+    /// `read_all_within_days`).
+    pub read_back_this_month_percent: Option<f64>,
     /// The next firing of each schedule (hospital wall-clock time).
     pub next_runs: BTreeMap<String, String>,
     /// What needs a person, one line each.
@@ -93,6 +97,7 @@ pub async fn run(
             databases: Vec::new(),
             folders: Vec::new(),
             last_verify: None,
+            read_back_this_month_percent: None,
             next_runs: BTreeMap::new(),
             problems: Vec::new(),
             ok: false,
@@ -189,6 +194,23 @@ pub async fn run(
                     last_good: last.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
                     age_hours: last.map(|t| ((now - t).as_seconds_f64() / 3600.0 * 10.0).round() / 10.0),
                 });
+            }
+        }
+        if let Some(t) = targets.open.first() {
+            let local = clock.local(now);
+            let month_start = local.replace_day(1).ok().map(|d| d.replace_time(time::Time::MIDNIGHT));
+            if let Some(ms) = month_start {
+                let since = match clock.instant_of(ms) {
+                    crate::clock::Instant::Unique(x)
+                    | crate::clock::Instant::Skipped(x)
+                    | crate::clock::Instant::Twice(x, _) => x,
+                };
+                report.read_back_this_month_percent = t
+                    .repo
+                    .read_back_since(since.unix_timestamp())
+                    .await
+                    .ok()
+                    .map(|f| (f * 1000.0).round() / 10.0);
             }
         }
         if let Some(j) = journal {

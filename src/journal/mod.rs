@@ -88,6 +88,7 @@ impl Journal {
              );
              CREATE INDEX IF NOT EXISTS entries_time ON entries(time);
              CREATE INDEX IF NOT EXISTS entries_job ON entries(job, kind, seq);
+             CREATE INDEX IF NOT EXISTS entries_job_id ON entries(job_id);
              CREATE TABLE IF NOT EXISTS anchor (
                  id INTEGER PRIMARY KEY CHECK (id = 1),
                  seq INTEGER NOT NULL,
@@ -234,6 +235,17 @@ impl Journal {
             |e| last = Some(e),
         )?;
         Ok(last)
+    }
+
+    /// The end of the job started as `job_id`, if it ended.
+    pub fn end_of(&self, job_id: &str) -> Result<Option<Entry>> {
+        let mut end = None;
+        self.each(
+            "WHERE job_id = ? AND kind = 'job-end' ORDER BY seq DESC LIMIT 1",
+            &[&job_id],
+            |e| end = Some(e),
+        )?;
+        Ok(end)
     }
 
     /// Checks the chain: every entry's hash over its fields, every link to the one

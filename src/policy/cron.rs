@@ -150,7 +150,10 @@ impl Cron {
             cron::Schedule::from_str(&format!("{} {} {} {dom} {} {dow}", f[0], f[1], f[2], f[4]))
                 .map_err(|e| format!("{expr:?}: {}", crate_message(&e)))
         };
-        let schedules = if f[3] != "*" && f[3] != "?" && days.is_some() {
+        // As Vixie cron: a day field starting with `*` (`*/2` too) does not count
+        // as restricted for the either-day rule.
+        let starred = |x: &str| x.starts_with('*') || x == "?";
+        let schedules = if !starred(f[3]) && !starred(f[5]) {
             vec![build(f[3], "*")?, build("*", dow)?]
         } else {
             vec![build(f[3], dow)?]
@@ -393,6 +396,11 @@ mod tests {
         assert!(every_other.matches(datetime!(2026-12-06 09:00)));
         assert!(!every_other.matches(datetime!(2026-12-07 09:00)));
         assert!(every_other.matches(datetime!(2026-12-08 09:00)));
+        // A starred day-of-week field is not "restricted": both days must match.
+        let c = Cron::parse("0 9 1-7 * */7").unwrap(); // the first Sunday of the month
+        assert!(c.matches(datetime!(2026-12-06 09:00))); // Sunday the 6th
+        assert!(!c.matches(datetime!(2026-12-01 09:00))); // Tuesday the 1st
+        assert!(!c.matches(datetime!(2026-12-13 09:00))); // Sunday the 13th
     }
 
     #[test]

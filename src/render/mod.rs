@@ -419,6 +419,9 @@ fn status(out: &mut impl Write, p: &crate::jobs::status::StatusReport) -> io::Re
         )?,
         None => writeln!(out, "  last verify: none in the journal")?,
     }
+    if let Some(share) = p.read_back_this_month_percent {
+        writeln!(out, "  data read back this month: {share:.1}%")?;
+    }
     for (what, t) in &p.next_runs {
         writeln!(out, "  next {what}: {t}")?;
     }

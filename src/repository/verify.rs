@@ -486,6 +486,29 @@ impl Repository {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("verify task failed: {e}")))
     }
 
+    /// The share of packs (0..=1) read back and found good since `since` (unix
+    /// time), by bytes: what `status` shows as this month's read-back.
+    pub async fn read_back_since(&self, since: i64) -> Result<f64> {
+        let index = self.load_index().await?;
+        let state = self.load_verify_state().await;
+        let (mut read, mut total) = (0u64, 0u64);
+        for p in index.packs() {
+            total += p.size;
+            if state
+                .last_read
+                .get(&p.id.to_hex())
+                .is_some_and(|t| *t >= since)
+            {
+                read += p.size;
+            }
+        }
+        Ok(if total == 0 {
+            1.0
+        } else {
+            read as f64 / total as f64
+        })
+    }
+
     async fn load_verify_state(&self) -> VerifyState {
         let mut state = VerifyState::default();
         let Ok(list) = self.storage.list(paths::VERIFY).await else {

@@ -135,6 +135,10 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
     reload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = d.opts.shutdown.clone();
     let reload = d.opts.reload.clone();
+    let mut daily = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(24 * 3600),
+        Duration::from_secs(24 * 3600),
+    );
     loop {
         d.fire_due();
         d.start_ready();
@@ -146,6 +150,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
             Some((alert, deliveries)) = alert_rx.recv() => d.journal_alert(&alert, &deliveries),
             _ = reload.notified() => d.reload("SIGHUP"),
             _ = reload_tick.tick() => d.reload_if_changed(),
+            _ = daily.tick() => d.prune_journal(),
             _ = tokio::time::sleep(nap) => {}
         }
     }
@@ -165,7 +170,22 @@ impl Daemon {
     }
 
     /// Journals the start, plans the first firings and the runs missed while stopped.
+    /// Removes journal entries past `[journal] keep_days` (never under 180 days).
+    fn prune_journal(&mut self) {
+        let keep = self
+            .loaded
+            .cfg
+            .main
+            .journal
+            .keep_days
+            .unwrap_or(crate::journal::MIN_KEEP_DAYS);
+        if let Err(e) = self.journal.prune(keep, &self.who) {
+            warn!(error = %e, "old journal entries could not be removed");
+        }
+    }
+
     fn started(&mut self) {
+        self.prune_journal();
         let jobs: Vec<_> = self
             .loaded
             .jobs
@@ -228,7 +248,7 @@ impl Daemon {
                 j.journal_policy().as_deref(),
                 j.journal_detail().as_deref(),
             ) {
-                Ok(Some(e)) => e.time,
+                Ok(Some(e)) => e,
                 // Never run by the daemon: nothing was missed.
                 Ok(None) => continue,
                 Err(e) => {
@@ -236,8 +256,14 @@ impl Daemon {
                     return;
                 }
             };
-            let last = OffsetDateTime::parse(&last, &time::format_description::well_known::Rfc3339);
-            if last.is_ok_and(|l| fired > l) {
+            // A run cut short (stopped, killed, a reboot) did not happen either.
+            let interrupted = !matches!(
+                self.journal.end_of(&last.job_id),
+                Ok(Some(end)) if end.status.as_deref() == Some("ok")
+            );
+            let started =
+                OffsetDateTime::parse(&last.time, &time::format_description::well_known::Rfc3339);
+            if interrupted || started.is_ok_and(|l| fired > l) {
                 let group = j.catch_up_group();
                 if best.get(&group).is_none_or(|(t, _)| fired > *t) {
                     best.insert(group, (fired, j.clone()));
@@ -275,7 +301,7 @@ impl Daemon {
                 || self.pending.iter().any(|p| p.spec.key == spec.key);
             if busy {
                 warn!(job = %spec.key, "its previous run has not finished: this firing is skipped");
-                self.digest.push(format!(
+                self.note(format!(
                     "{}: a firing was skipped because the previous run was still going",
                     spec.key
                 ));
@@ -418,7 +444,38 @@ impl Daemon {
         }
         let d = &self.loaded.cfg.main.daemon;
         let now = self.now();
-        let retryable = result.failures.iter().all(|f| f.kind != ErrorKind::Config);
+        // Not retried: a configuration error (it will fail the same way), a job
+        // stopped or past its time-out (it would only run as long again), a
+        // statement whose KILL was refused (it may still be writing).
+        let retryable = result.failures.iter().all(|f| {
+            !matches!(f.kind, ErrorKind::Config | ErrorKind::Cancelled)
+                && !f
+                    .context
+                    .iter()
+                    .any(|(k, _)| k == "still running" || k == "needs")
+        });
+        // A log backup with no full to base it on: the policy's full runs now, once
+        // (unless it is running already); the log follows it at its next firing.
+        if needs_full(&result) {
+            if let Some(full) = self.full_job_of(&r.spec) {
+                let busy = self.running.values().any(|x| x.spec.key == full.key)
+                    || self.pending.iter().any(|p| p.spec.key == full.key);
+                self.note(format!(
+                    "{key}: no full backup to base it on; the full backup {} {}",
+                    full.key,
+                    if busy { "is on its way" } else { "was started" }
+                ));
+                if !busy {
+                    self.pending.push(Pending {
+                        spec: full,
+                        attempt: 0,
+                        not_before: now,
+                        why: "chain start",
+                    });
+                }
+                return;
+            }
+        }
         if r.attempt < d.retries && retryable {
             let wait = d.retry_after_seconds.saturating_mul(1 << r.attempt.min(16));
             let at = now + time::Duration::seconds(wait as i64);
@@ -434,9 +491,12 @@ impl Daemon {
                 return;
             }
         }
-        let count = self.failing.entry(key.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
+        let count = {
+            let c = self.failing.entry(key.clone()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if count == 1 {
             let mut alert = Alert::new(
                 Severity::Failure,
                 format!("{key} failed"),
@@ -446,7 +506,7 @@ impl Daemon {
             alert.failures = result.failures;
             self.send_alert(alert);
         } else {
-            self.digest.push(format!(
+            self.note(format!(
                 "{key}: failed again ({} times since the alert): {}",
                 count,
                 result
@@ -456,6 +516,20 @@ impl Daemon {
                     .unwrap_or_default()
             ));
         }
+    }
+
+    /// The full backup job of `spec`'s policy, if it has one.
+    fn full_job_of(&self, spec: &JobSpec) -> Option<JobSpec> {
+        let JobWhat::BackupDb { policy, .. } = &spec.what else {
+            return None;
+        };
+        self.loaded
+            .jobs
+            .iter()
+            .find(|j| {
+                matches!(&j.what, JobWhat::BackupDb { policy: p, kind: BackupKind::Full } if p.name == policy.name)
+            })
+            .cloned()
     }
 
     fn end_entry(&mut self, r: &Running, result: &JobResult) {
@@ -499,6 +573,14 @@ impl Daemon {
         );
     }
 
+    fn note(&mut self, line: String) {
+        // Without a digest schedule nobody reads these: keep the newest few.
+        if self.digest.len() >= 200 {
+            self.digest.remove(0);
+        }
+        self.digest.push(line);
+    }
+
     fn send_digest_if_due(&mut self) {
         let now = self.now();
         let Some(at) = self.digest_next else { return };
@@ -539,7 +621,14 @@ impl Daemon {
             .next
             .values()
             .copied()
-            .chain(self.pending.iter().map(|p| p.not_before))
+            // A job due but waiting for a lock or a slot is woken by the end of the
+            // job holding it (the done channel), not by a timer.
+            .chain(
+                self.pending
+                    .iter()
+                    .map(|p| p.not_before)
+                    .filter(|t| *t > now),
+            )
             .chain(self.digest_next)
             .min();
         match soonest {
@@ -583,6 +672,25 @@ impl Daemon {
                 self.refused = None;
                 let now = self.now();
                 self.plan_firings(now, &keep);
+                // Queued runs take their job's new definition; a job gone is dropped.
+                let jobs = &self.loaded.jobs;
+                self.pending
+                    .retain_mut(|p| match jobs.iter().find(|j| j.key == p.spec.key) {
+                        Some(j) => {
+                            p.spec = j.clone();
+                            true
+                        }
+                        None => false,
+                    });
+                self.failing.retain(|k, _| jobs.iter().any(|j| &j.key == k));
+                self.digest_next = self
+                    .loaded
+                    .cfg
+                    .main
+                    .alerts
+                    .digest
+                    .as_ref()
+                    .and_then(|c| c.next_instant_after(now, &self.opts.clock));
                 info!(why, changed = ?change, jobs = self.loaded.jobs.len(), "configuration reloaded");
                 let jobs: Vec<_> = self.loaded.jobs.iter().map(|j| j.key.clone()).collect();
                 self.write(
@@ -724,6 +832,14 @@ async fn run_with_timeout(
             }
         }
     }
+}
+
+/// Whether a backup failed for want of a full to base it on.
+fn needs_full(result: &JobResult) -> bool {
+    result
+        .failures
+        .iter()
+        .any(|f| f.context.iter().any(|(k, v)| k == "needs" && v == "full"))
 }
 
 /// The body of a failure alert: each failure with its server, database and SQL

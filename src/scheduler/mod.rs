@@ -197,8 +197,17 @@ impl Loaded {
         let cfg = Arc::new(ConfigDir::load(dir)?);
         let mut policies = Vec::new();
         for path in crate::config::toml_files(&dir.join("policies"))? {
-            policies.push(Arc::new(Policy::load(&path, dir)?));
+            let p = Policy::load(&path, dir)?;
+            // What a job would find missing only when it runs: refused now.
+            for t in &p.targets {
+                cfg.target(Some(t))
+                    .map_err(|e| e.with("file", path.display()))?;
+            }
+            p.instance_spec()
+                .map_err(|e| e.with("file", path.display()))?;
+            policies.push(Arc::new(p));
         }
+        crate::config::repository_passphrase(&cfg.main, &cfg.dir)?;
         let jobs = plan(&cfg, &policies);
         Ok(Loaded {
             cfg,

@@ -11,7 +11,7 @@ use crate::config::ConfigDir;
 use crate::error::{Error, ErrorKind, ErrorRecord};
 use crate::jobs::db_backup::{self, DbBackupOptions};
 use crate::jobs::folders::{self, FolderFilter};
-use crate::jobs::locks::{FullBackupLock, LockSet};
+use crate::jobs::locks::LockSet;
 use crate::jobs::open_targets;
 use crate::outcome::{JobFailure, Outcome};
 use crate::policy::Policy;
@@ -74,8 +74,7 @@ impl JobResult {
 
 /// Runs `spec` with the configuration `cfg`; `cancel` stops it (a BACKUP in
 /// flight is killed).
-/// A log backup that must become a full takes the policy's full lock from
-/// `ctx.locks` first.
+/// Runs one job; `ctx` is what the daemon's jobs share.
 pub async fn run_job(
     spec: &JobSpec,
     cfg: &ConfigDir,
@@ -88,14 +87,11 @@ pub async fn run_job(
             let run = async {
                 let targets = open_targets(cfg, policy).await?;
                 let instance = ctx.instance(policy).await?;
-                let full_lock = (*kind == BackupKind::Log).then(|| FullBackupLock {
-                    set: ctx.locks.clone(),
-                    name: super::data_lock(policy),
-                });
                 let opts = DbBackupOptions {
                     kind: Some(*kind),
                     cancel,
-                    full_lock,
+                    // A log with no full to base it on: the daemon runs the full job.
+                    no_promotion: *kind == BackupKind::Log,
                     ..DbBackupOptions::default()
                 };
                 let mut r = db_backup::run(policy, &instance, &targets.open, &opts).await?;

@@ -186,7 +186,16 @@ async fn kill(instance: &Instance, database: &str, spid: i64, why: Ended, mon: &
             "Nothing of it was stored; it runs again at its next schedule",
         ),
     };
-    let err = match mon.exec(&format!("KILL {spid}")).await {
+    // A KILL that does not answer must not hold a stop past its promise.
+    let killed = tokio::time::timeout(Duration::from_secs(5), mon.exec(&format!("KILL {spid}")))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::SqlServer,
+                "KILL did not answer within 5 s",
+            ))
+        });
+    let err = match killed {
         Ok(()) => Error::new(
             kind,
             format!("{what}; it was killed (session {spid}). {then}"),

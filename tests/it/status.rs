@@ -31,6 +31,15 @@ async fn status_answers_are_we_protected() {
     );
     assert!(db["age_minutes"].as_i64().unwrap() <= 5, "{j}");
     assert_eq!(p["last_verify"][1], true, "{j}");
+    // `verify` read nothing back: this month's share is what verify --read-data reads.
+    assert_eq!(p["read_back_this_month_percent"], 0.0, "{j}");
+    let (code, v, err) = pacsbak(&cfg, &["verify", "--read-data"]).await;
+    assert_eq!(code, 0, "{v}\n{err}");
+    let (_, j, _) = pacsbak(&cfg, &["status"]).await;
+    assert_eq!(
+        j["policies"][0]["read_back_this_month_percent"], 100.0,
+        "{j}"
+    );
     assert!(p["next_runs"]["log backups"].is_string(), "{j}");
     assert!(p["folders"][0]["age_hours"].is_number(), "{j}");
 
