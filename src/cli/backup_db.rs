@@ -51,17 +51,7 @@ pub fn run_folders(
     };
     let rt = runtime()?;
     rt.block_on(async {
-        let targets = open_targets(&cfg, &policy).await?;
-        let mut r = folders::run(
-            &policy,
-            &targets.open,
-            &filter,
-            false,
-            &[],
-            &Default::default(),
-        )
-        .await;
-        r.note_unreachable(&targets.unreachable);
+        let r = folders::run_for_policy(&cfg, &policy, &filter).await?;
         finish(&Outcome::BackupFolders(r), global.json)
     })
 }

@@ -92,6 +92,27 @@ pub struct FolderFilter {
     pub due: Option<Clock>,
 }
 
+/// `backup folders`: the policy's targets opened (one unreachable is a failed copy
+/// of each folder, the others still get theirs), then [`run`].
+pub async fn run_for_policy(
+    cfg: &crate::config::ConfigDir,
+    policy: &Policy,
+    filter: &FolderFilter,
+) -> crate::error::Result<FoldersRun> {
+    let targets = super::open_targets(cfg, policy).await?;
+    let mut r = run(
+        policy,
+        &targets.open,
+        filter,
+        false,
+        &[],
+        &Default::default(),
+    )
+    .await;
+    r.note_unreachable(&targets.unreachable);
+    Ok(r)
+}
+
 /// Backs up the policy's folders that `filter` selects.
 pub async fn run(
     policy: &Policy,

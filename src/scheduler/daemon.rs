@@ -272,13 +272,24 @@ impl Daemon {
         }
         for (_, (fired, spec)) in best {
             info!(job = %spec.key, missed = %fired, "catching up a run missed while the daemon was stopped");
-            self.pending.push(Pending {
-                spec,
-                attempt: 0,
-                not_before: now,
-                why: "catch-up",
-            });
+            self.queue(spec, now, "catch-up");
         }
+    }
+
+    /// Whether a run of job `key` is running or waiting to.
+    fn busy(&self, key: &str) -> bool {
+        self.running.values().any(|r| r.spec.key == key)
+            || self.pending.iter().any(|p| p.spec.key == key)
+    }
+
+    /// Queues a first attempt of `spec`.
+    fn queue(&mut self, spec: JobSpec, now: OffsetDateTime, why: &'static str) {
+        self.pending.push(Pending {
+            spec,
+            attempt: 0,
+            not_before: now,
+            why,
+        });
     }
 
     /// Queues every job whose firing time has come.
@@ -297,9 +308,7 @@ impl Daemon {
                 Some(t) => self.next.insert(spec.key.clone(), t),
                 None => self.next.remove(&spec.key),
             };
-            let busy = self.running.values().any(|r| r.spec.key == spec.key)
-                || self.pending.iter().any(|p| p.spec.key == spec.key);
-            if busy {
+            if self.busy(&spec.key) {
                 warn!(job = %spec.key, "its previous run has not finished: this firing is skipped");
                 self.note(format!(
                     "{}: a firing was skipped because the previous run was still going",
@@ -307,12 +316,7 @@ impl Daemon {
                 ));
                 continue;
             }
-            self.pending.push(Pending {
-                spec,
-                attempt: 0,
-                not_before: now,
-                why: "schedule",
-            });
+            self.queue(spec, now, "schedule");
         }
     }
 
@@ -458,20 +462,14 @@ impl Daemon {
         // (unless it is running already); the log follows it at its next firing.
         if needs_full(&result) {
             if let Some(full) = self.full_job_of(&r.spec) {
-                let busy = self.running.values().any(|x| x.spec.key == full.key)
-                    || self.pending.iter().any(|p| p.spec.key == full.key);
+                let busy = self.busy(&full.key);
                 self.note(format!(
                     "{key}: no full backup to base it on; the full backup {} {}",
                     full.key,
                     if busy { "is on its way" } else { "was started" }
                 ));
                 if !busy {
-                    self.pending.push(Pending {
-                        spec: full,
-                        attempt: 0,
-                        not_before: now,
-                        why: "chain start",
-                    });
+                    self.queue(full, now, "chain start");
                 }
                 return;
             }

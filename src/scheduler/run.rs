@@ -125,31 +125,20 @@ pub async fn run_job(
                 Err(e) => JobResult::failed(&command, &e),
             }
         }
-        JobWhat::Folder { policy, folder } => match open_targets(cfg, policy).await {
-            Ok(targets) => {
-                let filter = FolderFilter {
-                    names: vec![folder.clone()],
-                    due: None,
-                };
-                let mut r = folders::run(
-                    policy,
-                    &targets.open,
-                    &filter,
-                    false,
-                    &[],
-                    &Default::default(),
-                )
-                .await;
-                r.note_unreachable(&targets.unreachable);
-                let failures = r.results.iter().filter_map(|f| f.error.clone()).collect();
-                JobResult {
+        JobWhat::Folder { policy, folder } => {
+            let filter = FolderFilter {
+                names: vec![folder.clone()],
+                due: None,
+            };
+            match folders::run_for_policy(cfg, policy, &filter).await {
+                Ok(r) => JobResult {
                     ok: r.ok,
-                    failures,
+                    failures: r.results.iter().filter_map(|f| f.error.clone()).collect(),
                     outcome: Outcome::BackupFolders(r),
-                }
+                },
+                Err(e) => JobResult::failed(&command, &e),
             }
-            Err(e) => JobResult::failed(&command, &e),
-        },
+        }
         JobWhat::Copy { from, to } => match crate::jobs::copy::run(cfg, from, to).await {
             Ok(r) => JobResult {
                 ok: r.ok,
