@@ -27,6 +27,8 @@ pub mod clock;
 pub mod config;
 mod direct_io;
 mod error;
+#[cfg(windows)]
+pub mod eventlog;
 pub mod jobs;
 pub mod journal;
 pub mod logfile;

@@ -162,6 +162,13 @@ pub fn init_tracing(cli: &Cli) {
             }
         }
     }
+    // The Windows service's failures also go to the event log.
+    #[cfg(windows)]
+    if matches!(cli.command, Command::Service(_)) {
+        if let Some(l) = crate::eventlog::EventLogLayer::open() {
+            layers.push(l.boxed());
+        }
+    }
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(layers)
