@@ -19,7 +19,9 @@ pub struct JournalArgs {
     /// Only entries at or after this time (`2026-12-01`, `2026-12-01T08:00`; UTC).
     #[arg(long)]
     since: Option<String>,
-    /// Only this job (`backup`, `restore`, `verify`, `copy`, `check`, `repo`).
+    /// Only this job: a command (`backup`, `restore`, `verify`, `copy`, `check`,
+    /// `repo`), or a daemon job (`backup-full`, `backup-diff`, `backup-log`,
+    /// `backup-folders`, `copy`, `verify`; `daemon` for its starts, reloads, stops).
     #[arg(long)]
     job: Option<String>,
     /// Only entries about this database.
