@@ -202,14 +202,13 @@ impl Daemon {
         let now = self.now();
         self.plan_firings(now, &HashMap::new());
         self.catch_up(now);
-        self.digest_next = self
-            .loaded
-            .cfg
-            .main
-            .alerts
-            .digest
-            .as_ref()
-            .and_then(|c| c.next_instant_after(now, &self.opts.clock));
+        self.digest_next = self.next_digest(now);
+    }
+
+    /// When the digest is next sent, by `[alerts] digest`.
+    fn next_digest(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let digest = self.loaded.cfg.main.alerts.digest.as_ref()?;
+        digest.next_instant_after(now, &self.opts.clock)
     }
 
     /// The next firing of every job, keeping those of jobs whose schedule is unchanged.
@@ -585,11 +584,8 @@ impl Daemon {
         if at > now {
             return;
         }
+        self.digest_next = self.next_digest(now);
         let alerts = &self.loaded.cfg.main.alerts;
-        self.digest_next = alerts
-            .digest
-            .as_ref()
-            .and_then(|c| c.next_instant_after(now, &self.opts.clock));
         let mut lines = std::mem::take(&mut self.digest);
         for (k, n) in &self.failing {
             lines.push(format!(
@@ -681,14 +677,7 @@ impl Daemon {
                         None => false,
                     });
                 self.failing.retain(|k, _| jobs.iter().any(|j| &j.key == k));
-                self.digest_next = self
-                    .loaded
-                    .cfg
-                    .main
-                    .alerts
-                    .digest
-                    .as_ref()
-                    .and_then(|c| c.next_instant_after(now, &self.opts.clock));
+                self.digest_next = self.next_digest(now);
                 info!(why, changed = ?change, jobs = self.loaded.jobs.len(), "configuration reloaded");
                 let jobs: Vec<_> = self.loaded.jobs.iter().map(|j| j.key.clone()).collect();
                 self.write(
