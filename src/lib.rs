@@ -37,6 +37,7 @@ pub mod policy;
 pub mod records;
 pub mod render;
 pub mod repository;
+pub mod retention;
 pub mod scheduler;
 pub mod simulator;
 pub mod sqlserver;

@@ -69,7 +69,7 @@ pub async fn describe_snapshots(
 /// The planner's view of one snapshot's backup set: one description per stripe.
 /// A snapshot whose record cannot be read is described as unusable, with the
 /// reason, so the plan names it instead of failing or skipping it silently.
-fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
+pub(crate) fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
     let record = match BackupRecord::from_snapshot(&s.snapshot) {
         Ok(r) => r,
         Err(e) => {

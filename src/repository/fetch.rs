@@ -25,6 +25,13 @@ pub(crate) struct OpenedGroup {
 }
 
 impl OpenedGroup {
+    /// Every chunk of the group with its bytes, in stored order.
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = (Id, &[u8])> {
+        self.chunks
+            .iter()
+            .map(|(id, r)| (*id, &self.plain[r.clone()]))
+    }
+
     /// The bytes of chunk `id`, if this group holds it.
     pub(crate) fn chunk(&self, id: &Id) -> Option<&[u8]> {
         self.chunks

@@ -24,6 +24,9 @@ pub mod paths {
     /// Folder of verification records.
     pub const VERIFY: &str = "verify/";
 
+    /// Folder of prune marks (packs condemned, awaiting their grace period).
+    pub const PRUNE: &str = "prune/";
+
     /// Where pack `id` is stored.
     pub fn pack(id: &super::Id) -> String {
         let hex = id.to_hex();

@@ -116,6 +116,11 @@ impl Index {
         &self.packs
     }
 
+    /// Position of pack `id` in [`Index::packs`].
+    pub fn pack_position(&self, id: &Id) -> Option<u32> {
+        self.pack_pos.get(id).copied()
+    }
+
     /// Pack at position `n`.
     pub fn pack(&self, n: u32) -> Option<&PackInfo> {
         self.packs.get(n as usize)

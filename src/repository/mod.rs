@@ -18,6 +18,7 @@ mod index;
 mod keys;
 mod pack;
 mod prediction;
+mod prune;
 mod restore;
 mod safe_path;
 mod snapshot;
@@ -36,6 +37,7 @@ pub use format::{ChunkerParams, RepoConfig};
 pub use id::Id;
 pub use index::Index;
 pub use keys::KeyFile;
+pub use prune::{PendingMark, PruneOptions, PruneReport};
 pub use restore::{RestoreOptions, RestoreReport};
 pub use snapshot::{
     DamagedSnapshot, Entry, EntryKind, Snapshot, SnapshotFilter, SnapshotKind, SnapshotListing,
@@ -268,21 +270,32 @@ impl Repository {
 
     /// The index a backup deduplicates against: packs a read found damaged are left
     /// out, so their chunks are stored again in new packs and the next snapshot is
-    /// restorable (self-healing) instead of as broken as the last.
+    /// restorable (self-healing) instead of as broken as the last; packs a prune
+    /// mark condemned are left out, so no new snapshot comes to need them.
     pub async fn load_dedup_index(&self) -> Result<Index> {
         let suspects = self.suspect_packs().await;
+        let condemned = self.condemned_packs().await?;
         Ok(Index::of_packs(
             self.read_index_files()
                 .await?
                 .iter()
-                .filter(|p| !suspects.contains(&p.id)),
+                .filter(|p| !suspects.contains(&p.id) && !condemned.contains(&p.id)),
         ))
     }
 
     /// Every pack entry of every index file (duplicates possible).
     pub(crate) async fn read_index_files(&self) -> Result<Vec<IndexedPack>> {
+        self.read_index_objects(&self.storage.list(paths::INDEX).await?)
+            .await
+    }
+
+    /// The pack entries of the index files `objects` (as listed under `index/`).
+    pub(crate) async fn read_index_objects(
+        &self,
+        objects: &[crate::storage::ObjectInfo],
+    ) -> Result<Vec<IndexedPack>> {
         let mut out = Vec::new();
-        for obj in self.storage.list(paths::INDEX).await? {
+        for obj in objects {
             let sealed = self.storage.read(&obj.path).await?;
             match pack::open_index(&self.key, &sealed) {
                 Ok(packs) => out.extend(packs),
@@ -317,11 +330,14 @@ impl Repository {
     /// Returns the packs adopted.
     pub async fn adopt_orphan_packs(&self, index: &mut Index) -> Result<Vec<Id>> {
         let mut adopted = Vec::new();
+        let condemned = self.condemned_packs().await?;
         for obj in self.storage.list(paths::DATA).await? {
             let Some(id) = paths::id_of(&obj.path) else {
                 continue;
             };
-            if index.has_pack(&id) {
+            // A condemned pack is unindexed while a sweep is cut short between
+            // its index and its packs: it is deleted next, never adopted.
+            if index.has_pack(&id) || condemned.contains(&id) {
                 continue;
             }
             let bytes = self.storage.read(&obj.path).await?;
