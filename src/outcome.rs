@@ -91,6 +91,10 @@ pub enum Outcome {
     Verify(VerifyOutcome),
     /// `copy`.
     Copy(CopyRun),
+    /// `retention plan|apply`.
+    Retention(crate::jobs::retention::RetentionRun),
+    /// `prune`.
+    Prune(crate::jobs::retention::PruneRun),
     /// `status`: one report per policy.
     Status(StatusRun),
     /// A job that could not run at all.
@@ -163,6 +167,8 @@ impl Outcome {
             Outcome::Check(r) => r.worst < Severity::Warning,
             Outcome::Verify(v) => v.ok,
             Outcome::Copy(r) => r.ok,
+            Outcome::Retention(r) => r.ok,
+            Outcome::Prune(r) => r.ok,
             Outcome::Status(r) => r.ok,
             Outcome::Failed(_) => false,
         }

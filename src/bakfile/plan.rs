@@ -358,7 +358,9 @@ pub fn plan(descriptions: &[BackupDescription], req: &PlanRequest) -> RestorePla
     logs.sort_by_key(|g| (g.first.first_lsn, g.first.last_lsn));
     let mut restored = steps.last().and_then(|g| g.first.last_lsn);
     let mut log_steps: Vec<SetGroup> = Vec::new();
-    let mut reached_at = false;
+    // A point that is the start of the last full or differential is that backup.
+    let mut reached_at =
+        req.at.is_some() && steps.last().and_then(|g| g.first.backup_start_date) == req.at;
     loop {
         if req.at.is_some() && reached_at {
             break;

@@ -23,6 +23,7 @@ mod journal;
 mod repo;
 mod restore;
 mod restore_files;
+mod retention;
 mod sandbox;
 mod service;
 mod simulator;
@@ -89,6 +90,11 @@ pub enum Command {
     Target(target::TargetArgs),
     /// Copy snapshots to other targets (only missing packs travel).
     Copy(copy::CopyArgs),
+    /// Which snapshots the rules keep (`retention plan`), and removing the rest
+    /// (`retention apply`).
+    Retention(retention::RetentionArgs),
+    /// Free the space of removed snapshots: two phases, a grace period, no lock.
+    Prune(retention::PruneArgs),
     /// Run the SQL Server simulator (TDS) for tests and training.
     Simulator(simulator::SimulatorArgs),
     /// Check an instance against a policy: Agent, recovery models, growth, log, space, RPO.
@@ -237,6 +243,8 @@ impl Command {
             Command::Inspect(_) => "inspect",
             Command::Target(_) => "target",
             Command::Copy(_) => "copy",
+            Command::Retention(_) => "retention",
+            Command::Prune(_) => "prune",
             Command::Simulator(_) => "simulator",
             Command::Check(_) => "check",
             Command::Sandbox(_) => "sandbox",
@@ -255,6 +263,8 @@ impl Command {
                 | Command::Restore(_)
                 | Command::Verify(_)
                 | Command::Copy(_)
+                | Command::Retention(_)
+                | Command::Prune(_)
                 | Command::Check(_)
         )
     }
@@ -300,6 +310,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(&a, g.json),
         Command::Target(a) => target::run(g, a),
         Command::Copy(a) => copy::run(g, a),
+        Command::Retention(a) => retention::run(g, a),
+        Command::Prune(a) => retention::run_prune(g, a),
         Command::Simulator(a) => simulator::run(a),
         Command::Check(a) => check::run(g, a),
         Command::Sandbox(a) => sandbox::run(g, a),

@@ -63,6 +63,8 @@ struct TargetFile {
     append_only: bool,
     #[serde(default)]
     limits: LimitsFile,
+    #[serde(default)]
+    retention: Option<crate::retention::Rules>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +196,9 @@ pub struct TargetConfig {
     pub credentials: CredentialRefs,
     /// Whether the credentials cannot delete: deletions are refused up front.
     pub append_only: bool,
+    /// What this target keeps besides the policies' rules (`[retention]`): a
+    /// target may keep longer, never shorter.
+    pub retention: Option<crate::retention::Rules>,
     /// Transfer behaviour.
     pub limits: Limits,
 }
@@ -312,6 +317,7 @@ impl TargetConfig {
                 secrets_file: raw.secrets_file.map(|f| resolve_root(&f, config_dir)),
             },
             append_only: raw.append_only,
+            retention: raw.retention,
             limits,
         })
     }

@@ -10,6 +10,7 @@ pub mod folders;
 pub mod locks;
 pub mod manual;
 pub mod restore_db;
+pub mod retention;
 pub mod sandbox;
 pub mod sandbox_live;
 pub mod status;

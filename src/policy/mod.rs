@@ -41,6 +41,16 @@ struct PolicyFile {
     rpo: RpoSection,
     #[serde(default)]
     folders: Vec<FolderSection>,
+    #[serde(default)]
+    retention: Option<crate::retention::Rules>,
+    #[serde(default)]
+    local_cleanup: Option<LocalCleanupSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalCleanupSection {
+    after: crate::retention::Age,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +245,13 @@ pub struct Policy {
     pub rpo_minutes: BTreeMap<String, u64>,
     /// Program folders.
     pub folders: Vec<ProgramFolder>,
+    /// What every target keeps (`[retention]`); `None`: nothing is ever removed.
+    pub retention: Option<crate::retention::Rules>,
+    /// `[local_cleanup] after`: backup files older than this are deleted from the
+    /// local backup folder once proven on every offsite target. `None`: pacsbak
+    /// deletes nothing there (the maintenance plan's cleanup does, and the audit
+    /// watches it).
+    pub local_cleanup_after: Option<crate::retention::Age>,
 }
 
 /// The longest `backup.stall_minutes`: a day without progress is a stuck BACKUP.
@@ -578,6 +595,8 @@ impl Policy {
             rpo_default_minutes,
             rpo_minutes,
             folders,
+            retention: raw.retention,
+            local_cleanup_after: raw.local_cleanup.map(|c| c.after),
         })
     }
 

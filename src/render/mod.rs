@@ -224,8 +224,109 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
             }
             Ok(())
         }
+        Outcome::Retention(r) => retention_run(out, r),
+        Outcome::Prune(r) => prune_run(out, r),
         Outcome::Failed(f) => writeln!(out, "error: {}", f.error),
     }
+}
+
+/// `retention plan|apply`: one line per snapshot, then the totals and problems.
+pub fn retention_run(
+    out: &mut impl Write,
+    r: &crate::jobs::retention::RetentionRun,
+) -> io::Result<()> {
+    for t in &r.targets {
+        let Some(plan) = &t.plan else {
+            writeln!(
+                out,
+                "target {}: FAILED: {}",
+                t.target,
+                error_text(t.error.as_ref(), "failed")
+            )?;
+            continue;
+        };
+        writeln!(out, "target {}:", t.target)?;
+        for d in &plan.decisions {
+            writeln!(
+                out,
+                "  {} {} {:<6} {:<40} {}{}",
+                if d.keep { "keep  " } else { "remove" },
+                d.snapshot.short(),
+                d.kind,
+                d.group,
+                d.time.date(),
+                format_args!(
+                    " {:02}:{:02}  {}",
+                    d.time.hour(),
+                    d.time.minute(),
+                    d.reasons.join("; ")
+                )
+            )?;
+        }
+        writeln!(
+            out,
+            "  {} kept, {} {}",
+            plan.keep,
+            plan.remove,
+            if r.applied { "removed" } else { "to remove" }
+        )?;
+        for p in &plan.problems {
+            writeln!(out, "  PROBLEM: {p}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `prune`: per target what was condemned, swept and freed.
+pub fn prune_run(out: &mut impl Write, r: &crate::jobs::retention::PruneRun) -> io::Result<()> {
+    for t in &r.targets {
+        let Some(p) = &t.report else {
+            writeln!(
+                out,
+                "target {}: FAILED: {}",
+                t.target,
+                error_text(t.error.as_ref(), "failed")
+            )?;
+            continue;
+        };
+        writeln!(
+            out,
+            "target {}{}: {} packs ({}) before; {} unused and {} repacked: {} condemned, {} rewritten",
+            t.target,
+            if p.dry_run { " (dry run: nothing changed)" } else { "" },
+            p.packs_before,
+            human_bytes(p.bytes_before),
+            p.packs_unused,
+            p.packs_repacked,
+            human_bytes(p.bytes_condemned),
+            human_bytes(p.bytes_rewritten)
+        )?;
+        if p.dry_run {
+            writeln!(
+                out,
+                "  would free {} once swept",
+                human_bytes(p.bytes_condemned.saturating_sub(p.bytes_rewritten))
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  swept {} mark(s): {} packs deleted, {} freed, {} rescued; now {}",
+                p.marks_swept,
+                p.packs_deleted,
+                human_bytes(p.bytes_freed),
+                p.packs_rescued,
+                human_bytes(p.bytes_after)
+            )?;
+        }
+        for m in &p.marks_pending {
+            writeln!(
+                out,
+                "  pending: {} ({} packs) written {}: deleted once its grace period is over",
+                m.object, m.packs, m.created
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// A database backup run.

@@ -14,6 +14,7 @@ mod fixture_repository;
 mod journal;
 mod json_outcomes;
 mod repository;
+mod retention;
 mod simulator;
 mod simulator_bakfile;
 mod simulator_columns;

@@ -1,0 +1,347 @@
+//! `retention plan|apply` and `prune`: the policies' and targets' rules applied to
+//! each target's snapshots, then the space reclaimed.
+//!
+//! Applying removes manifests only; `prune` then deletes what no manifest needs,
+//! in two phases (repository/prune.rs). Append-only targets refuse both up front:
+//! their credentials cannot delete, and deleting is the maintenance host's job.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use tracing::{info, info_span, Instrument};
+
+use crate::config::{repository_passphrase, ConfigDir, TargetConfig};
+use crate::error::{Error, ErrorKind, ErrorRecord, Result};
+use crate::journal::{Journal, JournalFilter};
+use crate::policy::Policy;
+use crate::repository::{Id, PruneOptions, PruneReport, Repository};
+use crate::retention::{plan, Group, PlanInput, RuleSources, Rules, TargetPlan};
+
+/// What `retention plan|apply` is asked.
+#[derive(Debug, Clone, Default)]
+pub struct RetentionRequest {
+    /// Only the groups of this policy.
+    pub policy: Option<String>,
+    /// Only this target (default: every target the policies name).
+    pub target: Option<String>,
+    /// Rules for every group, in place of the configured ones (`--keep-*`).
+    pub rules: Option<Rules>,
+    /// Remove what the plan says.
+    pub apply: bool,
+}
+
+/// One target's plan, and what applying it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRetention {
+    /// The target.
+    pub target: String,
+    /// The plan (absent when the target could not be read).
+    pub plan: Option<TargetPlan>,
+    /// Manifests removed.
+    pub removed: usize,
+    /// Why the target was not planned or applied.
+    pub error: Option<ErrorRecord>,
+}
+
+/// `retention plan|apply`'s outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionRun {
+    /// Whether removals were made.
+    pub applied: bool,
+    /// Per target.
+    pub targets: Vec<TargetRetention>,
+    /// Every target planned (and applied), no problem found.
+    pub ok: bool,
+}
+
+/// `prune`'s outcome for one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneTarget {
+    /// The target.
+    pub target: String,
+    /// What prune did.
+    pub report: Option<PruneReport>,
+    /// Why it did not.
+    pub error: Option<ErrorRecord>,
+}
+
+/// `prune`'s outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneRun {
+    /// Per target.
+    pub targets: Vec<PruneTarget>,
+    /// Every target pruned.
+    pub ok: bool,
+}
+
+/// Every policy of the configuration folder.
+pub fn load_policies(cfg: &ConfigDir) -> Result<Vec<Policy>> {
+    crate::config::toml_files(&cfg.dir.join("policies"))?
+        .iter()
+        .map(|p| Policy::load(p, &cfg.dir))
+        .collect()
+}
+
+/// The targets a request covers: the one asked for, or every target a policy
+/// names (the default target when none does).
+fn targets_of<'a>(
+    cfg: &'a ConfigDir,
+    policies: &[Policy],
+    asked: Option<&str>,
+) -> Result<Vec<&'a TargetConfig>> {
+    if let Some(t) = asked {
+        return Ok(vec![cfg.target(Some(t))?]);
+    }
+    let mut names: Vec<&str> = policies
+        .iter()
+        .flat_map(|p| p.targets.iter().map(String::as_str))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(vec![cfg.target(None)?]);
+    }
+    names.into_iter().map(|n| cfg.target(Some(n))).collect()
+}
+
+/// Refuses deletion on an append-only target before anything is read.
+fn deletable(t: &TargetConfig, what: &str) -> Result<()> {
+    if t.append_only {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("target {} is append-only (append_only = true): {what} deletes, and these credentials may not; run it on the maintenance host with credentials that may delete", t.name),
+        )
+        .with("target", &t.name));
+    }
+    Ok(())
+}
+
+/// Snapshots whose offsite proof failed, by the journal's backup outcomes:
+/// `(target, short id)`. Any object of an outcome with `target`, `snapshot` and
+/// `verified: false` is one.
+pub fn failed_proofs(journal: &Journal) -> Result<HashSet<(String, String)>> {
+    fn walk(v: &serde_json::Value, out: &mut HashSet<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let (Some(t), Some(s), Some(false)) = (
+                    m.get("target").and_then(|v| v.as_str()),
+                    m.get("snapshot").and_then(|v| v.as_str()),
+                    m.get("verified").and_then(|v| v.as_bool()),
+                ) {
+                    out.insert((t.to_string(), s.to_string()));
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = HashSet::new();
+    for e in journal.list(&JournalFilter {
+        job: Some("backup".into()),
+        ..JournalFilter::default()
+    })? {
+        if let Some(o) = &e.outcome {
+            walk(o, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// The rules of `group` on `target`: the policy's, and the target's own besides.
+fn rules_for(
+    policies: &[Policy],
+    target: &TargetConfig,
+    fixed: Option<&Rules>,
+    group: &Group,
+    policy: Option<&str>,
+) -> RuleSources {
+    if let Some(r) = fixed {
+        return vec![("--keep".into(), r.clone())];
+    }
+    let owner = policy
+        .and_then(|name| policies.iter().find(|p| p.name == name))
+        .or_else(|| match group {
+            Group::Database { instance, .. } => {
+                policies.iter().find(|p| &p.instance_name == instance)
+            }
+            _ => None,
+        });
+    let Some(owner) = owner else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(r) = &owner.retention {
+        out.push((format!("policy {}", owner.name), r.clone()));
+    }
+    if let (false, Some(r)) = (out.is_empty(), &target.retention) {
+        out.push((format!("target {}", target.name), r.clone()));
+    }
+    out
+}
+
+/// Plans one target (and applies the plan when asked).
+async fn one_target(
+    cfg: &ConfigDir,
+    policies: &[Policy],
+    t: &TargetConfig,
+    req: &RetentionRequest,
+    proofs: &HashSet<(String, String)>,
+) -> Result<TargetRetention> {
+    if req.apply {
+        deletable(t, "retention apply")?;
+    }
+    let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
+    let repo = super::open_repository(t, &pass).await?;
+    let snaps = repo.snapshots().await?;
+    let mut no_good: HashMap<Id, String> = HashMap::new();
+    for (id, packs) in repo.snapshots_on_damaged_packs(&snaps).await? {
+        no_good.insert(id, format!("needs {} damaged pack(s)", packs.len()));
+    }
+    for s in &snaps {
+        if proofs.contains(&(t.name.clone(), s.id.short())) {
+            no_good
+                .entry(s.id)
+                .or_insert_with(|| "its offsite proof failed".into());
+        }
+    }
+    let in_scope: Vec<_> = snaps
+        .into_iter()
+        .filter(|s| {
+            req.policy.as_deref().is_none_or(|want| {
+                let (group, policy) = crate::retention::group_of(s);
+                policy.as_deref() == Some(want)
+                    || matches!(&group, Group::Database { instance, .. }
+                        if policy.is_none() && policies.iter().any(|p| p.name == want && &p.instance_name == instance))
+            })
+        })
+        .collect();
+    let clock = crate::clock::current();
+    let plan = plan(
+        &in_scope,
+        &|g, p| rules_for(policies, t, req.rules.as_ref(), g, p),
+        &PlanInput {
+            target: &t.name,
+            clock: &clock,
+            no_good: &no_good,
+        },
+    );
+    let mut removed = 0;
+    if req.apply {
+        guard_every_group_keeps_one(&plan)?;
+        let ids: Vec<Id> = plan.removals().map(|d| d.snapshot).collect();
+        repo.forget(&ids).await?;
+        removed = ids.len();
+        info!(target = %t.name, removed, "retention applied");
+    }
+    Ok(TargetRetention {
+        target: t.name.clone(),
+        plan: Some(plan),
+        removed,
+        error: None,
+    })
+}
+
+/// The last line of defence, independent of the rules: a plan that would leave a
+/// group with nothing is a bug, and nothing is removed.
+fn guard_every_group_keeps_one(plan: &TargetPlan) -> Result<()> {
+    let mut kept: HashMap<&str, bool> = HashMap::new();
+    for d in &plan.decisions {
+        *kept.entry(&d.group).or_default() |= d.keep;
+    }
+    if let Some((g, _)) = kept.iter().find(|(_, k)| !**k) {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("the retention plan would remove every snapshot of {g}: refused, nothing was removed; please report this"),
+        )
+        .with("target", &plan.target));
+    }
+    Ok(())
+}
+
+/// `retention plan` / `retention apply`.
+pub async fn run(cfg: &ConfigDir, req: &RetentionRequest) -> Result<RetentionRun> {
+    let span = info_span!(
+        "job",
+        job = if req.apply {
+            "retention apply"
+        } else {
+            "retention plan"
+        }
+    );
+    async {
+        let policies = load_policies(cfg)?;
+        if let Some(p) = &req.policy {
+            if !policies.iter().any(|x| &x.name == p) {
+                return Err(
+                    Error::new(ErrorKind::Config, format!("no policy named {p:?}"))
+                        .with("policy", p),
+                );
+            }
+        }
+        let proofs = match Journal::open(&cfg.journal_path()) {
+            Ok(j) => failed_proofs(&j)?,
+            Err(_) => HashSet::new(),
+        };
+        let mut targets = Vec::new();
+        for t in targets_of(cfg, &policies, req.target.as_deref())? {
+            targets.push(match one_target(cfg, &policies, t, req, &proofs).await {
+                Ok(r) => r,
+                Err(e) => TargetRetention {
+                    target: t.name.clone(),
+                    plan: None,
+                    removed: 0,
+                    error: Some(e.with("target", &t.name).record()),
+                },
+            });
+        }
+        let ok = targets
+            .iter()
+            .all(|t| t.error.is_none() && t.plan.as_ref().is_some_and(|p| p.problems.is_empty()));
+        Ok(RetentionRun {
+            applied: req.apply,
+            targets,
+            ok,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// `prune` on the target asked for, or on every target the policies name.
+pub async fn prune(cfg: &ConfigDir, target: Option<&str>, opts: &PruneOptions) -> Result<PruneRun> {
+    let span = info_span!("job", job = "prune", dry_run = opts.dry_run);
+    async {
+        let policies = load_policies(cfg)?;
+        let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
+        let mut targets = Vec::new();
+        for t in targets_of(cfg, &policies, target)? {
+            let pruned = async {
+                if !opts.dry_run {
+                    deletable(t, "prune")?;
+                }
+                let repo: Repository = super::open_repository(t, &pass).await?;
+                repo.prune(opts).await
+            }
+            .await;
+            targets.push(match pruned {
+                Ok(r) => PruneTarget {
+                    target: t.name.clone(),
+                    report: Some(r),
+                    error: None,
+                },
+                Err(e) => PruneTarget {
+                    target: t.name.clone(),
+                    report: None,
+                    error: Some(e.with("target", &t.name).record()),
+                },
+            });
+        }
+        Ok(PruneRun {
+            ok: targets.iter().all(|t| t.error.is_none()),
+            targets,
+        })
+    }
+    .instrument(span)
+    .await
+}
