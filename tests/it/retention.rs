@@ -72,7 +72,7 @@ fn year_of_history(rt: &tokio::runtime::Runtime, repo: &Repository, dir: &Path) 
     }
     let all = rt
         .block_on(repo.backup(
-            &[files.clone()],
+            std::slice::from_ref(&files),
             &BackupOptions {
                 tags: vec![],
                 kind: SnapshotKind::Files,
@@ -197,7 +197,8 @@ fn reference_keep(
         .rev()
         .filter(|m| m.kind != BackupKind::Log)
         .collect();
-    let periods: [(u32, fn(time::PrimitiveDateTime) -> String); 4] = [
+    type Bucket = fn(time::PrimitiveDateTime) -> String;
+    let periods: [(u32, Bucket); 4] = [
         (rules.keep_daily, |t| t.date().to_string()),
         (rules.keep_weekly, |t| {
             let (y, w, _) = t.date().to_iso_week_date();
