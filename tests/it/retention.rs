@@ -420,3 +420,158 @@ fn a_year_of_history_keeps_what_the_rules_say_and_every_kept_point_restores_afte
         );
     }
 }
+
+/// Writes version `v` of a small program tree: four 1 MiB files, two of which
+/// change with each version.
+fn program_tree(dir: &Path, v: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..4u64 {
+        let seed = if f < 2 { 1_000 + f } else { 2_000 + v * 10 + f };
+        std::fs::write(dir.join(format!("f{f}.dll")), pseudo_random(1 << 20, seed)).unwrap();
+    }
+}
+
+/// `backup files DIR --json`: the new snapshot's id.
+fn backup_files(t: &TestConfig, dir: &Path) -> String {
+    let out = t.ok(&["--json", "backup", "files", dir.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["snapshot_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `cond` holds or the child exits; true when `cond` held.
+fn until(child: &mut std::process::Child, cond: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return cond();
+        }
+        std::thread::yield_now();
+    }
+    false
+}
+
+fn pack_count(repo: &Path) -> usize {
+    crate::common::files_under(&repo.join("data")).len()
+}
+
+#[test]
+fn prune_killed_at_each_step_beside_a_running_backup_loses_nothing() {
+    let t = TestConfig::new();
+    // A throttled target, so that a backup is still running while prune works.
+    std::fs::write(
+        t.config().join("storage-targets/local.toml"),
+        "service = \"fs\"\nroot = \"../repo\"\n[[limits.bandwidth]]\nfrom = \"00:00\"\nto = \"24:00\"\nlimit = \"40MB/s\"\n",
+    )
+    .unwrap();
+    t.ok(&["repo", "init"]);
+    let tree = t.path("pacs");
+    let mut expected: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for v in 0..6 {
+        program_tree(&tree, v);
+        let id = backup_files(&t, &tree);
+        expected.insert(id, crate::common::tree_contents(&tree));
+    }
+    let applied = t.ok(&["--json", "retention", "apply", "--keep-last", "2"]);
+    let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();
+    assert_eq!(applied["targets"][0]["removed"], 4, "{applied}");
+
+    let big = t.path("big");
+    let mut round = 0u64;
+    let mut concurrent =
+        |t: &TestConfig, expected: &mut BTreeMap<_, _>, failpoint: &str, grace: &str| {
+            round += 1;
+            std::fs::create_dir_all(&big).unwrap();
+            std::fs::write(
+                big.join("study.dat"),
+                pseudo_random(32 << 20, 7_000 + round),
+            )
+            .unwrap();
+            let packs_before = pack_count(&t.repo());
+            let mut backup = t
+                .cmd(&["--json", "backup", "files", big.to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Prune starts once the backup has stored its first pack.
+            assert!(until(&mut backup, || pack_count(&t.repo()) > packs_before));
+            let killed = t
+                .cmd(&["prune", "--grace", grace])
+                .env("PACSBAK_FAILPOINT", failpoint)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&killed.stderr);
+            assert!(
+                !killed.status.success() && said.contains(&format!("failpoint {failpoint}")),
+                "prune did not stop at {failpoint}: {said}"
+            );
+            let out = backup.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            expected.insert(
+                v["snapshot_id"].as_str().unwrap().to_string(),
+                crate::common::tree_contents(&big),
+            );
+        };
+    // Killed while marking, a backup running: the mark waits out its grace period.
+    concurrent(&t, &mut expected, "prune:after-repack", "24h");
+    concurrent(&t, &mut expected, "prune:after-mark", "24h");
+    t.ok(&["prune", "--grace", "24h"]);
+    // Killed while sweeping (grace over), another backup running: it started
+    // after the marks, so it never needs a condemned pack.
+    concurrent(&t, &mut expected, "prune:after-new-index", "0h");
+    concurrent(&t, &mut expected, "prune:after-index-delete", "0h");
+    concurrent(&t, &mut expected, "prune:during-pack-delete", "0h");
+    // The next prune finishes what the killed ones left.
+    let done = t.ok(&["--json", "prune", "--grace", "0h"]);
+    let done: serde_json::Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(
+        done["targets"][0]["report"]["marks_pending"],
+        serde_json::json!([]),
+        "{done}"
+    );
+    assert!(t.repo().join("prune").read_dir().unwrap().next().is_none());
+
+    let verified = t.run(&["--json", "verify", "--read-data"]);
+    assert_eq!(verified.0, 0, "{}\n{}", verified.1, verified.2);
+    let v: serde_json::Value = serde_json::from_str(&verified.1).unwrap();
+    assert_eq!(v["unindexed_packs"], 0, "{v}");
+    // Every snapshot left restores as it was taken: the two kept and each
+    // backup that ran beside a prune.
+    let listed = t.ok(&["--json", "snapshots"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let ids: Vec<String> = listed
+        .as_array()
+        .or_else(|| listed["snapshots"].as_array())
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2 + 5, "{listed}");
+    for id in ids {
+        let to = t.path(&format!("restore-{id}"));
+        t.ok(&["restore", "files", &id, "--to", to.to_str().unwrap()]);
+        let want = expected
+            .iter()
+            .find(|(k, _)| k.starts_with(&id) || id.starts_with(k.as_str()))
+            .map(|(_, v)| v)
+            .unwrap();
+        // Restored under the source's name.
+        let root = std::fs::read_dir(&to)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(
+            crate::common::tree_contents(&root) == *want,
+            "snapshot {id} restored different contents"
+        );
+    }
+}
