@@ -95,6 +95,8 @@ pub enum Outcome {
     Retention(crate::jobs::retention::RetentionRun),
     /// `prune`.
     Prune(crate::jobs::retention::PruneRun),
+    /// `retention local`.
+    LocalCleanup(crate::jobs::local_cleanup::LocalCleanupRun),
     /// `status`: one report per policy.
     Status(StatusRun),
     /// A job that could not run at all.
@@ -169,6 +171,7 @@ impl Outcome {
             Outcome::Copy(r) => r.ok,
             Outcome::Retention(r) => r.ok,
             Outcome::Prune(r) => r.ok,
+            Outcome::LocalCleanup(r) => r.ok,
             Outcome::Status(r) => r.ok,
             Outcome::Failed(_) => false,
         }

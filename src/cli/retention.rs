@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::context::{finish, load_config, runtime};
+use super::context::{finish, load_config, load_policy, runtime};
 use super::GlobalArgs;
 use crate::jobs::retention::RetentionRequest;
 use crate::outcome::Outcome;
@@ -29,6 +29,16 @@ enum RetentionCommand {
         /// Prune afterwards (with the default grace period).
         #[arg(long)]
         prune: bool,
+    },
+    /// Delete backup files from the policy's local backup folder that are older
+    /// than `[local_cleanup] after` and proven on every offsite target.
+    Local {
+        /// The policy whose backup folder is cleaned.
+        #[arg(long)]
+        policy: String,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -116,6 +126,11 @@ pub fn run(global: &GlobalArgs, args: RetentionArgs) -> anyhow::Result<ExitCode>
         let (req, then_prune) = match args.command {
             RetentionCommand::Plan(s) => (s.request(false), false),
             RetentionCommand::Apply { scope, prune } => (scope.request(true), prune),
+            RetentionCommand::Local { policy, dry_run } => {
+                let (cfg, policy) = load_policy(global, &policy)?;
+                let run = crate::jobs::local_cleanup::run(&cfg, &policy, dry_run).await?;
+                return finish(&Outcome::LocalCleanup(run), global.json);
+            }
         };
         let target = req.target.clone();
         let run = crate::jobs::retention::run(&cfg, &req).await?;

@@ -7,6 +7,7 @@ pub mod check;
 pub mod copy;
 pub mod db_backup;
 pub mod folders;
+pub mod local_cleanup;
 pub mod locks;
 pub mod manual;
 pub mod restore_db;

@@ -226,6 +226,40 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
         }
         Outcome::Retention(r) => retention_run(out, r),
         Outcome::Prune(r) => prune_run(out, r),
+        Outcome::LocalCleanup(r) => {
+            writeln!(
+                out,
+                "policy {}: local backup folder {}{}",
+                r.policy,
+                r.folder,
+                if r.dry_run {
+                    " (dry run: nothing deleted)"
+                } else {
+                    ""
+                }
+            )?;
+            for f in &r.files {
+                writeln!(
+                    out,
+                    "  {} {} ({}, {:.0} h old): {}",
+                    if f.delete { "delete" } else { "keep  " },
+                    f.path,
+                    human_bytes(f.size),
+                    f.age_hours,
+                    f.reason
+                )?;
+            }
+            writeln!(
+                out,
+                "  {} file(s), {} freed",
+                r.deleted,
+                human_bytes(r.bytes_freed)
+            )?;
+            for p in &r.problems {
+                writeln!(out, "  PROBLEM: {p}")?;
+            }
+            Ok(())
+        }
         Outcome::Failed(f) => writeln!(out, "error: {}", f.error),
     }
 }

@@ -575,3 +575,120 @@ fn prune_killed_at_each_step_beside_a_running_backup_loses_nothing() {
         );
     }
 }
+
+/// Every file under `dir` (recursively), by name.
+fn names_under(dir: &Path) -> BTreeSet<String> {
+    crate::common::files_under(dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect()
+}
+
+/// `backup db --type KIND`: the files it added to the backup folder.
+fn backup_db(cfg: &TestConfig, folder: &Path, kind: &str) -> String {
+    let before = names_under(folder);
+    cfg.ok(&["backup", "db", "--policy", "t", "--type", kind]);
+    let added: Vec<String> = names_under(folder).difference(&before).cloned().collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    added[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cleanup_deletes_only_files_proven_on_every_target() {
+    let (_s, env) = crate::sqlserver_jobs::sim_env("full = \"0 1 * * *\"").await;
+    let cfg = &env.cfg;
+    crate::faults::add_second_target(&cfg.config());
+    cfg.ok(&["repo", "init", "--target", "second"]);
+    let policy_file = cfg.config().join("policies/t.toml");
+    let text = std::fs::read_to_string(&policy_file).unwrap();
+    std::fs::write(
+        &policy_file,
+        format!("{text}[local_cleanup]\nafter = \"1d\"\n"),
+    )
+    .unwrap();
+    let folder = env.policy.local_folder.clone();
+
+    let proven = backup_db(cfg, &folder, "full");
+    let altered = backup_db(cfg, &folder, "log");
+    let second_packs = crate::common::files_under(&cfg.path("second/data"));
+    let unproven = backup_db(cfg, &folder, "log");
+    let newest_full = backup_db(cfg, &folder, "full");
+    let newest_log = backup_db(cfg, &folder, "log");
+    // The second log's own packs on target `second` are damaged after the backup.
+    for p in crate::common::files_under(&cfg.path("second/data")) {
+        if !second_packs.contains(&p) {
+            let mut b = std::fs::read(&p).unwrap();
+            let i = b.len() / 3;
+            b[i] ^= 0x40;
+            std::fs::write(&p, b).unwrap();
+        }
+    }
+    // A log's local copy no longer matches what went offsite; a file never sent.
+    let mut bytes = std::fs::read(folder.join(&altered)).unwrap();
+    bytes.push(0);
+    std::fs::write(folder.join(&altered), bytes).unwrap();
+    let never_sent = "PACS_full_20200101_000000.bak";
+    std::fs::write(folder.join(never_sent), pseudo_random(4096, 9)).unwrap();
+    // Everything but the newest log is three days old.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    for name in [
+        &proven,
+        &altered,
+        &unproven,
+        &newest_full,
+        &never_sent.to_string(),
+    ] {
+        std::fs::File::options()
+            .write(true)
+            .open(folder.join(name))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    let decide = |dry: bool| -> BTreeMap<String, (bool, String)> {
+        let mut args = vec!["--json", "retention", "local", "--policy", "t"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let (_, out, err) = cfg.run(&args);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let name = Path::new(f["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                (
+                    name,
+                    (
+                        f["delete"].as_bool().unwrap(),
+                        f["reason"].as_str().unwrap().to_string(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let dry = decide(true);
+    assert_eq!(names_under(&folder).len(), 6, "a dry run deleted something");
+    let run = decide(false);
+    assert_eq!(dry, run);
+    let expect = |name: &str, delete: bool, words: &str| {
+        let (d, why) = &run[name];
+        assert_eq!(*d, delete, "{name}: {why}");
+        assert!(why.contains(words), "{name}: {why:?} lacks {words:?}");
+        assert_eq!(folder.join(name).exists(), !delete, "{name}");
+    };
+    expect(&proven, true, "proven on local, second");
+    expect(&altered, false, "no snapshot there holds these exact bytes");
+    expect(&unproven, false, "on target second");
+    expect(&unproven, false, "not proven");
+    expect(never_sent, false, "not on target local");
+    expect(&newest_full, false, "newest restorable chain");
+    expect(&newest_log, false, "younger than");
+}
