@@ -95,6 +95,8 @@ pub enum Outcome {
     Retention(crate::jobs::retention::RetentionRun),
     /// `prune`.
     Prune(crate::jobs::retention::PruneRun),
+    /// `retention audit`.
+    Audit(crate::jobs::audit::AuditReport),
     /// `retention local`.
     LocalCleanup(crate::jobs::local_cleanup::LocalCleanupRun),
     /// `status`: one report per policy.
@@ -172,6 +174,7 @@ impl Outcome {
             Outcome::Retention(r) => r.ok,
             Outcome::Prune(r) => r.ok,
             Outcome::LocalCleanup(r) => r.ok,
+            Outcome::Audit(r) => r.worst < Severity::Warning,
             Outcome::Status(r) => r.ok,
             Outcome::Failed(_) => false,
         }
@@ -183,7 +186,8 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Failed(f) => f.error.kind.exit_code(),
-            Outcome::Check(r) => match r.worst {
+            Outcome::Check(crate::jobs::check::CheckReport { worst, .. })
+            | Outcome::Audit(crate::jobs::audit::AuditReport { worst, .. }) => match worst {
                 Severity::Critical => 2,
                 Severity::Warning => 1,
                 _ => 0,

@@ -30,6 +30,13 @@ enum RetentionCommand {
         #[arg(long)]
         prune: bool,
     },
+    /// Compare the maintenance plan's cleanup of the backup folder with the policy:
+    /// findings with severity and the fix.
+    Audit {
+        /// The policy whose backup folder is audited.
+        #[arg(long)]
+        policy: String,
+    },
     /// Delete backup files from the policy's local backup folder that are older
     /// than `[local_cleanup] after` and proven on every offsite target.
     Local {
@@ -126,6 +133,19 @@ pub fn run(global: &GlobalArgs, args: RetentionArgs) -> anyhow::Result<ExitCode>
         let (req, then_prune) = match args.command {
             RetentionCommand::Plan(s) => (s.request(false), false),
             RetentionCommand::Apply { scope, prune } => (scope.request(true), prune),
+            RetentionCommand::Audit { policy } => {
+                let (cfg, policy) = load_policy(global, &policy)?;
+                let instance = crate::sqlserver::Instance::open(&policy.instance_spec()?).await?;
+                let targets = crate::jobs::open_targets(&cfg, &policy).await.ok();
+                let repo = targets
+                    .as_ref()
+                    .and_then(|t| t.open.first())
+                    .map(|t| &t.repo);
+                let journal = crate::journal::Journal::open(&cfg.journal_path()).ok();
+                let report =
+                    crate::jobs::audit::run(&policy, &instance, repo, journal.as_ref()).await?;
+                return finish(&Outcome::Audit(report), global.json);
+            }
             RetentionCommand::Local { policy, dry_run } => {
                 let (cfg, policy) = load_policy(global, &policy)?;
                 let run = crate::jobs::local_cleanup::run(&cfg, &policy, dry_run).await?;

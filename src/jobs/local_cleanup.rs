@@ -59,7 +59,7 @@ pub struct LocalCleanupRun {
 }
 
 /// The backup files under `folder` (its `restore-staging` left out), recursively.
-fn backup_files(folder: &Path, staging: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn backup_files(folder: &Path, staging: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![folder.to_path_buf()];
     while let Some(dir) = stack.pop() {

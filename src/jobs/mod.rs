@@ -3,6 +3,7 @@
 //! the instance check. Each job is library code with a serializable report; the
 //! CLI (src/cli/) only parses arguments and prints.
 
+pub mod audit;
 pub mod check;
 pub mod copy;
 pub mod db_backup;

@@ -126,23 +126,25 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
         }
         Outcome::Check(r) => {
             writeln!(out, "Check of policy {} on {}", r.policy, r.instance)?;
-            for f in &r.findings {
-                let sev = format!("{:?}", f.severity).to_uppercase();
+            findings(out, &r.findings)
+        }
+        Outcome::Audit(r) => {
+            writeln!(
+                out,
+                "Cleanup audit of policy {} on {}: backup folder {}",
+                r.policy, r.instance, r.folder
+            )?;
+            for t in &r.cleanup_tasks {
                 writeln!(
                     out,
-                    "  {sev:<8} {:<14} {}{}",
-                    f.area,
-                    f.database
-                        .as_ref()
-                        .map(|d| format!("[{d}] "))
-                        .unwrap_or_default(),
-                    f.finding
+                    "  plan \"{}\", {}: *.{} older than {} in {}",
+                    t.plan, t.task, t.extension, t.older_than, t.folder
                 )?;
-                if f.severity >= Severity::Warning {
-                    writeln!(out, "           do: {}", f.action)?;
-                }
             }
-            Ok(())
+            if r.findings.is_empty() {
+                writeln!(out, "  no findings: the cleanup matches the policy")?;
+            }
+            findings(out, &r.findings)
         }
         Outcome::Verify(v) => {
             let report = &v.report;
@@ -358,6 +360,27 @@ pub fn prune_run(out: &mut impl Write, r: &crate::jobs::retention::PruneRun) -> 
                 "  pending: {} ({} packs) written {}: deleted once its grace period is over",
                 m.object, m.packs, m.created
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// Findings of `check` and `retention audit`, each with what to do.
+fn findings(out: &mut impl Write, list: &[crate::jobs::check::Finding]) -> io::Result<()> {
+    for f in list {
+        let sev = format!("{:?}", f.severity).to_uppercase();
+        writeln!(
+            out,
+            "  {sev:<8} {:<14} {}{}",
+            f.area,
+            f.database
+                .as_ref()
+                .map(|d| format!("[{d}] "))
+                .unwrap_or_default(),
+            f.finding
+        )?;
+        if f.severity >= Severity::Warning {
+            writeln!(out, "           do: {}", f.action)?;
         }
     }
     Ok(())

@@ -176,6 +176,22 @@ pub async fn msdb_backups_since(
     Ok(sets)
 }
 
+/// The newest `limit` backup sets of every database with each file they were
+/// written to (one row per file), newest first: what the backup folder should hold.
+pub async fn backup_files(sql: &mut Sql, limit: u32) -> Result<Vec<(MsdbBackup, String)>> {
+    let q = format!(
+        "SELECT TOP {limit} {BACKUPSET_COLUMNS}, mf.physical_device_name FROM msdb.dbo.backupset bs \
+         JOIN msdb.dbo.backupmediafamily mf ON mf.media_set_id = bs.media_set_id \
+         ORDER BY bs.backup_set_id DESC"
+    );
+    Ok(sql
+        .rows(&q)
+        .await?
+        .iter()
+        .map(|r| (msdb_backup(r), text(r, 15usize).unwrap_or_default()))
+        .collect())
+}
+
 /// The files (device paths, as the server sees them) of a media set, stripe order.
 pub async fn media_devices(sql: &mut Sql, media_set_id: i64) -> Result<Vec<String>> {
     let q = format!(

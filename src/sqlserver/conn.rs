@@ -338,6 +338,14 @@ pub fn text(row: &Row, col: impl ColIdx) -> Option<String> {
     }
 }
 
+/// A binary column (varbinary, image).
+pub fn bytes(row: &Row, col: impl ColIdx) -> Option<Vec<u8>> {
+    match cell(row, col)? {
+        ColumnData::Binary(v) => v.as_ref().map(|b| b.to_vec()),
+        _ => None,
+    }
+}
+
 /// A datetime column.
 pub fn datetime(row: &Row, col: impl ColIdx) -> Option<time::PrimitiveDateTime> {
     let i = col.index(row)?;

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod conn;
+pub mod maintenance;
 pub mod quote;
 
 pub use backup::{run_long, verifyonly_sql, BackupStatement, LongRun};

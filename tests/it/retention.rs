@@ -692,3 +692,128 @@ async fn local_cleanup_deletes_only_files_proven_on_every_target() {
     expect(&newest_full, false, "newest restorable chain");
     expect(&newest_log, false, "younger than");
 }
+
+/// `retention audit --policy t --json`: (severity, area) of each finding.
+fn audit(cfg: &TestConfig) -> Vec<(String, String, String)> {
+    let (code, out, err) = cfg.run(&["--json", "retention", "audit", "--policy", "t"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let found: Vec<(String, String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["area"].as_str().unwrap().to_string(),
+                f["finding"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(code == 0, found.iter().all(|f| f.0 == "info"), "{out}");
+    found
+}
+
+fn has(found: &[(String, String, String)], severity: &str, area: &str) -> bool {
+    found.iter().any(|f| f.0 == severity && f.1 == area)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cleanup_audit_finds_each_fault_and_nothing_in_a_healthy_plan() {
+    use crate::simulator_support::{connect, exec};
+    let (s, env) = crate::sqlserver_jobs::sim_env("full = \"0 1 * * *\"").await;
+    let cfg = &env.cfg;
+    let folder = env.policy.server_folder.clone();
+    let mut c = connect(s.addr).await;
+    let start_job = "EXEC msdb.dbo.sp_start_job @job_name = N'Nightly PACS maintenance.Subplan_1'";
+    // As the simulator comes, its plan cleans another folder.
+    cfg.ok(&["backup", "db", "--policy", "t", "--type", "full"]);
+    let found = audit(cfg);
+    assert!(has(&found, "warning", "cleanup-folder"), "{found:#?}");
+
+    // Healthy: the plan cleans the policy's folder, 4 days, and has run.
+    exec(
+        &mut c,
+        &format!("SIMCTL CLEANUP FOLDER = '{folder}', AGE = 4, UNIT = 0"),
+    )
+    .await;
+    exec(&mut c, start_job).await;
+    cfg.ok(&["backup", "db", "--policy", "t", "--type", "full"]);
+    let found = audit(cfg);
+    assert!(found.is_empty(), "a healthy plan: {found:#?}");
+
+    // The job fails.
+    exec(&mut c, "SIMCTL FAULT cleanup_fails").await;
+    exec(&mut c, start_job).await;
+    let found = audit(cfg);
+    assert!(has(&found, "critical", "cleanup-failing"), "{found:#?}");
+    assert!(
+        found.iter().any(|f| f.2.contains("xp_delete_file")),
+        "{found:#?}"
+    );
+    exec(&mut c, "SIMCTL FAULT cleanup_fails OFF").await;
+    exec(&mut c, start_job).await;
+
+    // The Agent is stopped.
+    exec(&mut c, "SIMCTL AGENT STOP").await;
+    assert!(has(&audit(cfg), "critical", "agent"));
+    exec(&mut c, "SIMCTL AGENT START").await;
+
+    // The job is disabled: not scheduled.
+    exec(&mut c, "EXEC msdb.dbo.sp_update_job @job_name = N'Nightly PACS maintenance.Subplan_1', @enabled = 0").await;
+    assert!(has(&audit(cfg), "warning", "cleanup-schedule"));
+    exec(&mut c, "EXEC msdb.dbo.sp_update_job @job_name = N'Nightly PACS maintenance.Subplan_1', @enabled = 1").await;
+
+    // The cleanup succeeds and deletes nothing: a ten-day-old file stays.
+    let stale = Path::new(&folder).join("PACS_full_20200101_010000.bak");
+    std::fs::write(&stale, b"old").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86_400))
+        .unwrap();
+    exec(&mut c, "SIMCTL FAULT cleanup_noop").await;
+    exec(&mut c, start_job).await;
+    assert!(stale.exists());
+    let found = audit(cfg);
+    assert!(has(&found, "critical", "cleanup-silent"), "{found:#?}");
+    exec(&mut c, "SIMCTL FAULT cleanup_noop OFF").await;
+    exec(&mut c, start_job).await;
+    assert!(!stale.exists(), "the cleanup works again");
+
+    // An age shorter than the time between fulls.
+    exec(&mut c, "SIMCTL CLEANUP AGE = 12, UNIT = 5").await;
+    assert!(has(&audit(cfg), "warning", "cleanup-age"));
+    exec(&mut c, "SIMCTL CLEANUP AGE = 4, UNIT = 0").await;
+
+    // A backup taken outside pacsbak, deleted before any offsite copy; and the
+    // backups of a database since dropped.
+    let outside = Path::new(&folder).join("PACS_by_hand.bak");
+    exec(
+        &mut c,
+        &format!(
+            "BACKUP DATABASE [PACS] TO DISK = N'{}' WITH COPY_ONLY, CHECKSUM",
+            outside.display()
+        ),
+    )
+    .await;
+    std::fs::remove_file(&outside).unwrap();
+    exec(&mut c, "CREATE DATABASE [OldRIS]").await;
+    exec(
+        &mut c,
+        &format!(
+            "BACKUP DATABASE [OldRIS] TO DISK = N'{}' WITH CHECKSUM",
+            Path::new(&folder).join("OldRIS_full.bak").display()
+        ),
+    )
+    .await;
+    exec(&mut c, "DROP DATABASE [OldRIS]").await;
+    let found = audit(cfg);
+    assert!(
+        has(&found, "critical", "deleted-before-offsite"),
+        "{found:#?}"
+    );
+    assert!(has(&found, "warning", "orphans"), "{found:#?}");
+    assert!(!has(&found, "critical", "cleanup-failing"), "{found:#?}");
+}

@@ -53,12 +53,48 @@ pub async fn exec(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     }
     match proc_name.to_ascii_lowercase().as_str() {
         "sp_start_job" => start_job(ctx, &args),
+        "sp_update_job" => update_job(ctx, &args),
         _ => Err(SqlError::new(
             2812,
             format!("Could not find stored procedure '{}'.", parts.join(".")),
         )
         .into()),
     }
+}
+
+/// `msdb.dbo.sp_update_job @job_name = N'...', @enabled = 0|1`: the one change
+/// the audit tests make to a job (others are not simulated).
+fn update_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Outcome, StmtError> {
+    let arg = |n: &str| {
+        args.iter()
+            .find(|(k, _)| k.as_deref() == Some(n))
+            .map(|(_, v)| v.clone())
+    };
+    let name = arg("job_name")
+        .or_else(|| arg("job_id"))
+        .unwrap_or_default();
+    let inst = ctx.shared.lock();
+    let changed = match arg("enabled") {
+        Some(e) => inst
+            .catalog
+            .conn
+            .execute(
+                "UPDATE msdb.sysjobs SET enabled = ?2 WHERE name = ?1 COLLATE NOCASE OR job_id = ?1 COLLATE NOCASE",
+                params![name, e.parse::<i64>().unwrap_or(1)],
+            )
+            .unwrap_or(0),
+        None => 1,
+    };
+    let _ = inst.save();
+    drop(inst);
+    if changed == 0 {
+        return Err(SqlError::new(
+            14262,
+            format!("The specified @job_name ('{name}') does not exist."),
+        )
+        .into());
+    }
+    Ok(Outcome::default())
 }
 
 fn start_job(ctx: &mut Ctx<'_>, args: &[(Option<String>, String)]) -> Result<Outcome, StmtError> {

@@ -93,6 +93,57 @@ pub fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
             }
             format!("Fault {name} {}.", if off { "cleared" } else { "set" })
         }
+        "CLEANUP" => {
+            // An administrator editing the plan's Maintenance Cleanup Task:
+            // SIMCTL CLEANUP FOLDER = 'E:\x', AGE = 4, UNIT = 0, EXT = 'bak'
+            let xml: Vec<u8> = inst
+                .catalog
+                .conn
+                .query_row(
+                    "SELECT packagedata FROM msdb.sysssispackages WHERE id = ?1",
+                    rusqlite::params![crate::simulator::engine::catalog::PLAN_ID],
+                    |r| r.get(0),
+                )
+                .map_err(|e| SqlError::new(50000, e.to_string()))?;
+            let xml = String::from_utf8_lossy(&xml).to_string();
+            let attr = |name: &str| -> String {
+                let key = format!("SQLTask:{name}=\"");
+                xml.rfind(&key)
+                    .and_then(|i| xml[i + key.len()..].split('"').next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (mut folder, mut ext) = (attr("FolderPath"), attr("FileExtension"));
+            let mut age: i64 = attr("RemoveOlderThan").parse().unwrap_or(4);
+            let mut unit: i64 = attr("TimeUnitsType").parse().unwrap_or(0);
+            while !p.done() {
+                let k = p
+                    .peek()
+                    .and_then(|x| x.ident())
+                    .map(|s| s.to_ascii_uppercase())
+                    .ok_or_else(|| SqlError::near(p.peek()))?;
+                p.i += 1;
+                p.expect_sym("=")?;
+                match k.as_str() {
+                    "FOLDER" => folder = p.string(&params)?,
+                    "EXT" => ext = p.string(&params)?,
+                    "AGE" => age = p.number(&params)?,
+                    "UNIT" => unit = p.number(&params)?,
+                    _ => return Err(SqlError::syntax(&k).into()),
+                }
+                p.eat_sym(",");
+            }
+            let new =
+                crate::simulator::engine::catalog::cleanup_package_xml(&folder, &ext, age, unit);
+            inst.catalog
+                .conn
+                .execute(
+                    "UPDATE msdb.sysssispackages SET packagedata = ?2 WHERE id = ?1",
+                    rusqlite::params![crate::simulator::engine::catalog::PLAN_ID, new.into_bytes()],
+                )
+                .map_err(|e| SqlError::new(50000, e.to_string()))?;
+            format!("Maintenance Cleanup Task now deletes *.{ext} older than {age} (unit {unit}) in {folder}.")
+        }
         "CLEAR" => {
             inst.state.faults = Default::default();
             inst.state.agent_running = true;
