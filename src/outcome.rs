@@ -95,6 +95,8 @@ pub enum Outcome {
     Retention(crate::jobs::retention::RetentionRun),
     /// `prune`.
     Prune(crate::jobs::retention::PruneRun),
+    /// The daemon's nightly retention job of one policy.
+    Maintenance(crate::jobs::retention::MaintenanceRun),
     /// `retention audit`.
     Audit(crate::jobs::audit::AuditReport),
     /// `retention local`.
@@ -174,6 +176,7 @@ impl Outcome {
             Outcome::Retention(r) => r.ok,
             Outcome::Prune(r) => r.ok,
             Outcome::LocalCleanup(r) => r.ok,
+            Outcome::Maintenance(r) => r.ok,
             Outcome::Audit(r) => r.worst < Severity::Warning,
             Outcome::Status(r) => r.ok,
             Outcome::Failed(_) => false,

@@ -141,9 +141,10 @@ pub fn run(global: &GlobalArgs, args: RetentionArgs) -> anyhow::Result<ExitCode>
                     .as_ref()
                     .and_then(|t| t.open.first())
                     .map(|t| &t.repo);
-                let journal = crate::journal::Journal::open(&cfg.journal_path()).ok();
-                let report =
-                    crate::jobs::audit::run(&policy, &instance, repo, journal.as_ref()).await?;
+                let lag = crate::journal::Journal::open(&cfg.journal_path())
+                    .ok()
+                    .and_then(|j| crate::jobs::audit::offsite_lag(&j, &policy.name));
+                let report = crate::jobs::audit::run(&policy, &instance, repo, lag).await?;
                 return finish(&Outcome::Audit(report), global.json);
             }
             RetentionCommand::Local { policy, dry_run } => {

@@ -35,6 +35,39 @@ pub struct DaemonSection {
     pub copy: Vec<CopySchedule>,
     /// The nightly read-back of a slice of each target's data.
     pub verify: Option<VerifySchedule>,
+    /// Retention, prune, the local folder's cleanup and its audit, per policy.
+    #[serde(default)]
+    pub retention: Option<RetentionSchedule>,
+}
+
+/// `[daemon.retention]`: for each policy with `[retention]`, the rules applied on its
+/// targets (append-only ones are left to the maintenance host), prune, the local
+/// folder's cleanup (`[local_cleanup]`) and the audit of the maintenance plan's
+/// cleanup. Findings and failures alert like any job's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSchedule {
+    /// When.
+    pub schedule: Cron,
+    /// Prune's grace period: longer than any backup runs.
+    #[serde(default = "default_grace")]
+    pub grace_hours: u32,
+    /// Prune repacks packs at least this percent unused.
+    #[serde(default = "default_repack")]
+    pub repack_unused_percent: u8,
+    /// Also audit the maintenance plan's cleanup (needs the SQL Server).
+    #[serde(default = "default_audit")]
+    pub audit: bool,
+}
+
+fn default_grace() -> u32 {
+    24
+}
+fn default_repack() -> u8 {
+    10
+}
+fn default_audit() -> bool {
+    true
 }
 
 impl Default for DaemonSection {
@@ -48,6 +81,7 @@ impl Default for DaemonSection {
             reload_check_seconds: default_reload_check(),
             copy: Vec::new(),
             verify: None,
+            retention: None,
         }
     }
 }

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub use daemon::{
-    AlertsSection, CopySchedule, DaemonSection, EmailChannel, LogFormat, LogSection, RobotChannel,
-    SmtpTls, VerifySchedule, WebhookChannel,
+    AlertsSection, CopySchedule, DaemonSection, EmailChannel, LogFormat, LogSection,
+    RetentionSchedule, RobotChannel, SmtpTls, VerifySchedule, WebhookChannel,
 };
 pub use secrets::{read_secret_file, read_secret_map, repository_passphrase, Passphrase};
 pub use target::{

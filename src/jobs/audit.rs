@@ -59,8 +59,8 @@ fn hours(secs: i64) -> String {
 }
 
 /// The longest time a backup job of `policy` took to get its copies offsite and
-/// proven, over the journal's last 30 days.
-fn offsite_lag(journal: &Journal, policy: &str) -> Option<i64> {
+/// proven, over the journal's last 30 days (seconds).
+pub fn offsite_lag(journal: &Journal, policy: &str) -> Option<i64> {
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(30))
         .format(&time::format_description::well_known::Rfc3339)
         .ok()?;
@@ -87,12 +87,13 @@ fn offsite_lag(journal: &Journal, policy: &str) -> Option<i64> {
 }
 
 /// Audits the cleanup of `policy`'s backup folder. `repo` is the policy's first
-/// target (to tell a file deleted after its offsite copy from one deleted before).
+/// target (to tell a file deleted after its offsite copy from one deleted before);
+/// `lag` the time its copies take to get offsite ([`offsite_lag`]).
 pub async fn run(
     policy: &Policy,
     instance: &Instance,
     repo: Option<&Repository>,
-    journal: Option<&Journal>,
+    lag: Option<i64>,
 ) -> Result<AuditReport> {
     let span = info_span!("job", job = "retention audit", policy = %policy.name);
     async {
@@ -156,7 +157,6 @@ pub async fn run(
             let b = c.next_after(a)?;
             Some((b - a).whole_seconds())
         });
-        let lag = journal.and_then(|j| offsite_lag(j, &policy.name));
         let local_files = super::local_cleanup::backup_files(&policy.local_folder, &policy.staging.1)
             .unwrap_or_default();
         let now = std::time::SystemTime::now();

@@ -345,3 +345,153 @@ pub async fn prune(cfg: &ConfigDir, target: Option<&str>, opts: &PruneOptions) -
     .instrument(span)
     .await
 }
+
+/// What the daemon's nightly retention job of one policy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintenanceRun {
+    /// The policy.
+    pub policy: String,
+    /// The plans applied, per target (append-only targets are left out).
+    pub retention: Option<RetentionRun>,
+    /// Prune of those targets.
+    pub prune: Option<PruneRun>,
+    /// The local folder's cleanup, when the policy has `[local_cleanup]`.
+    pub local: Option<super::local_cleanup::LocalCleanupRun>,
+    /// The audit of the maintenance plan's cleanup, when asked.
+    pub audit: Option<super::audit::AuditReport>,
+    /// Each failure and each warning or worse finding, for alerts.
+    pub failures: Vec<ErrorRecord>,
+    /// Nothing failed, no problem, no finding of warning or worse.
+    pub ok: bool,
+}
+
+/// The daemon's nightly job for `policy`: retention applied on its targets (not the
+/// append-only ones), prune with `prune` options, the local folder's cleanup, and
+/// the audit when `instance` is given.
+pub async fn maintenance(
+    cfg: &ConfigDir,
+    policy: &Policy,
+    prune_opts: &PruneOptions,
+    instance: Option<&crate::sqlserver::Instance>,
+) -> MaintenanceRun {
+    let mut failures: Vec<ErrorRecord> = Vec::new();
+    let mut note = |e: Error| failures.push(e.with("policy", &policy.name).record());
+    let deletable_targets: Vec<String> = match targets_of(cfg, std::slice::from_ref(policy), None) {
+        Ok(ts) => ts
+            .into_iter()
+            .filter(|t| !t.append_only)
+            .map(|t| t.name.clone())
+            .collect(),
+        Err(e) => {
+            note(e);
+            Vec::new()
+        }
+    };
+    let mut retention: Option<RetentionRun> = None;
+    let mut prune_run: Option<PruneRun> = None;
+    if policy.retention.is_some() {
+        for t in &deletable_targets {
+            let req = RetentionRequest {
+                policy: Some(policy.name.clone()),
+                target: Some(t.clone()),
+                rules: None,
+                apply: true,
+            };
+            match run(cfg, &req).await {
+                Ok(r) => {
+                    let all = retention.get_or_insert(RetentionRun {
+                        applied: true,
+                        targets: Vec::new(),
+                        ok: true,
+                    });
+                    all.ok &= r.ok;
+                    all.targets.extend(r.targets);
+                }
+                Err(e) => note(e),
+            }
+            match prune(cfg, Some(t), prune_opts).await {
+                Ok(p) => {
+                    let all = prune_run.get_or_insert(PruneRun {
+                        targets: Vec::new(),
+                        ok: true,
+                    });
+                    all.ok &= p.ok;
+                    all.targets.extend(p.targets);
+                }
+                Err(e) => note(e),
+            }
+        }
+    }
+    for t in retention.iter().flat_map(|r| &r.targets) {
+        failures.extend(t.error.clone());
+        for p in t.plan.iter().flat_map(|p| &p.problems) {
+            failures.push(
+                Error::new(ErrorKind::Refused, p.clone())
+                    .with("target", &t.target)
+                    .record(),
+            );
+        }
+    }
+    for t in prune_run.iter().flat_map(|r| &r.targets) {
+        failures.extend(t.error.clone());
+    }
+    let local = match policy.local_cleanup_after {
+        Some(_) => match super::local_cleanup::run(cfg, policy, false).await {
+            Ok(l) => {
+                for p in &l.problems {
+                    failures.push(ErrorRecord::new(ErrorKind::Refused, p.clone()));
+                }
+                Some(l)
+            }
+            Err(e) => {
+                failures.push(e.record());
+                None
+            }
+        },
+        None => None,
+    };
+    let audit = match instance {
+        Some(i) => {
+            let target = policy
+                .restore_target(None)
+                .and_then(|t| cfg.target(Some(t)).ok());
+            let pass = repository_passphrase(&cfg.main, &cfg.dir);
+            let repo = match (target, pass) {
+                (Some(t), Ok(p)) => super::open_repository(t, &p).await.ok(),
+                _ => None,
+            };
+            let lag = Journal::open(&cfg.journal_path())
+                .ok()
+                .and_then(|j| super::audit::offsite_lag(&j, &policy.name));
+            match super::audit::run(policy, i, repo.as_ref(), lag).await {
+                Ok(a) => {
+                    for f in a
+                        .findings
+                        .iter()
+                        .filter(|f| f.severity >= super::check::Severity::Warning)
+                    {
+                        failures.push(ErrorRecord::new(
+                            ErrorKind::Refused,
+                            format!("cleanup audit ({}): {} Do: {}", f.area, f.finding, f.action),
+                        ));
+                    }
+                    Some(a)
+                }
+                Err(e) => {
+                    failures.push(e.record());
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    MaintenanceRun {
+        policy: policy.name.clone(),
+        ok: failures.is_empty(),
+        retention,
+        prune: prune_run,
+        local,
+        audit,
+        failures,
+    }
+}

@@ -728,6 +728,26 @@ mod tests {
         assert_eq!(p.rpo("pacs"), Some(15));
         assert_eq!(p.rpo("other"), Some(60));
         assert!(matches!(p.databases, DatabaseSelection::AllUser { .. }));
+        assert_eq!(p.retention.as_ref().map(|r| r.keep_daily), Some(14));
+        assert!(p.local_cleanup_after.is_none());
+        let small = Policy::find(dir, "small-site").unwrap();
+        assert_eq!(
+            small.local_cleanup_after.map(|a| a.to_string()).as_deref(),
+            Some("2d")
+        );
+    }
+
+    #[test]
+    fn a_bad_retention_age_names_the_file_line_and_key() {
+        let e = load(&format!(
+            "{OK}[retention]\nkeep_daily = 3\nkeep_within = \"7 days\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("keep_within") && e.contains("unit"),
+            "{e}"
+        );
     }
 
     #[test]

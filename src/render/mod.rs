@@ -128,6 +128,19 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
             writeln!(out, "Check of policy {} on {}", r.policy, r.instance)?;
             findings(out, &r.findings)
         }
+        Outcome::Maintenance(m) => {
+            writeln!(out, "Retention of policy {}", m.policy)?;
+            if let Some(r) = &m.retention {
+                retention_run(out, r)?;
+            }
+            if let Some(p) = &m.prune {
+                prune_run(out, p)?;
+            }
+            for f in &m.failures {
+                writeln!(out, "  FAILED: {f}")?;
+            }
+            Ok(())
+        }
         Outcome::Audit(r) => {
             writeln!(
                 out,

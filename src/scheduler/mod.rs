@@ -55,6 +55,11 @@ pub enum JobWhat {
         /// Destination targets.
         to: Vec<String>,
     },
+    /// Retention, prune, local cleanup and audit of one policy.
+    Maintenance {
+        /// The policy.
+        policy: Arc<Policy>,
+    },
     /// `verify --read-data=N%` of one target.
     Verify {
         /// The target.
@@ -86,15 +91,16 @@ impl JobSpec {
             JobWhat::Folder { .. } => "backup-folders".into(),
             JobWhat::Copy { .. } => "copy".into(),
             JobWhat::Verify { .. } => "verify".into(),
+            JobWhat::Maintenance { .. } => "retention".into(),
         }
     }
 
     /// The journal's `policy` column: the policy, or the target a repository job is about.
     pub fn journal_policy(&self) -> Option<String> {
         match &self.what {
-            JobWhat::BackupDb { policy, .. } | JobWhat::Folder { policy, .. } => {
-                Some(policy.name.clone())
-            }
+            JobWhat::BackupDb { policy, .. }
+            | JobWhat::Folder { policy, .. }
+            | JobWhat::Maintenance { policy } => Some(policy.name.clone()),
             JobWhat::Copy { from, .. } => Some(from.clone()),
             JobWhat::Verify { target, .. } => Some(target.clone()),
         }
@@ -118,6 +124,13 @@ impl JobSpec {
             JobWhat::Folder { policy, folder } => vec![format!("folder/{}/{folder}", policy.name)],
             JobWhat::Copy { from, .. } => vec![format!("copy/{from}")],
             JobWhat::Verify { target, .. } => vec![format!("verify/{target}")],
+            // One prune per repository at a time (docs/decisions/0011).
+            JobWhat::Maintenance { policy } => policy
+                .targets
+                .iter()
+                .map(|t| format!("prune/{t}"))
+                .chain([format!("local/{}", policy.name)])
+                .collect(),
         }
     }
 
@@ -281,6 +294,19 @@ pub fn plan(cfg: &ConfigDir, policies: &[Arc<Policy>]) -> Vec<JobSpec> {
             schedule: c.schedule.clone(),
             timeout: minutes(d.timeout_minutes),
         });
+    }
+    if let Some(r) = &d.retention {
+        for p in policies
+            .iter()
+            .filter(|p| p.retention.is_some() || p.local_cleanup_after.is_some())
+        {
+            jobs.push(JobSpec {
+                key: format!("retention/{}", p.name),
+                what: JobWhat::Maintenance { policy: p.clone() },
+                schedule: r.schedule.clone(),
+                timeout: minutes(d.timeout_minutes),
+            });
+        }
     }
     if let Some(v) = &d.verify {
         let targets: Vec<String> = if v.targets.is_empty() {

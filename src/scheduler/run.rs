@@ -147,6 +147,34 @@ pub async fn run_job(
             },
             Err(e) => JobResult::failed(&command, &e),
         },
+        JobWhat::Maintenance { policy } => {
+            let Some(r) = &cfg.main.daemon.retention else {
+                return JobResult::failed(
+                    &command,
+                    &Error::new(ErrorKind::Config, "[daemon.retention] is gone"),
+                );
+            };
+            let opts = crate::repository::PruneOptions {
+                repack_unused_percent: r.repack_unused_percent,
+                grace: time::Duration::hours(i64::from(r.grace_hours)),
+                dry_run: false,
+            };
+            let instance = if r.audit {
+                match ctx.instance(policy).await {
+                    Ok(i) => Some(i),
+                    Err(e) => return JobResult::failed(&command, &e),
+                }
+            } else {
+                None
+            };
+            let m =
+                crate::jobs::retention::maintenance(cfg, policy, &opts, instance.as_deref()).await;
+            JobResult {
+                ok: m.ok,
+                failures: m.failures.clone(),
+                outcome: Outcome::Maintenance(m),
+            }
+        }
         JobWhat::Verify { target, percent } => {
             let read = ReadData::Percent(*percent);
             match crate::jobs::verify::run(cfg, Some(target), read).await {

@@ -25,6 +25,8 @@ fn shipped_example_configuration_loads() {
         local.root.as_deref(),
         Some(std::path::Path::new("/var/backups/pacsbak"))
     );
+    let sister = cfg.target(Some("sister-sftp")).unwrap();
+    assert_eq!(sister.retention.as_ref().map(|r| r.keep_yearly), Some(7));
     assert!(cfg
         .target(Some("nope"))
         .unwrap_err()

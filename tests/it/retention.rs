@@ -817,3 +817,79 @@ async fn the_cleanup_audit_finds_each_fault_and_nothing_in_a_healthy_plan() {
     assert!(has(&found, "warning", "orphans"), "{found:#?}");
     assert!(!has(&found, "critical", "cleanup-failing"), "{found:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_applies_retention_prunes_and_audits_each_night() {
+    use crate::daemon::{runs, wait_for, Daemon};
+    use crate::simulator_support::{connect, exec};
+    let (s, env) = crate::sqlserver_jobs::sim_env("full = \"0 1 * * *\"").await;
+    let cfg = &env.cfg;
+    let mut c = connect(s.addr).await;
+    exec(
+        &mut c,
+        &format!(
+            "SIMCTL CLEANUP FOLDER = '{}', AGE = 4, UNIT = 0",
+            env.policy.server_folder
+        ),
+    )
+    .await;
+    exec(
+        &mut c,
+        "EXEC msdb.dbo.sp_start_job @job_name = N'Nightly PACS maintenance.Subplan_1'",
+    )
+    .await;
+    for _ in 0..3 {
+        cfg.ok(&["backup", "db", "--policy", "t", "--type", "full"]);
+    }
+    let add = |file: &Path, text: &str| {
+        let old = std::fs::read_to_string(file).unwrap();
+        std::fs::write(file, format!("{old}{text}")).unwrap();
+    };
+    add(
+        &cfg.config().join("policies/t.toml"),
+        "[retention]\nkeep_last = 1\n",
+    );
+    add(
+        &cfg.config().join("pacsbak.toml"),
+        "[daemon.retention]\nschedule = \"*/2 * * * * *\"\ngrace_hours = 0\n",
+    );
+    let d = Daemon::start(cfg, &[]);
+    let j = wait_for(
+        cfg,
+        std::time::Duration::from_secs(60),
+        "a retention run",
+        |j| runs(j).iter().any(|r| r.0 == "retention" && r.3.is_some()),
+    );
+    d.terminate();
+    let run = runs(&j).into_iter().find(|r| r.0 == "retention").unwrap();
+    let end = j
+        .iter()
+        .find(|e| e["kind"] == "job-end" && e["job"] == "retention")
+        .unwrap();
+    assert_eq!(run.3.as_deref(), Some("ok"), "{end:#}");
+    let outcome = &end["outcome"];
+    assert_eq!(
+        outcome["retention"]["targets"][0]["removed"], 2,
+        "{outcome:#}"
+    );
+    assert_eq!(
+        outcome["prune"]["targets"][0]["report"]["marks_swept"], 1,
+        "{outcome:#}"
+    );
+    assert_eq!(
+        outcome["audit"]["findings"],
+        serde_json::json!([]),
+        "{outcome:#}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&cfg.ok(&["--json", "snapshots"])).unwrap();
+    let sql: Vec<&serde_json::Value> = listed
+        .as_array()
+        .or_else(|| listed["snapshots"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "sql-backup")
+        .collect();
+    assert_eq!(sql.len(), 1, "{listed:#}");
+    cfg.ok(&["verify", "--read-data"]);
+}
