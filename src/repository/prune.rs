@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::fetch::GroupReader;
 use super::format::paths;
@@ -108,6 +108,13 @@ struct Mark {
     packs: Vec<Id>,
 }
 
+/// The chunks the snapshots of this run use, and which snapshots were read.
+#[derive(Default)]
+struct Used {
+    snapshots: HashSet<Id>,
+    chunks: Arc<HashSet<Id>>,
+}
+
 /// Index files hold at most this many packs (objects stay bounded in size).
 const PACKS_PER_INDEX_FILE: usize = 256;
 
@@ -177,6 +184,7 @@ impl Repository {
                 ..PruneReport::default()
             };
             let now = crate::clock::current().now();
+            let mut known: Option<Used> = None;
             for (object, mark) in self.read_marks().await? {
                 let created = OffsetDateTime::from_unix_timestamp(mark.created)
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -188,7 +196,7 @@ impl Repository {
                     .with("target", self.storage.name()));
                 }
                 if now - created >= opts.grace && !opts.dry_run {
-                    self.sweep(&object, &mark, &mut report).await?;
+                    self.sweep(&object, &mark, &mut report, &mut known).await?;
                 } else {
                     report.marks_pending.push(PendingMark {
                         object,
@@ -197,10 +205,10 @@ impl Repository {
                     });
                 }
             }
-            let new_mark = self.mark(opts, &mut report).await?;
+            let new_mark = self.mark(opts, &mut report, &mut known).await?;
             if let Some((object, mark)) = new_mark {
                 if opts.grace <= time::Duration::ZERO {
-                    self.sweep(&object, &mark, &mut report).await?;
+                    self.sweep(&object, &mark, &mut report, &mut known).await?;
                 } else {
                     report.marks_pending.push(PendingMark {
                         object,
@@ -232,17 +240,39 @@ impl Repository {
     }
 
     /// Every chunk the snapshots reference (chunk-list blobs expanded and counted),
-    /// read with `index`. A damaged manifest, or a list blob that cannot be read,
-    /// stops prune: what it references cannot be known.
-    async fn used_chunks(&self, index: &Arc<Index>) -> Result<HashSet<Id>> {
-        let listing = self.snapshot_listing().await?;
-        if let Some(d) = listing.damaged.first() {
+    /// read with `index`. `known` holds what an earlier step of this run found: only
+    /// manifests written since are read (a superset is safe: it keeps more). A
+    /// damaged manifest, or a list blob that cannot be read, stops prune: what it
+    /// references cannot be known.
+    async fn used_chunks(
+        &self,
+        index: &Arc<Index>,
+        known: &mut Option<Used>,
+    ) -> Result<Arc<HashSet<Id>>> {
+        let listed: Vec<Id> = self
+            .storage
+            .list(paths::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(|o| paths::id_of(&o.path))
+            .collect();
+        let used = known.get_or_insert_with(Used::default);
+        let mut fresh = Vec::new();
+        let mut damaged = Vec::new();
+        for id in listed.iter().filter(|id| !used.snapshots.contains(id)) {
+            match self.load_snapshot_exact(id).await {
+                Ok(s) => fresh.push(s),
+                Err(e) if e.kind() == ErrorKind::Integrity => damaged.push(*id),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(d) = damaged.first() {
             return Err(Error::new(
                 ErrorKind::Integrity,
                 format!(
                     "{} snapshot manifest(s) cannot be read (first: {}): prune must know every snapshot's chunks; restore the manifests from a copy of this target or remove them by hand, then prune again",
-                    listing.damaged.len(),
-                    d.id.short()
+                    damaged.len(),
+                    d.short()
                 ),
             )
             .with("target", self.storage.name()));
@@ -252,25 +282,54 @@ impl Repository {
             index: index.clone(),
             handle: tokio::runtime::Handle::current(),
         };
-        tokio::task::spawn_blocking(move || {
-            let mut used = HashSet::new();
-            for s in &listing.readable {
-                for e in &s.snapshot.entries {
-                    used.extend(e.chunk_lists.iter().copied());
-                    if e.chunk_lists.is_empty() {
-                        used.extend(e.chunks.iter().copied());
-                    } else {
-                        let ids = reader.file_chunks(e).map_err(|err| {
-                            err.with("snapshot", s.id.short()).with("file", &e.path)
-                        })?;
-                        used.extend(ids);
-                    }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        // Chunk lists are expanded on every core: each needs a group read and opened.
+        let found = tokio::task::spawn_blocking(move || {
+            std::thread::scope(|scope| {
+                let per = fresh.len().div_ceil(threads).max(1);
+                let workers: Vec<_> = fresh
+                    .chunks(per)
+                    .map(|part| {
+                        let reader = reader.clone();
+                        scope.spawn(move || {
+                            let mut out = HashSet::new();
+                            for s in part {
+                                for e in &s.entries {
+                                    out.extend(e.chunk_lists.iter().copied());
+                                    if e.chunk_lists.is_empty() {
+                                        out.extend(e.chunks.iter().copied());
+                                    } else {
+                                        out.extend(
+                                            reader
+                                                .file_chunks(e)
+                                                .map_err(|err| err.with("file", &e.path))?,
+                                        );
+                                    }
+                                }
+                            }
+                            Ok::<_, Error>(out)
+                        })
+                    })
+                    .collect();
+                let mut all = HashSet::new();
+                for w in workers {
+                    let part = w
+                        .join()
+                        .map_err(|_| Error::new(ErrorKind::Internal, "prune thread panicked"))??;
+                    all.extend(part);
                 }
-            }
-            Ok::<_, Error>(used)
+                Ok::<_, Error>(all)
+            })
         })
         .await
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("prune task failed: {e}")))?
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("prune task failed: {e}")))??;
+        let chunks = Arc::make_mut(&mut used.chunks);
+        chunks.extend(found);
+        used.snapshots.extend(listed);
+        Ok(used.chunks.clone())
     }
 
     /// Phase 1: condemns unused packs, repacks partly used ones, writes the mark.
@@ -278,10 +337,17 @@ impl Repository {
         &self,
         opts: &PruneOptions,
         report: &mut PruneReport,
+        known: &mut Option<Used>,
     ) -> Result<Option<(String, Mark)>> {
         let already = self.condemned_packs().await?;
         let suspects = self.suspect_packs().await;
+        let started = std::time::Instant::now();
         let files = self.read_index_files().await?;
+        debug!(
+            ms = started.elapsed().as_millis(),
+            files = files.len(),
+            "prune: index read"
+        );
         let mut packs: HashMap<Id, &IndexedPack> = HashMap::new();
         for p in &files {
             packs.entry(p.id).or_insert(p);
@@ -289,7 +355,12 @@ impl Repository {
         report.packs_before = packs.len();
         report.bytes_before = packs.values().map(|p| p.size).sum();
         let index = Arc::new(super::index_preferring_healthy(&files, &suspects));
-        let used = self.used_chunks(&index).await?;
+        let used = self.used_chunks(&index, known).await?;
+        debug!(
+            ms = started.elapsed().as_millis(),
+            chunks = used.len(),
+            "prune: used chunks known"
+        );
 
         let mut unused: Vec<Id> = Vec::new();
         let mut repack: Vec<Id> = Vec::new();
@@ -322,6 +393,12 @@ impl Repository {
             }
         }
         report.packs_unused = unused.len();
+        debug!(
+            ms = started.elapsed().as_millis(),
+            unused = unused.len(),
+            repack = repack.len(),
+            "prune: packs classified"
+        );
         report.packs_repacked = repack.len();
         report.bytes_condemned = unused
             .iter()
@@ -371,7 +448,6 @@ impl Repository {
                 index: index.clone(),
                 handle: handle.clone(),
             };
-            let used = Arc::new(used);
             let written = tokio::task::spawn_blocking(move || {
                 super::backup::run_pipeline(&repo, &handle, &keep_index, None, |sink| {
                     for p in &sources {
@@ -407,6 +483,7 @@ impl Repository {
                 "repacked the used chunks of partly used packs"
             );
         }
+        debug!(ms = started.elapsed().as_millis(), "prune: repacked");
         failpoint("prune:after-repack");
 
         let mark = Mark {
@@ -430,15 +507,22 @@ impl Repository {
     }
 
     /// Phase 2: deletes the packs of one mark whose grace period is over.
-    async fn sweep(&self, object: &str, mark: &Mark, report: &mut PruneReport) -> Result<()> {
+    async fn sweep(
+        &self,
+        object: &str,
+        mark: &Mark,
+        report: &mut PruneReport,
+        known: &mut Option<Used>,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
         let files_listed = self.storage.list(paths::INDEX).await?;
         let files = self.read_index_objects(&files_listed).await?;
         let suspects = self.suspect_packs().await;
         let index = Arc::new(super::index_preferring_healthy(&files, &suspects));
-        let used = self.used_chunks(&index).await?;
+        let used = self.used_chunks(&index, known).await?;
         let mut deleting: HashSet<Id> = mark.packs.iter().copied().collect();
         let staying = Index::of_packs(files.iter().filter(|p| !deleting.contains(&p.id)));
-        for c in &used {
+        for c in used.iter() {
             if staying.contains(c) {
                 continue;
             }
@@ -478,7 +562,12 @@ impl Repository {
         report.marks_swept += 1;
         report.packs_deleted += deleting.len();
         report.bytes_freed += deleting.iter().filter_map(|id| gone.get(id)).sum::<u64>();
-        info!(object, packs = deleting.len(), "prune mark swept");
+        info!(
+            object,
+            packs = deleting.len(),
+            ms = started.elapsed().as_millis(),
+            "prune mark swept"
+        );
         Ok(())
     }
 }
