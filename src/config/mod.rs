@@ -204,6 +204,27 @@ fn check_daemon_section(
     if d.max_parallel == 0 {
         return Err(refuse("daemon.max_parallel", "must be at least 1".into()));
     }
+    if let Some(r) = &d.retention {
+        // The daemon stops every job at its time-out: a grace period at least that
+        // long means no backup it runs can still need a pack a sweep deletes.
+        if u64::from(r.grace_hours) * 60 < d.timeout_minutes {
+            return Err(refuse(
+                "daemon.retention.grace_hours",
+                format!(
+                    "{} hours is shorter than daemon.timeout_minutes ({} minutes): prune could delete packs a backup still running needs; make it at least {} hours",
+                    r.grace_hours,
+                    d.timeout_minutes,
+                    d.timeout_minutes.div_ceil(60)
+                ),
+            ));
+        }
+        if !(1..=100).contains(&r.repack_unused_percent) {
+            return Err(refuse(
+                "daemon.retention.repack_unused_percent",
+                format!("{} is out of range: 1 to 100", r.repack_unused_percent),
+            ));
+        }
+    }
     let known = || targets.keys().cloned().collect::<Vec<_>>().join(", ");
     let named = d
         .copy

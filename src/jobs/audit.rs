@@ -64,13 +64,18 @@ pub fn offsite_lag(journal: &Journal, policy: &str) -> Option<i64> {
     let since = (time::OffsetDateTime::now_utc() - time::Duration::days(30))
         .format(&time::format_description::well_known::Rfc3339)
         .ok()?;
-    let entries = journal
-        .list(&JournalFilter {
-            since: Some(since),
-            job: Some("backup".into()),
-            ..JournalFilter::default()
-        })
-        .ok()?;
+    let mut entries = Vec::new();
+    for job in super::retention::BACKUP_JOBS {
+        entries.extend(
+            journal
+                .list(&JournalFilter {
+                    since: Some(since.clone()),
+                    job: Some(job.to_string()),
+                    ..JournalFilter::default()
+                })
+                .ok()?,
+        );
+    }
     let parse = |t: &str| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
     };

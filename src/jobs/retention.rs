@@ -116,6 +116,15 @@ fn deletable(t: &TargetConfig, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The journal's `job` of every backup: the `backup` command, and the daemon's jobs.
+pub const BACKUP_JOBS: [&str; 5] = [
+    "backup",
+    "backup-full",
+    "backup-diff",
+    "backup-log",
+    "backup-folders",
+];
+
 /// Snapshots whose offsite proof failed, by the journal's backup outcomes:
 /// `(target, short id)`. Any object of an outcome with `target`, `snapshot` and
 /// `verified: false` is one.
@@ -137,12 +146,14 @@ pub fn failed_proofs(journal: &Journal) -> Result<HashSet<(String, String)>> {
         }
     }
     let mut out = HashSet::new();
-    for e in journal.list(&JournalFilter {
-        job: Some("backup".into()),
-        ..JournalFilter::default()
-    })? {
-        if let Some(o) = &e.outcome {
-            walk(o, &mut out);
+    for job in BACKUP_JOBS {
+        for e in journal.list(&JournalFilter {
+            job: Some(job.to_string()),
+            ..JournalFilter::default()
+        })? {
+            if let Some(o) = &e.outcome {
+                walk(o, &mut out);
+            }
         }
     }
     Ok(out)
@@ -157,7 +168,12 @@ fn rules_for(
     policy: Option<&str>,
 ) -> RuleSources {
     if let Some(r) = fixed {
-        return vec![("--keep".into(), r.clone())];
+        // Given on the command line for every group; a target still keeps longer.
+        let mut out = vec![("--keep".into(), r.clone())];
+        if let Some(t) = &target.retention {
+            out.push((format!("target {}", target.name), t.clone()));
+        }
+        return out;
     }
     let owner = policy
         .and_then(|name| policies.iter().find(|p| p.name == name))
@@ -205,16 +221,22 @@ async fn one_target(
                 .or_insert_with(|| "its offsite proof failed".into());
         }
     }
+    // `--policy` selects whole groups: a group any of whose snapshots that policy
+    // took (a chain is never planned in part).
+    let of_policy = |s: &crate::repository::SnapshotRef, want: &str| {
+        let (group, policy) = crate::retention::group_of(s);
+        policy.as_deref() == Some(want)
+            || matches!(&group, Group::Database { instance, .. }
+                if policy.is_none() && policies.iter().any(|p| p.name == want && &p.instance_name == instance))
+    };
+    let wanted: HashSet<Group> = snaps
+        .iter()
+        .filter(|s| req.policy.as_deref().is_none_or(|want| of_policy(s, want)))
+        .map(|s| crate::retention::group_of(s).0)
+        .collect();
     let in_scope: Vec<_> = snaps
         .into_iter()
-        .filter(|s| {
-            req.policy.as_deref().is_none_or(|want| {
-                let (group, policy) = crate::retention::group_of(s);
-                policy.as_deref() == Some(want)
-                    || matches!(&group, Group::Database { instance, .. }
-                        if policy.is_none() && policies.iter().any(|p| p.name == want && &p.instance_name == instance))
-            })
-        })
+        .filter(|s| wanted.contains(&crate::retention::group_of(s).0))
         .collect();
     let clock = crate::clock::current();
     let plan = plan(
@@ -279,10 +301,9 @@ pub async fn run(cfg: &ConfigDir, req: &RetentionRequest) -> Result<RetentionRun
                 );
             }
         }
-        let proofs = match Journal::open(&cfg.journal_path()) {
-            Ok(j) => failed_proofs(&j)?,
-            Err(_) => HashSet::new(),
-        };
+        // Without the journal no failed proof can be known: that is an error, not
+        // "everything proven".
+        let proofs = failed_proofs(&Journal::open(&cfg.journal_path())?)?;
         let mut targets = Vec::new();
         for t in targets_of(cfg, &policies, req.target.as_deref())? {
             targets.push(match one_target(cfg, &policies, t, req, &proofs).await {

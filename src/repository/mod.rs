@@ -285,8 +285,29 @@ impl Repository {
 
     /// Every pack entry of every index file (duplicates possible).
     pub(crate) async fn read_index_files(&self) -> Result<Vec<IndexedPack>> {
-        self.read_index_objects(&self.storage.list(paths::INDEX).await?)
-            .await
+        // A prune's sweep writes the new index files before deleting the old ones: a
+        // listed file gone by the time it is read means listing again.
+        let mut attempt = 0;
+        loop {
+            let listed = self.storage.list(paths::INDEX).await?;
+            match self.read_index_objects(&listed).await {
+                Err(e) if attempt < 3 && self.any_gone(&listed).await => {
+                    attempt += 1;
+                    warn!(error = %e, "an index file went away while it was read (a prune swept it): listing again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether any of `objects` no longer exists.
+    async fn any_gone(&self, objects: &[crate::storage::ObjectInfo]) -> bool {
+        for o in objects {
+            if matches!(self.storage.size(&o.path).await, Ok(None)) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The pack entries of the index files `objects` (as listed under `index/`).

@@ -434,9 +434,11 @@ impl Repository {
                 .chain(already.iter())
                 .copied()
                 .collect();
-            let keep_index = Arc::new(Index::of_packs(
-                files.iter().filter(|p| !condemned.contains(&p.id)),
-            ));
+            // A chunk is only taken as safe elsewhere in a healthy pack.
+            let keep_index =
+                Arc::new(Index::of_packs(files.iter().filter(|p| {
+                    !condemned.contains(&p.id) && !suspects.contains(&p.id)
+                })));
             let sources: Vec<IndexedPack> = repack
                 .iter()
                 .filter_map(|id| packs.get(id).map(|p| (*p).clone()))
@@ -521,7 +523,12 @@ impl Repository {
         let index = Arc::new(super::index_preferring_healthy(&files, &suspects));
         let used = self.used_chunks(&index, known).await?;
         let mut deleting: HashSet<Id> = mark.packs.iter().copied().collect();
-        let staying = Index::of_packs(files.iter().filter(|p| !deleting.contains(&p.id)));
+        // A chunk whose only other copy is in a pack a read found damaged is rescued.
+        let staying = Index::of_packs(
+            files
+                .iter()
+                .filter(|p| !deleting.contains(&p.id) && !suspects.contains(&p.id)),
+        );
         for c in used.iter() {
             if staying.contains(c) {
                 continue;

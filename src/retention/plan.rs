@@ -308,6 +308,7 @@ fn plan_group(
         }
     }
 
+    let problems_before = problems.len();
     match group {
         Group::Database { database, .. } => close_chains(
             database, snaps, &records, &good, &mut keeps, problems, group,
@@ -320,6 +321,13 @@ fn plan_group(
             {
                 keeps.add(newest.id, "newest good snapshot");
             }
+        }
+    }
+    // Any problem found in the group keeps all of it: the rules cannot be trusted
+    // to know what a broken chain still needs.
+    if problems.len() > problems_before {
+        for s in snaps {
+            keeps.add(s.id, "kept: this group has a problem (see problems)");
         }
     }
 
@@ -426,11 +434,13 @@ fn close_chains(
             continue;
         };
         if r.kind == BackupKind::Diff {
+            // Its full, good or not: without it the differential is useless.
             let base = snaps.iter().find(|f| {
-                good(f)
-                    && records.get(&f.id).is_some_and(|fr| {
-                        fr.kind == BackupKind::Full && fr.checkpoint_lsn == r.database_backup_lsn
-                    })
+                records.get(&f.id).is_some_and(|fr| {
+                    fr.kind == BackupKind::Full
+                        && !fr.copy_only
+                        && fr.checkpoint_lsn == r.database_backup_lsn
+                })
             });
             match base {
                 Some(f) => keeps.add(f.id, format!("base of differential {}", s.id.short())),

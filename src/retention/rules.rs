@@ -111,6 +111,9 @@ impl Age {
         let n: i64 = n.parse().map_err(|_| {
             format!("{s:?} is not a duration: write a number and a unit, as 36h, 14d, 8w or 1y")
         })?;
+        if n > 100 * 366 {
+            return Err(format!("{s:?} is longer than a hundred years"));
+        }
         let d = match unit {
             "h" => Duration::hours(n),
             "d" => Duration::days(n),
@@ -122,9 +125,6 @@ impl Age {
                 ))
             }
         };
-        if n > 100 * 366 {
-            return Err(format!("{s:?} is longer than a hundred years"));
-        }
         Ok(Age(d))
     }
 }

@@ -59,6 +59,8 @@ pub enum JobWhat {
     Maintenance {
         /// The policy.
         policy: Arc<Policy>,
+        /// The targets it prunes (the default one when the policy names none).
+        targets: Vec<String>,
     },
     /// `verify --read-data=N%` of one target.
     Verify {
@@ -100,7 +102,7 @@ impl JobSpec {
         match &self.what {
             JobWhat::BackupDb { policy, .. }
             | JobWhat::Folder { policy, .. }
-            | JobWhat::Maintenance { policy } => Some(policy.name.clone()),
+            | JobWhat::Maintenance { policy, .. } => Some(policy.name.clone()),
             JobWhat::Copy { from, .. } => Some(from.clone()),
             JobWhat::Verify { target, .. } => Some(target.clone()),
         }
@@ -125,8 +127,7 @@ impl JobSpec {
             JobWhat::Copy { from, .. } => vec![format!("copy/{from}")],
             JobWhat::Verify { target, .. } => vec![format!("verify/{target}")],
             // One prune per repository at a time (docs/decisions/0011).
-            JobWhat::Maintenance { policy } => policy
-                .targets
+            JobWhat::Maintenance { policy, targets } => targets
                 .iter()
                 .map(|t| format!("prune/{t}"))
                 .chain([format!("local/{}", policy.name)])
@@ -302,7 +303,16 @@ pub fn plan(cfg: &ConfigDir, policies: &[Arc<Policy>]) -> Vec<JobSpec> {
         {
             jobs.push(JobSpec {
                 key: format!("retention/{}", p.name),
-                what: JobWhat::Maintenance { policy: p.clone() },
+                what: JobWhat::Maintenance {
+                    policy: p.clone(),
+                    targets: if p.targets.is_empty() {
+                        cfg.target(None)
+                            .map(|t| vec![t.name.clone()])
+                            .unwrap_or_default()
+                    } else {
+                        p.targets.clone()
+                    },
+                },
                 schedule: r.schedule.clone(),
                 timeout: minutes(d.timeout_minutes),
             });

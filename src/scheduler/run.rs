@@ -147,7 +147,7 @@ pub async fn run_job(
             },
             Err(e) => JobResult::failed(&command, &e),
         },
-        JobWhat::Maintenance { policy } => {
+        JobWhat::Maintenance { policy, .. } => {
             let Some(r) = &cfg.main.daemon.retention else {
                 return JobResult::failed(
                     &command,
@@ -159,16 +159,22 @@ pub async fn run_job(
                 grace: time::Duration::hours(i64::from(r.grace_hours)),
                 dry_run: false,
             };
-            let instance = if r.audit {
+            // An unreachable server fails the audit only: retention, prune and the
+            // local cleanup need no SQL Server.
+            let (instance, unreachable) = if r.audit {
                 match ctx.instance(policy).await {
-                    Ok(i) => Some(i),
-                    Err(e) => return JobResult::failed(&command, &e),
+                    Ok(i) => (Some(i), None),
+                    Err(e) => (None, Some(e.with("policy", &policy.name).record())),
                 }
             } else {
-                None
+                (None, None)
             };
-            let m =
+            let mut m =
                 crate::jobs::retention::maintenance(cfg, policy, &opts, instance.as_deref()).await;
+            if let Some(e) = unreachable {
+                m.failures.push(e);
+                m.ok = false;
+            }
             JobResult {
                 ok: m.ok,
                 failures: m.failures.clone(),

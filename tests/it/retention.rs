@@ -505,7 +505,8 @@ fn prune_killed_at_each_step_beside_a_running_backup_loses_nothing() {
             let said = String::from_utf8_lossy(&killed.stderr);
             assert!(
                 !killed.status.success() && said.contains(&format!("failpoint {failpoint}")),
-                "prune did not stop at {failpoint}: {said}"
+                "prune did not stop at {failpoint}: {said}\n{}",
+                String::from_utf8_lossy(&killed.stdout)
             );
             let out = backup.wait_with_output().unwrap();
             assert!(
@@ -851,7 +852,7 @@ async fn the_daemon_applies_retention_prunes_and_audits_each_night() {
     );
     add(
         &cfg.config().join("pacsbak.toml"),
-        "[daemon.retention]\nschedule = \"*/2 * * * * *\"\ngrace_hours = 0\n",
+        "[daemon.retention]\nschedule = \"*/2 * * * * *\"\ngrace_hours = 12\n",
     );
     let d = Daemon::start(cfg, &[]);
     let j = wait_for(
@@ -872,8 +873,16 @@ async fn the_daemon_applies_retention_prunes_and_audits_each_night() {
         outcome["retention"]["targets"][0]["removed"], 2,
         "{outcome:#}"
     );
+    // Marked, not deleted: the grace period runs.
+    let prune = &outcome["prune"]["targets"][0]["report"];
+    assert_eq!(prune["marks_swept"], 0, "{outcome:#}");
     assert_eq!(
-        outcome["prune"]["targets"][0]["report"]["marks_swept"], 1,
+        prune["marks_pending"].as_array().map(Vec::len),
+        Some(1),
+        "{outcome:#}"
+    );
+    assert!(
+        prune["bytes_condemned"].as_u64().unwrap() > 0,
         "{outcome:#}"
     );
     assert_eq!(
@@ -892,4 +901,36 @@ async fn the_daemon_applies_retention_prunes_and_audits_each_night() {
         .collect();
     assert_eq!(sql.len(), 1, "{listed:#}");
     cfg.ok(&["verify", "--read-data"]);
+}
+
+#[test]
+fn append_only_targets_refuse_retention_and_prune_before_anything_is_read() {
+    let t = TestConfig::new();
+    t.ok(&["repo", "init"]);
+    let tree = t.path("pacs");
+    for v in 0..2 {
+        program_tree(&tree, v);
+        backup_files(&t, &tree);
+    }
+    let target = t.config().join("storage-targets/local.toml");
+    let text = std::fs::read_to_string(&target).unwrap();
+    std::fs::write(&target, format!("append_only = true\n{text}")).unwrap();
+    for args in [
+        &["retention", "apply", "--keep-last", "1"][..],
+        &["prune", "--grace", "0h"][..],
+    ] {
+        let (code, out, err) = t.run(args);
+        assert_ne!(code, 0, "{args:?}: {out}");
+        assert!(
+            format!("{out}{err}").contains("append-only"),
+            "{args:?}: {out}\n{err}"
+        );
+    }
+    // Looking is allowed: the plan and a dry run.
+    t.ok(&["retention", "plan", "--keep-last", "1"]);
+    t.ok(&["prune", "--dry-run"]);
+    assert_eq!(
+        crate::common::files_under(&t.repo().join("snapshots")).len(),
+        2
+    );
 }
