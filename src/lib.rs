@@ -26,6 +26,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 mod direct_io;
+pub mod drills;
 mod error;
 #[cfg(windows)]
 pub mod eventlog;

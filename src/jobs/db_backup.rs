@@ -10,6 +10,7 @@
 //! Nothing is ever deleted, here or offsite. One database failing does not stop the
 //! others; it makes the run fail.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -792,6 +793,26 @@ async fn describe(
     let mut notes = Vec::new();
     let mut sql = instance.connect().await?;
     let msdb = catalog::msdb_backup_for_device(&mut sql, &server_files[0]).await?;
+    // What a drill needs before it fetches anything: the room the restore takes and
+    // the row counts to compare it with. Missing, they are a note, not a failure.
+    let database_files = match catalog::database_files(&mut sql, &db.name).await {
+        Ok(f) => f,
+        Err(e) => {
+            notes.push(format!("the database's file sizes could not be read: {e}"));
+            Vec::new()
+        }
+    };
+    let mut row_counts = BTreeMap::new();
+    if kind != BackupKind::Log {
+        for table in &policy.count_rows {
+            match catalog::count_rows(&mut sql, &db.name, table).await {
+                Ok(n) => {
+                    row_counts.insert(table.clone(), n);
+                }
+                Err(e) => notes.push(format!("rows of {table} could not be counted: {e}")),
+            }
+        }
+    }
     drop(sql);
     let mut stripes = Vec::new();
     let mut header = None;
@@ -861,6 +882,8 @@ async fn describe(
         compression: policy.compression,
         verifyonly: CheckVerdict::Passed,
         server_version: h.map(|h| h.software_version()),
+        database_files,
+        row_counts,
     };
     Ok(Described { record, notes })
 }

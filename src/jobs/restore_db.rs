@@ -14,10 +14,9 @@ use crate::bakfile::plan::{plan, BackupDescription, PlanRequest, RestorePlan};
 use crate::bakfile::{BackupType, MtfDate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{server_join, Policy};
-use crate::records::{BackupKind, BackupRecord, Tags};
+use crate::records::{BackupRecord, Tags};
 use crate::repository::{Repository, RestoreOptions, SnapshotKind, SnapshotRef};
-use crate::sqlserver::conn::text;
-use crate::sqlserver::{quote, run_long, Instance};
+use crate::sqlserver::{quote, restore, run_long, Instance};
 
 /// Descriptions of every native backup in the repository; sources are
 /// `SNAPSHOT:FILE`.
@@ -244,7 +243,7 @@ pub async fn run(
         // Stage every file.
         let sub = format!(
             "{}_{}",
-            safe(&o.as_name),
+            restore::file_safe(&o.as_name),
             time::OffsetDateTime::now_utc().unix_timestamp()
         );
         let local_dir: PathBuf = policy.staging.1.join(&sub);
@@ -262,6 +261,43 @@ pub async fn run(
     .await
 }
 
+/// The plan's files, fetched from the repository into `dir` (one folder, every
+/// name as the snapshot holds it); returns each planned source (`SNAPSHOT:FILE`)
+/// with the path it was written to.
+pub async fn stage_plan(
+    repo: &Repository,
+    plan: &RestorePlan,
+    snaps: &[SnapshotRef],
+    dir: &std::path::Path,
+) -> Result<Vec<(String, PathBuf)>> {
+    let by_short: BTreeMap<String, &SnapshotRef> =
+        snaps.iter().map(|s| (s.id.short(), s)).collect();
+    let mut staged = Vec::new();
+    for step in &plan.steps {
+        for src in &step.files {
+            let (short, name) = src
+                .split_once(':')
+                .ok_or_else(|| Error::new(ErrorKind::Internal, format!("bad source {src}")))?;
+            let snap = by_short.get(short).ok_or_else(|| {
+                Error::new(ErrorKind::Internal, format!("snapshot {short} vanished"))
+            })?;
+            let stage = info_span!("step", step = "stage", file = name);
+            repo.restore(
+                snap,
+                dir,
+                &RestoreOptions {
+                    path: Some(name.to_string()),
+                    overwrite: true,
+                },
+            )
+            .instrument(stage)
+            .await?;
+            staged.push((src.clone(), dir.join(name)));
+        }
+    }
+    Ok(staged)
+}
+
 /// Fetches the plan's files into the staging folder and runs the RESTORE sequence.
 #[allow(clippy::too_many_arguments)]
 async fn stage_and_restore(
@@ -274,189 +310,66 @@ async fn stage_and_restore(
     local_dir: &std::path::Path,
     server_dir: &str,
 ) -> Result<RestoreDbRun> {
+    let staged_files = stage_plan(repo, &p, snaps, local_dir).await?;
+    let device_of: BTreeMap<String, String> = staged_files
+        .iter()
+        .map(|(src, local)| {
+            let name = local
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            (src.clone(), server_join(server_dir, &name))
+        })
+        .collect();
+    let first = p
+        .steps
+        .first()
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "empty plan"))?;
+    let first_devices: Vec<String> = first
+        .files
+        .iter()
+        .map(|f| device_of.get(f).cloned().unwrap_or_else(|| f.clone()))
+        .collect();
+    let mut sql = instance.connect().await?;
+    let files = restore::file_list(&mut sql, &first_devices, first.position)
+        .await
+        .map_err(|e| e.with("database", &o.as_name))?;
+    drop(sql);
+    let moves = restore::move_clauses(&files, &o.as_name, &o.move_data, &o.move_log);
+    let mut statements = Vec::new();
+    for (i, s) in restore::statements(&p, &device_of, &o.as_name, &moves, o.replace)
+        .into_iter()
+        .enumerate()
     {
-        let by_short: BTreeMap<String, &SnapshotRef> =
-            snaps.iter().map(|s| (s.id.short(), s)).collect();
-        let mut staged = Vec::new();
-        let mut server_files: BTreeMap<String, String> = BTreeMap::new();
-        for step in &p.steps {
-            for src in &step.files {
-                let (short, name) = src
-                    .split_once(':')
-                    .ok_or_else(|| Error::new(ErrorKind::Internal, format!("bad source {src}")))?;
-                let snap = by_short.get(short).ok_or_else(|| {
-                    Error::new(ErrorKind::Internal, format!("snapshot {short} vanished"))
-                })?;
-                let stage = info_span!("step", step = "stage", file = name);
-                repo.restore(
-                    snap,
-                    local_dir,
-                    &RestoreOptions {
-                        path: Some(name.to_string()),
-                        overwrite: true,
-                    },
-                )
-                .instrument(stage)
-                .await?;
-                staged.push(local_dir.join(name).display().to_string());
-                server_files.insert(src.clone(), server_join(server_dir, name));
-            }
-        }
-        let disks = |files: &[String]| -> String {
-            files
-                .iter()
-                .map(|f| {
-                    format!(
-                        "DISK = {}",
-                        quote::string(server_files.get(f).map(String::as_str).unwrap_or(f))
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        // MOVE clauses from the full's file list.
-        let first = p
-            .steps
-            .first()
-            .ok_or_else(|| Error::new(ErrorKind::Internal, "empty plan"))?;
-        let mut sql = instance.connect().await?;
-        let fl = sql
-            .rows(&format!(
-                "RESTORE FILELISTONLY FROM {} WITH FILE = {}",
-                disks(&first.files),
-                first.position
-            ))
-            .await
-            .map_err(|e| e.with("database", &o.as_name))?;
-        drop(sql);
-        let mut moves = Vec::new();
-        let (mut nd, mut nl) = (0, 0);
-        for r in &fl {
-            let logical = text(r, "LogicalName").unwrap_or_default();
-            let ty = text(r, "Type").unwrap_or_else(|| "D".into());
-            let target = if ty.eq_ignore_ascii_case("L") {
-                nl += 1;
-                server_join(
-                    &o.move_log,
-                    &format!(
-                        "{}_log{}.ldf",
-                        safe(&o.as_name),
-                        if nl > 1 {
-                            nl.to_string()
-                        } else {
-                            String::new()
-                        }
-                    ),
-                )
-            } else {
-                nd += 1;
-                server_join(
-                    &o.move_data,
-                    &format!(
-                        "{}{}.{}",
-                        safe(&o.as_name),
-                        if nd > 1 {
-                            format!("_{nd}")
-                        } else {
-                            String::new()
-                        },
-                        if nd > 1 { "ndf" } else { "mdf" }
-                    ),
-                )
-            };
-            moves.push(format!(
-                "MOVE {} TO {}",
-                quote::string(&logical),
-                quote::string(&target)
-            ));
-        }
-        let db = quote::ident(&o.as_name);
-        let mut statements = Vec::new();
-        for (i, s) in p.steps.iter().enumerate() {
-            let mut with = vec![format!("FILE = {}", s.position)];
-            let stmt = match s.kind {
-                BackupKind::Full => {
-                    with.extend(moves.iter().cloned());
-                    with.push("CHECKSUM".into());
-                    if o.replace {
-                        with.push("REPLACE".into());
-                    }
-                    with.push("NORECOVERY".into());
-                    format!(
-                        "RESTORE DATABASE {db} FROM {} WITH {}",
-                        disks(&s.files),
-                        with.join(", ")
-                    )
-                }
-                BackupKind::Diff => {
-                    with.push("NORECOVERY".into());
-                    format!(
-                        "RESTORE DATABASE {db} FROM {} WITH {}",
-                        disks(&s.files),
-                        with.join(", ")
-                    )
-                }
-                BackupKind::Log => {
-                    with.push("NORECOVERY".into());
-                    if let Some(at) = s.stop_at {
-                        with.push(format!(
-                            "STOPAT = {}",
-                            quote::string(&at.to_string().replace(' ', "T"))
-                        ));
-                    }
-                    format!(
-                        "RESTORE LOG {db} FROM {} WITH {}",
-                        disks(&s.files),
-                        with.join(", ")
-                    )
-                }
-            };
-            let step = info_span!("step", step = "restore", n = i + 1, kind = %s.kind);
-            run_long(
-                instance,
-                &o.as_name,
-                &stmt,
-                policy.stall,
-                &o.cancel,
-                &mut |_| {},
-            )
-            .instrument(step)
-            .await?;
-            statements.push(stmt);
-        }
-        let recover = format!("RESTORE DATABASE {db} WITH RECOVERY");
+        let kind = s
+            .kind
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "recovery".into());
+        let step = info_span!("step", step = "restore", n = i + 1, kind = %kind);
         run_long(
             instance,
             &o.as_name,
-            &recover,
+            &s.sql,
             policy.stall,
             &o.cancel,
             &mut |_| {},
         )
+        .instrument(step)
         .await?;
-        statements.push(recover);
-        info!(steps = p.steps.len(), "database restored");
-        Ok(RestoreDbRun {
-            database: o.database.clone(),
-            as_name: o.as_name.clone(),
-            target: repo.storage().name().to_string(),
-            plan: p,
-            staged,
-            statements,
-            staging_removed: false,
-            ok: true,
-        })
+        statements.push(s.sql);
     }
-}
-
-fn safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    info!(steps = p.steps.len(), "database restored");
+    Ok(RestoreDbRun {
+        database: o.database.clone(),
+        as_name: o.as_name.clone(),
+        target: repo.storage().name().to_string(),
+        plan: p,
+        staged: staged_files
+            .iter()
+            .map(|(_, l)| l.display().to_string())
+            .collect(),
+        statements,
+        staging_removed: false,
+        ok: true,
+    })
 }

@@ -104,6 +104,8 @@ struct BackupSection {
     staging_folder_server: Option<String>,
     #[serde(default)]
     staging_folder_local: Option<PathBuf>,
+    #[serde(default)]
+    count_rows: Vec<String>,
 }
 
 fn yes() -> Spanned<bool> {
@@ -192,6 +194,30 @@ pub enum ConnectionSource {
     Embedded(PathBuf),
 }
 
+impl ConnectionSource {
+    /// Reads the connection string now; `file` is the TOML file that names the
+    /// source, for the error when it is not there.
+    pub fn endpoint(&self, instance: &str, file: &Path) -> Result<Endpoint> {
+        Ok(match self {
+            ConnectionSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Endpoint::Ado(zeroize::Zeroizing::new(v)),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "the connection string of instance {instance} is read from the environment variable {var}, which is not set"
+                        ),
+                    )
+                    .with("file", file.display())
+                    .with("variable", var))
+                }
+            },
+            ConnectionSource::File(f) => Endpoint::Ado(read_secret_file(f)?),
+            ConnectionSource::Embedded(root) => Endpoint::Embedded(root.clone()),
+        })
+    }
+}
+
 /// Which databases a policy covers.
 #[derive(Debug, Clone)]
 pub enum DatabaseSelection {
@@ -237,6 +263,9 @@ pub struct Policy {
     pub stripes: u16,
     /// No progress for this long: the statement is abandoned.
     pub stall: std::time::Duration,
+    /// Tables (`dbo.Study`) whose rows are counted at each full and differential
+    /// backup and kept in its record, for drills to compare the restore with.
+    pub count_rows: Vec<String>,
     /// Storage targets for the offsite copy (empty: the default target).
     pub targets: Vec<String>,
     /// RPO in minutes for databases not listed.
@@ -270,7 +299,8 @@ fn at_span(path: &Path, text: &str, span: std::ops::Range<usize>, key: &str, msg
     .with("key", key)
 }
 
-fn resolve(base: &Path, p: &Path) -> PathBuf {
+/// `p` relative to the configuration folder `base`, unless it is absolute or a share.
+pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() || p.to_string_lossy().starts_with("\\\\") {
         p.to_path_buf()
     } else {
@@ -591,6 +621,7 @@ impl Policy {
             compression: raw.backup.compression,
             stripes: raw.backup.stripes,
             stall: std::time::Duration::from_secs(stall_minutes * 60),
+            count_rows: raw.backup.count_rows.clone(),
             targets: raw.offsite.targets,
             rpo_default_minutes,
             rpo_minutes,
@@ -602,27 +633,9 @@ impl Policy {
 
     /// The instance to connect to; reads the connection string now.
     pub fn instance_spec(&self) -> Result<InstanceSpec> {
-        let endpoint = match &self.connection {
-            ConnectionSource::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Endpoint::Ado(zeroize::Zeroizing::new(v)),
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "the connection string of instance {} is read from the environment variable {var}, which is not set",
-                            self.instance_name
-                        ),
-                    )
-                    .with("file", self.file.display())
-                    .with("variable", var))
-                }
-            },
-            ConnectionSource::File(f) => Endpoint::Ado(read_secret_file(f)?),
-            ConnectionSource::Embedded(root) => Endpoint::Embedded(root.clone()),
-        };
         Ok(InstanceSpec {
             name: self.instance_name.clone(),
-            endpoint,
+            endpoint: self.connection.endpoint(&self.instance_name, &self.file)?,
             encryption: self.encryption,
         })
     }

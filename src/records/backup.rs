@@ -76,6 +76,15 @@ pub struct BackupRecord {
     /// SQL Server can restore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_version: Option<String>,
+    /// The database's files and their sizes when it was backed up
+    /// (`sys.master_files`): what a restore must find room for, known before any
+    /// file is fetched. Empty in records written before drills existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub database_files: Vec<crate::sqlserver::restore::DatabaseFile>,
+    /// Rows of the tables the policy counts (`[backup] count_rows`) when the backup
+    /// was taken: a drill compares the restored database with them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub row_counts: BTreeMap<String, u64>,
 }
 
 /// One file of a backup set.

@@ -98,30 +98,34 @@ impl Period {
     }
 }
 
-/// A length of time written `36h`, `14d`, `8w` or `1y` (365 days).
+/// A length of time written `30s`, `45min`, `36h`, `14d`, `8w` or `1y` (365 days).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Age(pub Duration);
 
 impl Age {
-    /// Parses `36h`, `14d`, `8w`, `1y`.
+    /// Parses `30s`, `45min`, `36h`, `14d`, `8w`, `1y`.
     pub fn parse(s: &str) -> Result<Age, String> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (n, unit) = s.split_at(split);
         let n: i64 = n.parse().map_err(|_| {
-            format!("{s:?} is not a duration: write a number and a unit, as 36h, 14d, 8w or 1y")
+            format!(
+                "{s:?} is not a duration: write a number and a unit, as 45min, 36h, 14d, 8w or 1y"
+            )
         })?;
         if n > 100 * 366 {
             return Err(format!("{s:?} is longer than a hundred years"));
         }
         let d = match unit {
+            "s" => Duration::seconds(n),
+            "min" => Duration::minutes(n),
             "h" => Duration::hours(n),
             "d" => Duration::days(n),
             "w" => Duration::weeks(n),
             "y" => Duration::days(365 * n),
             _ => {
                 return Err(format!(
-                    "{s:?}: the unit must be h (hours), d (days), w (weeks) or y (years)"
+                    "{s:?}: the unit must be s (seconds), min (minutes), h (hours), d (days), w (weeks) or y (years)"
                 ))
             }
         };
@@ -131,11 +135,15 @@ impl Age {
 
 impl fmt::Display for Age {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = self.0.whole_hours();
-        if h % 24 == 0 {
-            write!(f, "{}d", h / 24)
+        let s = self.0.whole_seconds();
+        if s % 86_400 == 0 {
+            write!(f, "{}d", s / 86_400)
+        } else if s % 3600 == 0 {
+            write!(f, "{}h", s / 3600)
+        } else if s % 60 == 0 {
+            write!(f, "{}min", s / 60)
         } else {
-            write!(f, "{h}h")
+            write!(f, "{s}s")
         }
     }
 }
@@ -164,7 +172,14 @@ mod tests {
         assert_eq!(Age::parse("36h"), Ok(Age(Duration::hours(36))));
         assert_eq!(Age::parse("2w").map(|a| a.to_string()), Ok("14d".into()));
         assert!(Age::parse("7").is_err());
+        // "m" could be minutes or months: refused, "min" is minutes.
         assert!(Age::parse("7m").is_err());
+        assert_eq!(
+            Age::parse("90min").map(|a| a.to_string()),
+            Ok("90min".into())
+        );
+        assert_eq!(Age::parse("120min").map(|a| a.to_string()), Ok("2h".into()));
+        assert_eq!(Age::parse("5s"), Ok(Age(Duration::seconds(5))));
         assert!(Age::parse("d").is_err());
     }
 

@@ -299,3 +299,56 @@ pub async fn server_now(sql: &mut Sql) -> Result<Option<PrimitiveDateTime>> {
     let rows = sql.rows("SELECT GETDATE()").await?;
     Ok(rows.first().and_then(|r| datetime(r, 0usize)))
 }
+
+/// The files of one database with their sizes now (`sys.master_files`): what a
+/// restore of its backup will need on disk.
+pub async fn database_files(
+    sql: &mut Sql,
+    database: &str,
+) -> Result<Vec<crate::sqlserver::restore::DatabaseFile>> {
+    let rows = sql
+        .rows(&format!(
+            "SELECT name, type_desc, CAST(size AS bigint) * 8192 FROM sys.master_files WHERE database_id = DB_ID({}) ORDER BY file_id",
+            quote::string(database)
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::sqlserver::restore::DatabaseFile {
+            logical_name: text(r, 0usize).unwrap_or_default(),
+            file_type: if text(r, 1usize).is_some_and(|t| t.eq_ignore_ascii_case("LOG")) {
+                "L".into()
+            } else {
+                "D".into()
+            },
+            size: int(r, 2usize)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Rows of `table` (`dbo.Study`, or `Study` for dbo) in `database`; read without
+/// locks, so a busy PACS is not held up by the count.
+pub async fn count_rows(sql: &mut Sql, database: &str, table: &str) -> Result<u64> {
+    let rows = sql
+        .rows(&format!(
+            "SELECT COUNT_BIG(*) FROM {}.{} WITH (NOLOCK)",
+            quote::ident(database),
+            table_name(table)
+        ))
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| int(r, 0usize))
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0))
+}
+
+/// `schema.table` quoted part by part (`dbo` when no schema is given).
+pub fn table_name(table: &str) -> String {
+    match table.split_once('.') {
+        Some((schema, name)) => format!("{}.{}", quote::ident(schema), quote::ident(name)),
+        None => format!("[dbo].{}", quote::ident(table)),
+    }
+}

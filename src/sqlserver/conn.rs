@@ -181,6 +181,17 @@ impl Instance {
         self.addr
     }
 
+    /// Where the instance listens, `host:port` with the host in lower case and
+    /// `localhost` as `127.0.0.1`: two connection strings naming the same server
+    /// give the same address.
+    pub fn address(&self) -> String {
+        let addr = self.config.get_addr().to_ascii_lowercase();
+        match addr.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => addr,
+        }
+    }
+
     /// A new connection.
     pub async fn connect(&self) -> Result<Sql> {
         let addr = self.config.get_addr();

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod conn;
 pub mod maintenance;
 pub mod quote;
+pub mod restore;
 
 pub use backup::{run_long, verifyonly_sql, BackupStatement, LongRun};
 pub use conn::{Encryption, Endpoint, Instance, InstanceSpec, Sql};

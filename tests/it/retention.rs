@@ -134,6 +134,8 @@ fn year_of_history(rt: &tokio::runtime::Runtime, repo: &Repository, dir: &Path) 
             compression: false,
             verifyonly: CheckVerdict::Passed,
             server_version: Some("16.0.1000".into()),
+            database_files: Vec::new(),
+            row_counts: Default::default(),
         };
         let mut entry = ingest
             .snapshot

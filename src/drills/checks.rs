@@ -1,0 +1,242 @@
+//! What proves a restored database: DBCC CHECKDB, the restore test's SQL probes,
+//! and the RTO. Each check ends as a [`CheckResult`], passed or failed, with the
+//! SQL Server error when the server refused; none is skipped silently.
+
+use std::collections::BTreeMap;
+
+use time::PrimitiveDateTime;
+
+use super::config::{Expectation, Probe};
+use super::record::CheckResult;
+use crate::error::{Error, Result};
+use crate::sqlserver::conn::{datetime, float, text};
+use crate::sqlserver::{quote, Instance};
+
+/// DBCC CHECKDB of `database`, all messages asked for; the first consistency
+/// error SQL Server reports (8939, 8928, 2533...) fails it, with its number.
+pub async fn checkdb(instance: &Instance, database: &str) -> CheckResult {
+    let stmt = format!(
+        "DBCC CHECKDB ({}) WITH NO_INFOMSGS, ALL_ERRORMSGS",
+        quote::string(database)
+    );
+    let outcome = async {
+        let mut sql = instance.connect().await?;
+        sql.exec(&stmt).await
+    }
+    .await;
+    let expected = "0 allocation errors and 0 consistency errors".to_string();
+    match outcome {
+        Ok(()) => CheckResult {
+            kind: "checkdb".into(),
+            name: "DBCC CHECKDB".into(),
+            expected,
+            actual: "no errors reported".into(),
+            ok: true,
+            error: None,
+        },
+        Err(e) => {
+            let e = e.with("database", database);
+            CheckResult {
+                kind: "checkdb".into(),
+                name: "DBCC CHECKDB".into(),
+                expected,
+                actual: e.message().to_string(),
+                ok: false,
+                error: Some(e.record()),
+            }
+        }
+    }
+}
+
+/// What a probe's value is compared with, besides its expectation.
+pub struct ProbeContext<'a> {
+    /// The point the restore reached.
+    pub restored_to: Option<PrimitiveDateTime>,
+    /// The policy's RPO of the database, minutes.
+    pub rpo_minutes: Option<u64>,
+    /// Row counts the backup record holds (of the last full or differential restored).
+    pub source_counts: &'a BTreeMap<String, u64>,
+}
+
+/// The value a probe read.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Number(f64),
+    Time(PrimitiveDateTime),
+    Text(String),
+    Null,
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Number(n) if n.fract() == 0.0 => write!(f, "{n:.0}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Time(t) => f.write_str(&super::marks::fmt_time(*t)),
+            Value::Text(s) => write!(f, "{s:?}"),
+            Value::Null => f.write_str("NULL"),
+        }
+    }
+}
+
+/// Runs one probe in `database` and holds its value to the expectation.
+pub async fn probe(
+    instance: &Instance,
+    database: &str,
+    p: &Probe,
+    ctx: &ProbeContext<'_>,
+) -> CheckResult {
+    let read = async {
+        let mut sql = instance.connect().await?;
+        sql.exec(&format!("USE {}", quote::ident(database))).await?;
+        let rows = sql.rows(&p.sql).await?;
+        Ok::<_, Error>(rows.first().map_or(Value::Null, |r| {
+            if let Some(t) = datetime(r, 0usize) {
+                Value::Time(t)
+            } else if let Some(n) = float(r, 0usize) {
+                Value::Number(n)
+            } else if let Some(s) = text(r, 0usize) {
+                s.trim()
+                    .parse::<f64>()
+                    .map(Value::Number)
+                    .unwrap_or(Value::Text(s))
+            } else {
+                Value::Null
+            }
+        }))
+    }
+    .await;
+    let mut result = CheckResult {
+        kind: "probe".into(),
+        name: p.name.clone(),
+        expected: String::new(),
+        actual: String::new(),
+        ok: false,
+        error: None,
+    };
+    let value = match read {
+        Ok(v) => v,
+        Err(e) => {
+            let e = e.with("database", database).with("probe", &p.name);
+            result.expected = describe(&p.expect, ctx, p);
+            result.actual = format!("the query failed: {}", e.message());
+            result.error = Some(e.record());
+            return result;
+        }
+    };
+    result.actual = value.to_string();
+    let (ok, expected) = judge(&p.expect, &value, ctx, p);
+    result.ok = ok;
+    result.expected = expected;
+    result
+}
+
+fn describe(e: &Expectation, ctx: &ProbeContext<'_>, p: &Probe) -> String {
+    judge(e, &Value::Null, ctx, p).1
+}
+
+/// Whether `v` meets `e`, and the expectation in words (with the numbers it was
+/// held to).
+fn judge(e: &Expectation, v: &Value, ctx: &ProbeContext<'_>, p: &Probe) -> (bool, String) {
+    let num = match v {
+        Value::Number(n) => Some(*n),
+        _ => None,
+    };
+    match e {
+        Expectation::AtLeast(a) => (num.is_some_and(|n| n >= *a), format!("at least {a}")),
+        Expectation::AtMost(b) => (num.is_some_and(|n| n <= *b), format!("at most {b}")),
+        Expectation::Between(a, b) => (
+            num.is_some_and(|n| n >= *a && n <= *b),
+            format!("between {a} and {b}"),
+        ),
+        Expectation::WithinPercentOfSource(pct) => {
+            let table = p.count_table.as_deref().unwrap_or_default();
+            match ctx.source_counts.get(table) {
+                None => (
+                    false,
+                    format!(
+                        "within {pct}% of the rows of {table} at backup time, but the backup record has no count of {table} (add it to the policy's [backup] count_rows)"
+                    ),
+                ),
+                Some(src) => {
+                    let src = *src as f64;
+                    let ok = num.is_some_and(|n| (n - src).abs() <= src * pct / 100.0);
+                    (ok, format!("within {pct}% of {src:.0} (rows of {table} at backup time)"))
+                }
+            }
+        }
+        Expectation::NotOlderThan(age) => newest(v, ctx.restored_to, age.0, &age.to_string()),
+        Expectation::NotOlderThanRpo => match ctx.rpo_minutes {
+            Some(m) => newest(
+                v,
+                ctx.restored_to,
+                time::Duration::minutes(m as i64),
+                &format!("the RPO ({m} minutes)"),
+            ),
+            None => (
+                false,
+                "no older than the RPO, but the policy gives this database no RPO".into(),
+            ),
+        },
+    }
+}
+
+fn newest(
+    v: &Value,
+    restored_to: Option<PrimitiveDateTime>,
+    within: time::Duration,
+    said: &str,
+) -> (bool, String) {
+    match restored_to {
+        None => (
+            false,
+            format!("no older than {said} before the restored point, which is not known"),
+        ),
+        Some(point) => {
+            let limit = point - within;
+            let ok = matches!(v, Value::Time(t) if *t >= limit);
+            (
+                ok,
+                format!(
+                    "no older than {} ({said} before the restored point {})",
+                    super::marks::fmt_time(limit),
+                    super::marks::fmt_time(point)
+                ),
+            )
+        }
+    }
+}
+
+/// The RTO check: fetch + restore + recovery against the restore test's RTO.
+pub fn rto(restore_seconds: f64, rto: Option<crate::retention::Age>) -> Option<CheckResult> {
+    let rto = rto?;
+    let limit = rto.0.whole_seconds() as f64;
+    Some(CheckResult {
+        kind: "rto".into(),
+        name: "RTO".into(),
+        expected: format!("fetch + restore + recovery within {rto}"),
+        actual: format!("{restore_seconds:.1} s"),
+        ok: restore_seconds <= limit,
+        error: None,
+    })
+}
+
+/// The free space of the server's drives, bytes, by drive letter
+/// (`xp_fixeddrives`: available on every version pacsbak supports).
+pub async fn fixed_drives(instance: &Instance) -> Result<Vec<(String, u64)>> {
+    let mut sql = instance.connect().await?;
+    let rows = sql.rows("EXEC master.dbo.xp_fixeddrives").await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                text(r, 0usize).unwrap_or_default().to_ascii_uppercase(),
+                crate::sqlserver::conn::int(r, 1usize)
+                    .and_then(|mb| u64::try_from(mb).ok())
+                    .unwrap_or(0)
+                    * 1024
+                    * 1024,
+            )
+        })
+        .collect())
+}
