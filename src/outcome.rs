@@ -103,6 +103,16 @@ pub enum Outcome {
     LocalCleanup(crate::jobs::local_cleanup::LocalCleanupRun),
     /// `status`: one report per policy.
     Status(StatusRun),
+    /// `drill run`, and the daemon's drills.
+    Drill(crate::drills::DrillRecord),
+    /// `drill list`.
+    DrillList(crate::drills::DrillList),
+    /// `drill cleanup`.
+    DrillCleanup(crate::drills::CleanupRun),
+    /// `drill estimate`.
+    DrillEstimate(crate::drills::estimate::EstimateRun),
+    /// `restore db fetch`.
+    RestoreFetch(crate::jobs::restore_db::FetchRun),
     /// A job that could not run at all.
     Failed(JobFailure),
 }
@@ -179,6 +189,11 @@ impl Outcome {
             Outcome::Maintenance(r) => r.ok,
             Outcome::Audit(r) => r.worst < Severity::Warning,
             Outcome::Status(r) => r.ok,
+            Outcome::Drill(r) => r.ok,
+            Outcome::DrillList(r) => r.ok,
+            Outcome::DrillCleanup(r) => r.ok,
+            Outcome::DrillEstimate(r) => r.ok,
+            Outcome::RestoreFetch(r) => r.ok,
             Outcome::Failed(_) => false,
         }
     }

@@ -17,6 +17,7 @@ mod context;
 mod copy;
 mod daemon;
 mod diff;
+mod drill;
 mod filter;
 mod inspect;
 mod journal;
@@ -95,6 +96,9 @@ pub enum Command {
     Retention(retention::RetentionArgs),
     /// Free the space of removed snapshots: two phases, a grace period, no lock.
     Prune(retention::PruneArgs),
+    /// DR drills: restore from the offsite copy into a staging instance, check,
+    /// time against the RTO, drop (`restore-tests/*.toml`).
+    Drill(drill::DrillArgs),
     /// Run the SQL Server simulator (TDS) for tests and training.
     Simulator(simulator::SimulatorArgs),
     /// Check an instance against a policy: Agent, recovery models, growth, log, space, RPO.
@@ -245,6 +249,7 @@ impl Command {
             Command::Copy(_) => "copy",
             Command::Retention(_) => "retention",
             Command::Prune(_) => "prune",
+            Command::Drill(_) => "drill",
             Command::Simulator(_) => "simulator",
             Command::Check(_) => "check",
             Command::Sandbox(_) => "sandbox",
@@ -265,6 +270,7 @@ impl Command {
                 | Command::Copy(_)
                 | Command::Retention(_)
                 | Command::Prune(_)
+                | Command::Drill(_)
                 | Command::Check(_)
         )
     }
@@ -312,6 +318,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy(a) => copy::run(g, a),
         Command::Retention(a) => retention::run(g, a),
         Command::Prune(a) => retention::run_prune(g, a),
+        Command::Drill(a) => drill::run(g, a),
         Command::Simulator(a) => simulator::run(a),
         Command::Check(a) => check::run(g, a),
         Command::Sandbox(a) => sandbox::run(g, a),

@@ -46,6 +46,32 @@ pub enum DbCommand {
     Plan(PlanArgs),
     /// Fetch the chain from the repository and run the RESTORE sequence.
     Run(RunArgs),
+    /// Every file of the chain into one folder, in restore order, with the T-SQL
+    /// that restores them (for a DBA restoring by hand after a disaster).
+    Fetch(FetchArgs),
+}
+
+/// Arguments of `restore db fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Database whose backups to fetch.
+    #[arg(long)]
+    pub database: String,
+    /// Point in time, server local time.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The folder to write the files into (the new server must read it).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Storage target to read.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Data files' folder on the server restored to: the T-SQL gets MOVE clauses.
+    #[arg(long)]
+    pub move_data: Option<String>,
+    /// Log files' folder (default: the data folder).
+    #[arg(long)]
+    pub move_log: Option<String>,
 }
 
 /// Arguments of `restore db run`.
@@ -105,6 +131,7 @@ pub fn run(global: &super::GlobalArgs, args: RestoreArgs) -> anyhow::Result<Exit
         RestoreCommand::Db(db) => match &db.command {
             DbCommand::Plan(p) => run_plan(global, p),
             DbCommand::Run(r) => run_restore(global, r),
+            DbCommand::Fetch(f) => run_fetch(global, f),
         },
     }
 }
@@ -165,5 +192,22 @@ fn run_restore(global: &super::GlobalArgs, a: &RunArgs) -> anyhow::Result<ExitCo
         };
         let r = crate::jobs::restore_db::run(&policy, &instance, &repo, &o).await?;
         finish(&Outcome::RestoreDb(r), global.json)
+    })
+}
+
+fn run_fetch(global: &super::GlobalArgs, a: &FetchArgs) -> anyhow::Result<ExitCode> {
+    let at = a.at.as_deref().map(parse_at).transpose()?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let repo = open_repository(global, a.target.as_deref()).await?;
+        let o = crate::jobs::restore_db::FetchOptions {
+            database: a.database.clone(),
+            at,
+            to: a.to.clone(),
+            move_data: a.move_data.clone(),
+            move_log: a.move_log.clone(),
+        };
+        let r = crate::jobs::restore_db::fetch(&repo, &o).await?;
+        finish(&Outcome::RestoreFetch(r), global.json)
     })
 }

@@ -174,3 +174,43 @@ pub async fn cleanup(cfg: &ConfigDir) -> Result<CleanupRun> {
     }
     Ok(run)
 }
+
+/// Where drill reports go: `reports/drills/` beside the journal.
+pub fn reports_dir(cfg: &ConfigDir) -> std::path::PathBuf {
+    cfg.journal_path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+        .join("reports")
+        .join("drills")
+}
+
+/// Writes the drill's HTML report (to `file`, or `reports/drills/NAME-TIME.html`)
+/// and notes its path in the record.
+pub fn save_report(
+    cfg: &ConfigDir,
+    rec: &mut DrillRecord,
+    file: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => {
+            let dir = reports_dir(cfg);
+            std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+            let stamp: String = rec
+                .started
+                .chars()
+                .filter(|c| c.is_ascii_digit())
+                .take(14)
+                .collect();
+            dir.join(format!(
+                "{}-{stamp}.html",
+                crate::sqlserver::restore::file_safe(&rec.drill)
+            ))
+        }
+    };
+    rec.report_file = Some(path.display().to_string());
+    std::fs::write(&path, crate::render::html::drill_report(rec))
+        .map_err(|e| crate::Error::io(&path, e))?;
+    Ok(path)
+}

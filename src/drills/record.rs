@@ -146,6 +146,9 @@ pub struct DrillRecord {
     pub dropped: bool,
     /// It was kept, as the restore test asked.
     pub kept: bool,
+    /// The HTML report written for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_file: Option<String>,
     /// What stopped the drill, if something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,

@@ -85,6 +85,7 @@ pub async fn run(cfg: &ConfigDir, test: &RestoreTest, opts: &DrillOptions) -> Dr
             throughput: None,
             dropped: false,
             kept: false,
+            report_file: None,
             error: None,
             ok: false,
         };

@@ -14,7 +14,7 @@ use crate::bakfile::plan::{plan, BackupDescription, PlanRequest, RestorePlan};
 use crate::bakfile::{BackupType, MtfDate};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{server_join, Policy};
-use crate::records::{BackupRecord, Tags};
+use crate::records::{BackupKind, BackupRecord, Tags};
 use crate::repository::{Repository, RestoreOptions, SnapshotKind, SnapshotRef};
 use crate::sqlserver::{quote, restore, run_long, Instance};
 
@@ -372,4 +372,158 @@ async fn stage_and_restore(
         staging_removed: false,
         ok: true,
     })
+}
+
+/// One file `restore db fetch` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchedFile {
+    /// Its place in the restore order, from 1.
+    pub order: usize,
+    /// `full`, `diff` or `log`.
+    pub kind: String,
+    /// Where it was written.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The outcome of `restore db fetch`: a folder a DBA restores from by hand.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchRun {
+    /// The database.
+    pub database: String,
+    /// The target read.
+    pub target: String,
+    /// The folder written.
+    pub folder: String,
+    /// The plan followed.
+    pub plan: RestorePlan,
+    /// The files, in restore order (their names start with that order).
+    pub files: Vec<FetchedFile>,
+    /// The T-SQL to run, in order, reading the files from the folder.
+    pub tsql: Vec<String>,
+    /// Every file of the chain was written.
+    pub ok: bool,
+}
+
+/// What `restore db fetch` is asked.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// The database.
+    pub database: String,
+    /// Point in time.
+    pub at: Option<MtfDate>,
+    /// The folder (created; files already there of the same names are replaced).
+    pub to: PathBuf,
+    /// Data files' folder on the server restored to: MOVE clauses are printed.
+    pub move_data: Option<String>,
+    /// Log files' folder (default: the data folder).
+    pub move_log: Option<String>,
+}
+
+/// Every file of the chain into one folder, named in restore order
+/// (`01-…full.bak`, `02-…diff.bak`, `03-…log.trn`), with the T-SQL that restores
+/// them: the disaster path when pacsbak cannot reach the new server itself.
+pub async fn fetch(repo: &Repository, o: &FetchOptions) -> Result<FetchRun> {
+    let span = info_span!("job", job = "restore db fetch", database = %o.database);
+    async {
+        let (descs, snaps) = describe_repository(repo).await?;
+        let p = plan(
+            &descs,
+            &PlanRequest {
+                database: Some(o.database.clone()),
+                at: o.at,
+            },
+        );
+        if !p.ok {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "the restore chain is broken, nothing was fetched: {}",
+                    if p.problems.is_empty() {
+                        "no full backup".into()
+                    } else {
+                        p.problems.join("; ")
+                    }
+                ),
+            )
+            .with("database", &o.database));
+        }
+        std::fs::create_dir_all(&o.to).map_err(|e| Error::io(&o.to, e))?;
+        let staged = stage_plan(repo, &p, &snaps, &o.to).await?;
+        let kind_of: BTreeMap<&str, BackupKind> = p
+            .steps
+            .iter()
+            .flat_map(|s| s.files.iter().map(move |f| (f.as_str(), s.kind)))
+            .collect();
+        let mut files = Vec::new();
+        let mut device_of = BTreeMap::new();
+        for (i, (src, path)) in staged.iter().enumerate() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let ordered = o.to.join(format!("{:02}-{name}", i + 1));
+            std::fs::rename(path, &ordered).map_err(|e| Error::io(&ordered, e))?;
+            let size = std::fs::metadata(&ordered).map(|m| m.len()).unwrap_or(0);
+            device_of.insert(src.clone(), ordered.display().to_string());
+            files.push(FetchedFile {
+                order: i + 1,
+                kind: kind_of
+                    .get(src.as_str())
+                    .map(|k| k.to_string())
+                    .unwrap_or_default(),
+                path: ordered.display().to_string(),
+                size,
+            });
+        }
+        let database_files = p
+            .steps
+            .first()
+            .and_then(|s| s.files.first())
+            .and_then(|src| {
+                let short = src.split_once(':').map_or(src.as_str(), |x| x.0);
+                snaps.iter().find(|s| s.id.short() == short)
+            })
+            .and_then(|s| BackupRecord::from_snapshot(&s.snapshot).ok())
+            .map(|r| r.database_files)
+            .unwrap_or_default();
+        let mut tsql = Vec::new();
+        let moves = match &o.move_data {
+            Some(data) if !database_files.is_empty() => restore::move_clauses(
+                &database_files,
+                &o.database,
+                data,
+                o.move_log.as_deref().unwrap_or(data),
+            ),
+            Some(_) => {
+                tsql.push(format!(
+                    "-- The backup record does not list the database's files: run RESTORE FILELISTONLY FROM DISK = N'{}' and add a MOVE for each.",
+                    files.first().map(|f| f.path.as_str()).unwrap_or_default()
+                ));
+                Vec::new()
+            }
+            None => {
+                tsql.push("-- On a server whose folders differ from the original's, add MOVE clauses to the first RESTORE (or run `restore db fetch` with --move-data/--move-log).".into());
+                Vec::new()
+            }
+        };
+        tsql.extend(
+            restore::statements(&p, &device_of, &o.database, &moves, false)
+                .into_iter()
+                .map(|s| s.sql),
+        );
+        info!(files = files.len(), "chain fetched");
+        Ok(FetchRun {
+            database: o.database.clone(),
+            target: repo.storage().name().to_string(),
+            folder: o.to.display().to_string(),
+            plan: p,
+            ok: !files.is_empty(),
+            files,
+            tsql,
+        })
+    }
+    .instrument(span)
+    .await
 }

@@ -2,6 +2,9 @@
 //! job's result becomes output, so the CLI, the journal, `status` and the reports
 //! say the same thing the same way.
 
+mod drill;
+pub mod html;
+
 use std::io::{self, Write};
 
 use crate::error::ErrorRecord;
@@ -275,6 +278,11 @@ pub fn write_text(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
             }
             Ok(())
         }
+        Outcome::Drill(r) => drill::record(out, r),
+        Outcome::DrillList(r) => drill::list(out, r),
+        Outcome::DrillCleanup(r) => drill::cleanup(out, r),
+        Outcome::DrillEstimate(r) => drill::estimate(out, r),
+        Outcome::RestoreFetch(r) => drill::fetch(out, r),
         Outcome::Failed(f) => writeln!(out, "error: {}", f.error),
     }
 }

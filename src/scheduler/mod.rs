@@ -62,6 +62,11 @@ pub enum JobWhat {
         /// The targets it prunes (the default one when the policy names none).
         targets: Vec<String>,
     },
+    /// `drill run NAME`: a restore test's drill.
+    Drill {
+        /// The restore test.
+        test: Arc<crate::drills::RestoreTest>,
+    },
     /// `verify --read-data=N%` of one target.
     Verify {
         /// The target.
@@ -94,6 +99,7 @@ impl JobSpec {
             JobWhat::Copy { .. } => "copy".into(),
             JobWhat::Verify { .. } => "verify".into(),
             JobWhat::Maintenance { .. } => "retention".into(),
+            JobWhat::Drill { .. } => crate::drills::JOURNAL_JOB.into(),
         }
     }
 
@@ -105,6 +111,7 @@ impl JobSpec {
             | JobWhat::Maintenance { policy, .. } => Some(policy.name.clone()),
             JobWhat::Copy { from, .. } => Some(from.clone()),
             JobWhat::Verify { target, .. } => Some(target.clone()),
+            JobWhat::Drill { test } => Some(test.policy.clone()),
         }
     }
 
@@ -112,6 +119,7 @@ impl JobSpec {
     pub fn journal_detail(&self) -> Option<String> {
         match &self.what {
             JobWhat::Folder { folder, .. } => Some(folder.clone()),
+            JobWhat::Drill { test } => Some(test.database.clone()),
             _ => None,
         }
     }
@@ -126,6 +134,8 @@ impl JobSpec {
             JobWhat::Folder { policy, folder } => vec![format!("folder/{}/{folder}", policy.name)],
             JobWhat::Copy { from, .. } => vec![format!("copy/{from}")],
             JobWhat::Verify { target, .. } => vec![format!("verify/{target}")],
+            // One drill per staging instance at a time: they share its disk.
+            JobWhat::Drill { test } => vec![format!("drill/{}", test.staging_name)],
             // One prune per repository at a time (docs/decisions/0011).
             JobWhat::Maintenance { policy, targets } => targets
                 .iter()
@@ -161,6 +171,8 @@ pub struct Loaded {
     pub cfg: Arc<ConfigDir>,
     /// Every policy in policies/.
     pub policies: Vec<Arc<Policy>>,
+    /// Every restore test in restore-tests/.
+    pub restore_tests: Vec<Arc<crate::drills::RestoreTest>>,
     /// The scheduled jobs.
     pub jobs: Vec<JobSpec>,
     /// blake3 of each configuration file, by path relative to the folder.
@@ -221,11 +233,41 @@ impl Loaded {
                 .map_err(|e| e.with("file", path.display()))?;
             policies.push(Arc::new(p));
         }
+        let mut restore_tests = Vec::new();
+        for t in crate::drills::RestoreTest::load_all(&cfg)? {
+            // What a drill would find wrong only when it runs at night: refused now.
+            if !policies.iter().any(|p| p.name == t.policy) {
+                return Err(crate::Error::new(
+                    crate::ErrorKind::Config,
+                    format!(
+                        "{}: key `source.policy`: no policy {:?} in policies/",
+                        t.file.display(),
+                        t.policy
+                    ),
+                )
+                .with("file", t.file.display())
+                .with("key", "source.policy"));
+            }
+            if t.schedule.is_some() {
+                t.staging_spec()
+                    .map_err(|e| e.with("file", t.file.display()))?;
+            }
+            restore_tests.push(Arc::new(t));
+        }
         crate::config::repository_passphrase(&cfg.main, &cfg.dir)?;
-        let jobs = plan(&cfg, &policies);
+        let mut jobs = plan(&cfg, &policies);
+        jobs.extend(restore_tests.iter().filter_map(|t| {
+            Some(JobSpec {
+                key: format!("drill/{}", t.name),
+                what: JobWhat::Drill { test: t.clone() },
+                schedule: t.schedule.clone()?,
+                timeout: Duration::from_secs(cfg.main.daemon.timeout_minutes.max(1) * 60),
+            })
+        }));
         Ok(Loaded {
             cfg,
             policies,
+            restore_tests,
             jobs,
             files,
         })

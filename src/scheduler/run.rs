@@ -181,6 +181,18 @@ pub async fn run_job(
                 outcome: Outcome::Maintenance(m),
             }
         }
+        JobWhat::Drill { test } => {
+            let opts = crate::drills::DrillOptions { cancel };
+            let mut rec = crate::drills::run(cfg, test, &opts).await;
+            if let Err(e) = crate::drills::save_report(cfg, &mut rec, None) {
+                tracing::error!(error = %e, "the drill's HTML report could not be written");
+            }
+            JobResult {
+                ok: rec.ok,
+                failures: rec.failures(),
+                outcome: Outcome::Drill(rec),
+            }
+        }
         JobWhat::Verify { target, percent } => {
             let read = ReadData::Percent(*percent);
             match crate::jobs::verify::run(cfg, Some(target), read).await {

@@ -279,6 +279,23 @@ impl DataFile {
         Ok(Self::from_pages(pages))
     }
 
+    /// Every page of a data file image that does not decode: (page id, the object
+    /// id its header names, what is wrong). What DBCC CHECKDB reports.
+    pub fn damaged_pages(bytes: &[u8]) -> Vec<(usize, u32, String)> {
+        bytes
+            .chunks(PAGE_SIZE)
+            .enumerate()
+            .filter_map(|(i, p)| {
+                Page::decode(p).err().map(|e| {
+                    let obj = p
+                        .get(0x18..0x1C)
+                        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    (i, obj, e)
+                })
+            })
+            .collect()
+    }
+
     /// The pages, page 0 first.
     pub fn pages(&self) -> &[Arc<Page>] {
         &self.pages

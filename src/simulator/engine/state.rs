@@ -119,6 +119,16 @@ pub struct Faults {
     /// `KILL` is refused with 6102 (a login without ALTER ANY CONNECTION).
     #[serde(default)]
     pub kill_denied: bool,
+    /// Each RESTORE that reads a backup takes this much longer, in milliseconds.
+    #[serde(default)]
+    pub slow_restore_ms: Option<u64>,
+    /// A database brought online by RESTORE ... RECOVERY gets a damaged data page
+    /// (a storage fault on the staging disk): DBCC CHECKDB finds it.
+    #[serde(default)]
+    pub corrupt_restore: bool,
+    /// xp_fixeddrives reports this many MB free instead of the real free space.
+    #[serde(default)]
+    pub disk_free_mb: Option<u64>,
 }
 
 /// Everything persisted in `instance.json`.

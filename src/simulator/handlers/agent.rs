@@ -54,11 +54,43 @@ pub async fn exec(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
     match proc_name.to_ascii_lowercase().as_str() {
         "sp_start_job" => start_job(ctx, &args),
         "sp_update_job" => update_job(ctx, &args),
+        "xp_fixeddrives" => Ok(fixed_drives(ctx)),
         _ => Err(SqlError::new(
             2812,
             format!("Could not find stored procedure '{}'.", parts.join(".")),
         )
         .into()),
+    }
+}
+
+/// `master.dbo.xp_fixeddrives`: one row per drive, `drive` and `MB free`. The
+/// simulator has one drive, C, with the free space of the volume holding its
+/// folder (or what the `disk_free_mb` fault says).
+fn fixed_drives(ctx: &mut Ctx<'_>) -> Outcome {
+    use crate::simulator::tds::token::Column;
+    use crate::simulator::tds::types::{SqlType, Value};
+    let (root, fault) = {
+        let inst = ctx.shared.lock();
+        (inst.root.clone(), inst.state.faults.disk_free_mb)
+    };
+    let mb =
+        fault.unwrap_or_else(|| crate::jobs::free_space(&root).map_or(0, |b| b / (1024 * 1024)));
+    let cols = [
+        Column::new("drive", SqlType::Char(1)),
+        Column::new("MB free", SqlType::Int),
+    ];
+    let rows = vec![vec![
+        Value::Str("C".into()),
+        Value::Int(
+            i64::try_from(mb)
+                .unwrap_or(i64::MAX)
+                .min(i64::from(i32::MAX)),
+        ),
+    ]];
+    ctx.rows(&cols, &rows);
+    Outcome {
+        count: Some(1),
+        error: false,
     }
 }
 

@@ -84,6 +84,25 @@ pub fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
                 "cleanup_fails" => f.cleanup_fails = !off,
                 "cleanup_noop" => f.cleanup_noop = !off,
                 "kill_denied" => f.kill_denied = !off,
+                "slow_restore" => {
+                    f.slow_restore_ms = if off {
+                        None
+                    } else {
+                        Some(if p.done() {
+                            1000
+                        } else {
+                            p.number(&params)?.max(0) as u64
+                        })
+                    }
+                }
+                "corrupt_restore" => f.corrupt_restore = !off,
+                "disk_free_mb" => {
+                    f.disk_free_mb = if off {
+                        None
+                    } else {
+                        Some(p.number(&params)?.max(0) as u64)
+                    }
+                }
                 "agent_stopped" => inst.state.agent_running = off,
                 _ => {
                     return Err(

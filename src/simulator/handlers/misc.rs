@@ -40,28 +40,55 @@ pub fn dbcc(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
             Some(m) if m.state != "ONLINE" => Err(SqlError::new(922, format!("Database '{}' is being recovered. Waiting until recovery is finished.", m.name))),
             Some(m) => {
                 let path = m.data_file().map(|f| f.physical.clone()).unwrap_or_default();
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                Ok((m.name.clone(), DataFile::from_bytes(&bytes).err()))
+                match std::fs::read(&path) {
+                    Ok(bytes) if !bytes.is_empty() => Ok((m.name.clone(), DataFile::damaged_pages(&bytes))),
+                    _ => Err(SqlError::new(5120, format!("Unable to open the physical file \"{path}\". Operating system error 2: \"2(The system cannot find the file specified.)\"."))),
+                }
             }
         }
     };
-    let (name, damage) = result?;
-    match damage {
-        None => {
-            if !no_info {
-                ctx.info0(8989, &format!("CHECKDB found 0 allocation errors and 0 consistency errors in database '{name}'."));
-            }
-            Ok(Outcome::default())
+    let (name, damaged) = result?;
+    if damaged.is_empty() {
+        if !no_info {
+            ctx.info0(8989, &format!("CHECKDB found 0 allocation errors and 0 consistency errors in database '{name}'."));
         }
-        Some(e) => {
-            ctx.error(8939, 16, &format!("Table error: {e}."));
-            ctx.error(8989, 16, &format!("CHECKDB found 0 allocation errors and 1 consistency errors in database '{name}'."));
-            Ok(Outcome {
-                count: None,
-                error: true,
-            })
-        }
+        return Ok(Outcome::default());
     }
+    // As SQL Server reports a page whose checksum fails: 8928 (the page could not
+    // be processed) and 8939 (the test that failed) per page, a per-table and a
+    // per-database summary, and the minimum repair level.
+    let mut per_table: std::collections::BTreeMap<u32, usize> = Default::default();
+    for (page, obj, what) in &damaged {
+        let (obj, partition, alloc) = ids(*obj);
+        ctx.error(8928, 16, &format!("Object ID {obj}, index ID 0, partition ID {partition}, alloc unit ID {alloc} (type In-row data): Page (1:{page}) could not be processed.  See other errors for details."));
+        ctx.error(8939, 16, &format!("Table error: Object ID {obj}, index ID 0, partition ID {partition}, alloc unit ID {alloc} (type In-row data), page (1:{page}). Test (IS_OFF (BUF_IOERR, pBUF->bstat)) failed. Values are 133129 and -4. ({what})"));
+        *per_table.entry(obj).or_default() += 2;
+    }
+    for (obj, n) in &per_table {
+        let table = crate::simulator::engine::pages::TABLES
+            .iter()
+            .find(|t| t.obj_id == *obj)
+            .map_or("unknown", |t| t.name);
+        ctx.info0(8990, &format!("CHECKDB found 0 allocation errors and {n} consistency errors in table '{table}' (object ID {obj})."));
+    }
+    let total: usize = per_table.values().sum();
+    ctx.error(8989, 16, &format!("CHECKDB found 0 allocation errors and {total} consistency errors in database '{name}'."));
+    ctx.error(8958, 16, &format!("repair_allow_data_loss is the minimum repair level for the errors found by DBCC CHECKDB ({name})."));
+    Ok(Outcome {
+        count: None,
+        error: true,
+    })
+}
+
+/// Object, partition and allocation unit ids as SQL Server numbers them for an
+/// object's in-row data (a page whose header is damaged names object 0).
+fn ids(obj: u32) -> (u32, u64, u64) {
+    let base = 72_057_594_037_927_936u64;
+    (
+        obj,
+        base + u64::from(obj) * 65_536,
+        base + u64::from(obj) * 65_536 + 1_048_576,
+    )
 }
 
 /// DROP DATABASE, CREATE DATABASE, ALTER DATABASE ... SET RECOVERY.

@@ -127,7 +127,8 @@ fn full(
         database_id: id,
         guid: h.database_guid.clone(),
         fork_guid: h.fork_guid.clone(),
-        create_date: h.creation_date,
+        // A full restore creates the database now, as sys.databases then shows it.
+        create_date: inst.now_unix(),
         state: "RESTORING".into(),
         recovery_model: h.recovery_model.replace('-', "_"),
         files,

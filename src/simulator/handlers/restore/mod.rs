@@ -126,6 +126,17 @@ pub async fn run(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         "HEADERONLY" | "LABELONLY" => inspect::headeronly(ctx, &o),
         "FILELISTONLY" => inspect::filelistonly(ctx, &o),
         "VERIFYONLY" => inspect::verifyonly(ctx, &o),
-        _ => sequence::restore(ctx, &o),
+        _ => {
+            let delay = if o.disks.is_empty() {
+                None
+            } else {
+                ctx.shared.lock().state.faults.slow_restore_ms
+            };
+            let out = sequence::restore(ctx, &o);
+            if let Some(ms) = delay {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            out
+        }
     }
 }

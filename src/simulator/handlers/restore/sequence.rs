@@ -29,6 +29,7 @@ pub(super) fn restore(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtError>
         if m.state == "RESTORING" && !o.norecovery {
             m.state = "ONLINE".into();
             m.restore = None;
+            corrupt_if_asked(&mut inst, &o.db);
         }
         let _ = inst.save();
         drop(inst);
@@ -67,6 +68,7 @@ pub(super) fn restore(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtError>
             m.state = "ONLINE".into();
             m.restore = None;
         }
+        corrupt_if_asked(&mut inst, &name);
     }
     let now = inst.now_unix();
     let _ = inst.catalog.conn.execute(
@@ -115,4 +117,28 @@ pub(super) fn restore(ctx: &mut Ctx<'_>, o: &Opts) -> Result<Outcome, StmtError>
         ),
     );
     Ok(Outcome::default())
+}
+
+/// The `corrupt_restore` fault: one byte of the restored database's first data
+/// page flipped on disk, as a failing staging disk would leave it. The page's
+/// checksum no longer matches, which DBCC CHECKDB reports (8928, 8939).
+fn corrupt_if_asked(inst: &mut crate::simulator::engine::Instance, db: &str) {
+    if !inst.state.faults.corrupt_restore {
+        return;
+    }
+    let Some(path) = inst
+        .state
+        .db(db)
+        .and_then(|m| m.data_file())
+        .map(|f| f.physical.clone())
+    else {
+        return;
+    };
+    let page = crate::simulator::engine::pages::PAGE_SIZE;
+    if let Ok(mut bytes) = std::fs::read(&path) {
+        if bytes.len() >= 2 * page {
+            bytes[page + crate::simulator::engine::pages::HEADER + 7] ^= 0x5a;
+            let _ = std::fs::write(&path, &bytes);
+        }
+    }
 }
