@@ -63,6 +63,8 @@ pub struct ProbeContext<'a> {
 enum Value {
     Number(f64),
     Time(PrimitiveDateTime),
+    /// A date without a time (DICOM's StudyDate is one): compared by day.
+    Date(time::Date),
     Text(String),
     Null,
 }
@@ -73,6 +75,7 @@ impl std::fmt::Display for Value {
             Value::Number(n) if n.fract() == 0.0 => write!(f, "{n:.0}"),
             Value::Number(n) => write!(f, "{n}"),
             Value::Time(t) => f.write_str(&super::marks::fmt_time(*t)),
+            Value::Date(d) => write!(f, "{d}"),
             Value::Text(s) => write!(f, "{s:?}"),
             Value::Null => f.write_str("NULL"),
         }
@@ -93,13 +96,12 @@ pub async fn probe(
         Ok::<_, Error>(rows.first().map_or(Value::Null, |r| {
             if let Some(t) = datetime(r, 0usize) {
                 Value::Time(t)
+            } else if let Ok(Some(d)) = r.try_get::<time::Date, usize>(0) {
+                Value::Date(d)
             } else if let Some(n) = float(r, 0usize) {
                 Value::Number(n)
             } else if let Some(s) = text(r, 0usize) {
-                s.trim()
-                    .parse::<f64>()
-                    .map(Value::Number)
-                    .unwrap_or(Value::Text(s))
+                parse_text_value(s)
             } else {
                 Value::Null
             }
@@ -129,6 +131,19 @@ pub async fn probe(
     result.ok = ok;
     result.expected = expected;
     result
+}
+
+/// A value sent as text: a number, a date (`2026-12-04`), or the text itself.
+fn parse_text_value(s: String) -> Value {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<f64>() {
+        return Value::Number(n);
+    }
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    match time::Date::parse(t, &date) {
+        Ok(d) => Value::Date(d),
+        Err(_) => Value::Text(s),
+    }
 }
 
 fn describe(e: &Expectation, ctx: &ProbeContext<'_>, p: &Probe) -> String {
@@ -194,7 +209,12 @@ fn newest(
         ),
         Some(point) => {
             let limit = point - within;
-            let ok = matches!(v, Value::Time(t) if *t >= limit);
+            let ok = match v {
+                Value::Time(t) => *t >= limit,
+                // A date holds anything of its day: the day of the limit is enough.
+                Value::Date(d) => *d >= limit.date(),
+                _ => false,
+            };
             (
                 ok,
                 format!(

@@ -191,7 +191,7 @@ impl RestoreTest {
     pub fn load_all(cfg: &ConfigDir) -> Result<Vec<RestoreTest>> {
         crate::config::toml_files(&cfg.dir.join("restore-tests"))?
             .iter()
-            .map(|p| RestoreTest::load(p, &cfg.dir))
+            .map(|p| RestoreTest::load(p, &cfg.dir).and_then(|t| t.check_target(cfg)))
             .collect()
     }
 
@@ -199,11 +199,11 @@ impl RestoreTest {
     pub fn find(cfg: &ConfigDir, name: &str) -> Result<RestoreTest> {
         let as_path = PathBuf::from(name);
         if as_path.is_file() {
-            return RestoreTest::load(&as_path, &cfg.dir);
+            return RestoreTest::load(&as_path, &cfg.dir)?.check_target(cfg);
         }
         let p = cfg.dir.join("restore-tests").join(format!("{name}.toml"));
         if p.is_file() {
-            return RestoreTest::load(&p, &cfg.dir);
+            return RestoreTest::load(&p, &cfg.dir)?.check_target(cfg);
         }
         let known: Vec<String> = RestoreTest::load_all(cfg)
             .map(|all| all.into_iter().map(|t| t.name).collect())
@@ -379,6 +379,26 @@ impl RestoreTest {
             rto: raw.checks.rto,
             probes,
         })
+    }
+
+    /// Refuses a `source.target` the configuration does not have.
+    fn check_target(self, cfg: &ConfigDir) -> Result<RestoreTest> {
+        if let Some(t) = &self.target {
+            if !cfg.targets.contains_key(t) {
+                let known: Vec<&str> = cfg.targets.keys().map(String::as_str).collect();
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}: key `source.target`: no storage target named {t:?} (known: {})",
+                        self.file.display(),
+                        known.join(", ")
+                    ),
+                )
+                .with("file", self.file.display())
+                .with("key", "source.target"));
+            }
+        }
+        Ok(self)
     }
 
     /// The staging instance; reads its connection string now.

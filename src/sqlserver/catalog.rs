@@ -308,7 +308,7 @@ pub async fn database_files(
 ) -> Result<Vec<crate::sqlserver::restore::DatabaseFile>> {
     let rows = sql
         .rows(&format!(
-            "SELECT name, type_desc, CAST(size AS bigint) * 8192 FROM sys.master_files WHERE database_id = DB_ID({}) ORDER BY file_id",
+            "SELECT name, type_desc, size FROM sys.master_files WHERE database_id = DB_ID({}) ORDER BY file_id",
             quote::string(database)
         ))
         .await?;
@@ -321,9 +321,11 @@ pub async fn database_files(
             } else {
                 "D".into()
             },
+            // sys.master_files counts 8 KiB pages.
             size: int(r, 2usize)
                 .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(0),
+                .unwrap_or(0)
+                * 8192,
         })
         .collect())
 }

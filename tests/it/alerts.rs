@@ -15,11 +15,11 @@ use crate::simulator_support as sim;
 use crate::sqlserver_jobs::sim_env;
 
 /// A request the receiver got: path with query, JSON body.
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// An HTTP receiver on loopback answering `{"errcode":0,"errmsg":"ok"}` as the
 /// robots do.
-async fn receiver() -> (u16, Received) {
+pub(crate) async fn receiver() -> (u16, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let got: Received = Arc::default();

@@ -9,6 +9,7 @@ mod bakfile_padding;
 mod common;
 mod config_files;
 mod daemon;
+mod drills;
 mod faults;
 mod fixture_repository;
 mod journal;

@@ -34,7 +34,7 @@ impl Env {
     }
 }
 
-fn private_file(path: &Path, text: &str) {
+pub(crate) fn private_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     #[cfg(unix)]
     {
