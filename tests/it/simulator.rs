@@ -606,10 +606,20 @@ for m in cur.messages:
 cur.execute("RESTORE HEADERONLY FROM DISK = N'{bak}'")
 print('COLS', ','.join(d[0] for d in cur.description[:5]))
 print('ROW', cur.fetchone()[2])
+cur.execute('EXEC master.dbo.xp_fixeddrives')
+print('DRIVES', ','.join(d[0] for d in cur.description), cur.fetchone()[0])
+cur.execute('SIMCTL FAULT corrupt_restore')
+cur.execute("RESTORE DATABASE [PACS_py] FROM DISK = N'{bak}' WITH MOVE N'PACS' TO N'{dir}/py.mdf', MOVE N'PACS_log' TO N'{dir}/py_log.ldf', RECOVERY")
+try:
+    cur.execute("DBCC CHECKDB (N'PACS_py') WITH NO_INFOMSGS, ALL_ERRORMSGS")
+    print('CHECKDB passed')
+except pytds.tds_base.Error as e:
+    print('CHECKDB', e.msg_no, e.text)
 "#,
         port = sim.addr.port(),
         pw = PW,
-        bak = bak.display()
+        bak = bak.display(),
+        dir = sim.dir.path().display()
     );
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
@@ -636,4 +646,7 @@ print('ROW', cur.fetchone()[2])
         "{all}"
     );
     assert!(all.contains("ROW 1"), "{all}");
+    assert!(all.contains("DRIVES drive,MB free C"), "{all}");
+    // python-tds raises the last error of the batch: the minimum repair level.
+    assert!(all.contains("CHECKDB 8958 repair_allow_data_loss"), "{all}");
 }
