@@ -166,7 +166,12 @@ fn judge(e: &Expectation, v: &Value, ctx: &ProbeContext<'_>, p: &Probe) -> (bool
         ),
         Expectation::WithinPercentOfSource(pct) => {
             let table = p.count_table.as_deref().unwrap_or_default();
-            match ctx.source_counts.get(table) {
+            let found = ctx
+                .source_counts
+                .iter()
+                .find(|(k, _)| same_table(k, table))
+                .map(|(_, v)| v);
+            match found {
                 None => (
                     false,
                     format!(
@@ -196,6 +201,18 @@ fn judge(e: &Expectation, v: &Value, ctx: &ProbeContext<'_>, p: &Probe) -> (bool
     }
 }
 
+/// `dbo.Study`, `[dbo].[Study]` and `Study` name one table.
+fn same_table(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        let s = s.replace(['[', ']'], "").to_ascii_lowercase();
+        match s.split_once('.') {
+            Some(_) => s,
+            None => format!("dbo.{s}"),
+        }
+    };
+    norm(a) == norm(b)
+}
+
 fn newest(
     v: &Value,
     restored_to: Option<PrimitiveDateTime>,
@@ -209,6 +226,21 @@ fn newest(
         ),
         Some(point) => {
             let limit = point - within;
+            // DICOM's StudyDate is often stored as char(8) `20261125`.
+            let dicom = match v {
+                Value::Number(n) if (19000101.0..=99991231.0).contains(n) && n.fract() == 0.0 => {
+                    let n = *n as u32;
+                    time::Month::try_from((n / 100 % 100) as u8)
+                        .ok()
+                        .and_then(|m| {
+                            time::Date::from_calendar_date((n / 10000) as i32, m, (n % 100) as u8)
+                                .ok()
+                        })
+                        .map(Value::Date)
+                }
+                _ => None,
+            };
+            let v = dicom.as_ref().unwrap_or(v);
             let ok = match v {
                 Value::Time(t) => *t >= limit,
                 // A date holds anything of its day: the day of the limit is enough.
@@ -259,4 +291,88 @@ pub async fn fixed_drives(instance: &Instance) -> Result<Vec<(String, u64)>> {
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn probe(expect: Expectation, table: Option<&str>) -> Probe {
+        Probe {
+            name: "p".into(),
+            sql: "SELECT 1".into(),
+            count_table: table.map(str::to_string),
+            expect,
+        }
+    }
+
+    #[test]
+    fn expectations_hold_values_as_sql_server_sends_them() {
+        let counts: BTreeMap<String, u64> = [("dbo.Study".to_string(), 1000)].into();
+        let ctx = ProbeContext {
+            restored_to: Some(datetime!(2026-11-25 03:00)),
+            rpo_minutes: Some(15),
+            source_counts: &counts,
+        };
+        let within = probe(
+            Expectation::WithinPercentOfSource(5.0),
+            Some("[dbo].[Study]"),
+        );
+        assert!(judge(&within.expect, &Value::Number(1040.0), &ctx, &within).0);
+        assert!(!judge(&within.expect, &Value::Number(1060.0), &ctx, &within).0);
+        let unknown = probe(Expectation::WithinPercentOfSource(5.0), Some("dbo.Series"));
+        assert!(!judge(&unknown.expect, &Value::Number(1000.0), &ctx, &unknown).0);
+        let rpo = probe(Expectation::NotOlderThanRpo, None);
+        assert!(
+            judge(
+                &rpo.expect,
+                &Value::Time(datetime!(2026-11-25 02:50)),
+                &ctx,
+                &rpo
+            )
+            .0
+        );
+        assert!(
+            !judge(
+                &rpo.expect,
+                &Value::Time(datetime!(2026-11-25 02:40)),
+                &ctx,
+                &rpo
+            )
+            .0
+        );
+        // A date, and DICOM's char(8) date, are compared by day.
+        assert!(
+            judge(
+                &rpo.expect,
+                &parse_text_value("2026-11-25".into()),
+                &ctx,
+                &rpo
+            )
+            .0
+        );
+        assert!(
+            judge(
+                &rpo.expect,
+                &parse_text_value("20261125".into()),
+                &ctx,
+                &rpo
+            )
+            .0
+        );
+        assert!(
+            !judge(
+                &rpo.expect,
+                &parse_text_value("20261124".into()),
+                &ctx,
+                &rpo
+            )
+            .0
+        );
+        assert!(!judge(&rpo.expect, &Value::Null, &ctx, &rpo).0);
+        let range = probe(Expectation::Between(1.0, 10.0), None);
+        assert!(judge(&range.expect, &Value::Number(10.0), &ctx, &range).0);
+        assert!(!judge(&range.expect, &Value::Text("ten".into()), &ctx, &range).0);
+    }
 }

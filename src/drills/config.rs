@@ -69,7 +69,7 @@ fn default_database() -> Spanned<String> {
     Spanned::new(0..0, "{database}_drill_{date}".into())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChecksSection {
     #[serde(default = "yes")]
@@ -81,6 +81,17 @@ struct ChecksSection {
 
 fn yes() -> bool {
     true
+}
+
+/// No `[checks]` section: DBCC CHECKDB still runs (a drill proves something).
+impl Default for ChecksSection {
+    fn default() -> Self {
+        ChecksSection {
+            checkdb: true,
+            rto: None,
+            probe: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

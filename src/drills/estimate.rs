@@ -63,11 +63,12 @@ pub struct EstimateRun {
     pub ok: bool,
 }
 
-/// The median throughput of the passing drills that read `target`.
+/// The median throughput of the drills that restored from `target` (passed or
+/// not: a drill over its RTO measured a slow restore, and that counts most).
 pub fn measured_throughput(history: &[DrillRecord], target: &str) -> (Option<f64>, usize) {
     let mut v: Vec<f64> = history
         .iter()
-        .filter(|r| r.ok && r.target == target)
+        .filter(|r| r.target == target)
         .filter_map(|r| r.throughput)
         .filter(|t| t.is_finite() && *t > 0.0)
         .collect();
@@ -123,7 +124,7 @@ pub async fn estimate(
             let chain_bytes: u64 = files
                 .iter()
                 .filter_map(|src| {
-                    let (short, file) = src.split_once(':')?;
+                    let (short, file) = crate::jobs::restore_db::source_parts(src);
                     records
                         .iter()
                         .find(|(id, _)| id == short)?

@@ -40,6 +40,30 @@ pub struct DrillMark {
     /// The fetched backup files' folder, removed with the database.
     #[serde(default)]
     pub fetch_folder: Option<PathBuf>,
+    /// The drill's process: while it runs, its mark is not a leftover.
+    #[serde(default)]
+    pub pid: u32,
+    /// When that process started (seconds since 1970), so a reused pid is not it.
+    #[serde(default)]
+    pub process_started: u64,
+    /// The machine it runs on.
+    #[serde(default)]
+    pub host: String,
+}
+
+/// This process: (pid, start time, host name).
+pub fn this_process() -> (u32, u64, String) {
+    let pid = std::process::id();
+    let started = process_start(pid).unwrap_or(0);
+    let host = sysinfo::System::host_name().unwrap_or_default();
+    (pid, started, host)
+}
+
+fn process_start(pid: u32) -> Option<u64> {
+    let pid = sysinfo::Pid::from_u32(pid);
+    let mut sys = sysinfo::System::new();
+    sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+    sys.process(pid).map(|p| p.start_time())
 }
 
 /// The folder of marks: `drill-marks/` beside the journal.
@@ -83,6 +107,19 @@ impl DrillMark {
         }
     }
 
+    /// Whether the drill that wrote the mark still runs (on this machine; a mark
+    /// of another machine's drill is taken as running: that machine cleans it).
+    pub fn owner_running(&self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        let host = sysinfo::System::host_name().unwrap_or_default();
+        if !self.host.is_empty() && self.host != host {
+            return true;
+        }
+        process_start(self.pid).is_some_and(|t| t == self.process_started)
+    }
+
     /// Every mark in `dir`.
     pub fn load_all(dir: &Path) -> Result<Vec<DrillMark>> {
         let rd = match std::fs::read_dir(dir) {
@@ -111,26 +148,33 @@ impl DrillMark {
     }
 }
 
-/// What the server shows of a database: (database_id, create_date).
-pub async fn database_identity(
-    instance: &Instance,
-    database: &str,
-) -> Result<Option<(i64, String)>> {
+/// What the server shows of a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// sys.databases' database_id.
+    pub id: i64,
+    /// Its create_date (`YYYY-MM-DD HH:MM:SS`).
+    pub created: String,
+    /// Its state_desc (`ONLINE`, `RESTORING`...).
+    pub state: String,
+}
+
+/// What the server shows of `database`, if it exists.
+pub async fn database_identity(instance: &Instance, database: &str) -> Result<Option<Shown>> {
     let mut sql = instance.connect().await?;
     let rows = sql
         .rows(&format!(
-            "SELECT database_id, create_date, name FROM sys.databases WHERE name = {}",
+            "SELECT database_id, create_date, state_desc FROM sys.databases WHERE name = {}",
             quote::string(database)
         ))
         .await?;
-    Ok(rows.first().map(|r| {
-        (
-            int(r, 0usize).unwrap_or(0),
-            datetime(r, 1usize)
-                .map(fmt_time)
-                .or_else(|| text(r, 1usize))
-                .unwrap_or_default(),
-        )
+    Ok(rows.first().map(|r| Shown {
+        id: int(r, 0usize).unwrap_or(0),
+        created: datetime(r, 1usize)
+            .map(fmt_time)
+            .or_else(|| text(r, 1usize))
+            .unwrap_or_default(),
+        state: text(r, 2usize).unwrap_or_default(),
     }))
 }
 
@@ -140,12 +184,14 @@ pub fn fmt_time(t: time::PrimitiveDateTime) -> String {
 }
 
 /// Whether the database the server shows is the one `mark` describes.
-pub fn is_marked(mark: &DrillMark, shown: &(i64, String)) -> bool {
+pub fn is_marked(mark: &DrillMark, shown: &Shown) -> bool {
     match (&mark.database_id, &mark.create_date) {
-        (Some(id), Some(created)) => *id == shown.0 && *created == shown.1,
-        // Killed before the identity was written: created after the drill's clock
-        // reading (the name did not exist then: the drill checked).
-        _ => shown.1 >= mark.since,
+        (Some(id), Some(created)) => *id == shown.id && *created == shown.created,
+        // Stopped before the identity was written, so inside its first RESTORE: a
+        // database still RESTORING, created after the drill's clock reading taken
+        // just before that RESTORE, when the name did not exist (the drill checked).
+        // Anyone else's database of that name would be online, or older.
+        _ => shown.state.eq_ignore_ascii_case("RESTORING") && shown.created >= mark.since,
     }
 }
 
@@ -172,19 +218,32 @@ pub async fn clean(instance: &Instance, mark: &DrillMark, dir: &Path) -> Result<
         None => (false, "already gone".to_string()),
         Some(s) if is_marked(mark, &s) => {
             let mut sql = instance.connect().await?;
-            // A drill killed mid-restore leaves it RESTORING; DROP takes it as it is.
-            sql.exec(&format!("DROP DATABASE {}", quote::ident(&mark.database)))
+            let db = quote::ident(&mark.database);
+            // A session left in it (a DBA looking, a probe's connection closing)
+            // would fail the DROP with 3702. A database still RESTORING (a drill
+            // killed mid-restore) takes no ALTER and has no sessions: dropped as it is.
+            if s.state.eq_ignore_ascii_case("ONLINE") {
+                sql.exec(&format!(
+                    "ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE"
+                ))
+                .await
+                .map_err(|e| e.with("database", &mark.database))?;
+            }
+            sql.exec(&format!("DROP DATABASE {db}"))
                 .await
                 .map_err(|e| e.with("database", &mark.database))?;
             info!(database = %mark.database, server = %mark.instance, "drill database dropped");
             (true, "dropped".to_string())
         }
-        Some((id, created)) => {
+        Some(s) => {
             warn!(database = %mark.database, "a database of that name exists but the drill did not create it: left alone");
             (
                 false,
                 format!(
-                    "left alone: database_id {id} created {created} is not the one the drill created (marked {}): someone else made it",
+                    "left alone: database_id {} created {} ({}) is not the one the drill created (marked {}): someone else made it",
+                    s.id,
+                    s.created,
+                    s.state,
                     mark.create_date.as_deref().unwrap_or(&mark.since)
                 ),
             )
@@ -204,4 +263,76 @@ pub async fn clean(instance: &Instance, mark: &DrillMark, dir: &Path) -> Result<
         dropped,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(id: Option<i64>) -> DrillMark {
+        DrillMark {
+            drill: "d".into(),
+            instance: "S".into(),
+            address: "127.0.0.1:1433".into(),
+            database: "PACS_drill_20261125".into(),
+            since: "2026-11-25 03:00:00".into(),
+            database_id: id,
+            create_date: id.map(|_| "2026-11-25 03:00:05".into()),
+            fetch_folder: None,
+            pid: 0,
+            process_started: 0,
+            host: String::new(),
+        }
+    }
+
+    fn shown(id: i64, created: &str, state: &str) -> Shown {
+        Shown {
+            id,
+            created: created.into(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_database_the_drill_created_is_its_own() {
+        let with_id = mark(Some(7));
+        assert!(is_marked(
+            &with_id,
+            &shown(7, "2026-11-25 03:00:05", "ONLINE")
+        ));
+        // Same name, recreated by someone else: another id or create_date.
+        assert!(!is_marked(
+            &with_id,
+            &shown(8, "2026-11-25 03:00:05", "ONLINE")
+        ));
+        assert!(!is_marked(
+            &with_id,
+            &shown(7, "2026-11-25 04:00:00", "ONLINE")
+        ));
+        // Killed inside the first RESTORE: a RESTORING database made after the
+        // clock reading is the drill's; an online one, or an older one, is not.
+        let no_id = mark(None);
+        assert!(is_marked(
+            &no_id,
+            &shown(9, "2026-11-25 03:00:01", "RESTORING")
+        ));
+        assert!(!is_marked(
+            &no_id,
+            &shown(9, "2026-11-25 03:00:01", "ONLINE")
+        ));
+        assert!(!is_marked(
+            &no_id,
+            &shown(9, "2026-11-25 02:59:59", "RESTORING")
+        ));
+        // A mark of a running process is not a leftover; pid 0 never runs.
+        let (pid, started, host) = this_process();
+        let running = DrillMark {
+            pid,
+            process_started: started,
+            host,
+            ..mark(None)
+        };
+        assert!(running.owner_running());
+        assert!(!no_id.owner_running());
+    }
 }

@@ -139,6 +139,13 @@ pub async fn cleanup(cfg: &ConfigDir) -> Result<CleanupRun> {
         ok: true,
     };
     for mark in marks::DrillMark::load_all(&dir)? {
+        if mark.owner_running() {
+            run.unknown.push(format!(
+                "{} on {}: its drill is still running (process {} on {}): left to it",
+                mark.database, mark.instance, mark.pid, mark.host
+            ));
+            continue;
+        }
         let mut instance = None;
         for t in &tests {
             let Ok(spec) = t.staging_spec() else { continue };

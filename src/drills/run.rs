@@ -20,10 +20,13 @@ use crate::bakfile::plan::{plan, PlanRequest, RestorePlan};
 use crate::bakfile::MtfDate;
 use crate::config::{repository_passphrase, ConfigDir};
 use crate::error::{Error, ErrorKind, Result};
-use crate::jobs::restore_db::{describe_repository, stage_plan};
+use crate::jobs::restore_db::{
+    broken_chain, describe_repository, file_name_of, source_parts, stage_plan,
+};
 use crate::policy::{server_join, Policy};
 use crate::records::{BackupKind, BackupRecord};
 use crate::repository::{Repository, SnapshotRef};
+use crate::sqlserver::restore::DatabaseFile;
 use crate::sqlserver::{catalog, restore, run_long, Endpoint, Instance};
 
 /// What a drill may be told from outside.
@@ -41,6 +44,8 @@ struct Planned {
     snaps: Vec<SnapshotRef>,
     records: BTreeMap<String, BackupRecord>,
     restored_to: Option<time::PrimitiveDateTime>,
+    /// The database's files as the newest backup in the chain recorded them.
+    restore_files: Option<Vec<DatabaseFile>>,
 }
 
 /// Runs the drill `test`; never fails: a drill that could not run is a failed
@@ -111,6 +116,11 @@ pub async fn run(cfg: &ConfigDir, test: &RestoreTest, opts: &DrillOptions) -> Dr
             let t = Instant::now();
             let restored = outcome.is_ok();
             if test.keep && restored {
+                // The database stays; the fetched files (patient data outside the
+                // encrypted repository) go.
+                if let Some(folder) = &m.fetch_folder {
+                    let _ = std::fs::remove_dir_all(folder);
+                }
                 let detail = match m.remove(&marks_dir) {
                     Ok(()) => format!(
                         "{} kept, as the restore test asks: it is yours to drop",
@@ -217,7 +227,7 @@ async fn drive(
             )
             .with("file", test.file.display()));
         }
-        check_room(test, rec, instance).await
+        check_room(test, rec, instance, planned.restore_files.as_deref()).await
     }
     .instrument(info_span!("step", step = "space"))
     .await;
@@ -243,57 +253,40 @@ async fn drive(
         }
     };
 
-    // Leftovers of a killed drill on this server go first; a database of the
-    // drill's name that no mark claims is never touched.
+    // Leftovers of a killed drill on this server go first (not those of a drill
+    // still running); a database of the drill's name that no mark claims is never
+    // touched.
     for old in DrillMark::load_all(marks_dir)? {
-        if old.address == instance.address() {
+        if old.address == instance.address() && !old.owner_running() {
             let c = marks::clean(instance, &old, marks_dir).await?;
             info!(database = %c.database, detail = %c.detail, "leftover of an earlier drill");
         }
     }
-    if let Some((id, created)) = marks::database_identity(instance, &rec.drill_database).await? {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!(
-                "database {} already exists on {} (database_id {id}, created {created}) and no drill created it: nothing was restored. Drop or rename it yourself, or change [staging] database",
-                rec.drill_database, test.staging_name
-            ),
-        )
-        .with("server", &test.staging_name)
-        .with("database", &rec.drill_database));
-    }
+    refuse_existing(test, rec, instance).await?;
     let fetch_local = test.fetch_folder_local.join(&rec.drill_database);
     let fetch_server = server_join(&test.fetch_folder_server, &rec.drill_database);
-    let since = {
-        let mut sql = instance.connect().await?;
-        catalog::server_now(&mut sql).await?
-    }
-    .map(marks::fmt_time)
-    .ok_or_else(|| {
-        Error::new(
-            ErrorKind::SqlServer,
-            "the staging server did not say its time (SELECT GETDATE())",
-        )
-        .with("server", &test.staging_name)
-    })?;
+    let (pid, process_started, host) = marks::this_process();
     let m = mark.insert(DrillMark {
         drill: test.name.clone(),
         instance: test.staging_name.clone(),
         address: instance.address(),
         database: rec.drill_database.clone(),
-        since,
+        since: server_time(test, instance).await?,
         database_id: None,
         create_date: None,
         fetch_folder: Some(fetch_local.clone()),
+        pid,
+        process_started,
+        host,
     });
     m.save(marks_dir)?;
 
     // Fetch.
     let t = Instant::now();
-    let fetched = async {
+    let fetched = unless_cancelled(&opts.cancel, async {
         std::fs::create_dir_all(&fetch_local).map_err(|e| Error::io(&fetch_local, e))?;
         stage_plan(&planned.repo, &planned.plan, &planned.snaps, &fetch_local).await
-    }
+    })
     .instrument(info_span!("step", step = "fetch"))
     .await;
     let staged = match fetched {
@@ -327,7 +320,12 @@ async fn drive(
     // Restore and recovery.
     let device_of: BTreeMap<String, String> = staged
         .iter()
-        .map(|(src, local)| (src.clone(), server_join(&fetch_server, &file_name(local))))
+        .map(|(src, local)| {
+            (
+                src.clone(),
+                server_join(&fetch_server, &file_name_of(local)),
+            )
+        })
         .collect();
     let t = Instant::now();
     let restored = restore_chain(
@@ -361,7 +359,7 @@ async fn drive(
     // Checks.
     let t = Instant::now();
     let mut results: Vec<CheckResult> = Vec::new();
-    async {
+    let checked = unless_cancelled(&opts.cancel, async {
         if test.checkdb {
             results.push(checks::checkdb(instance, &rec.drill_database).await);
         }
@@ -374,9 +372,20 @@ async fn drive(
         for p in &test.probes {
             results.push(checks::probe(instance, &rec.drill_database, p, &ctx).await);
         }
-    }
+        Ok(())
+    })
     .instrument(info_span!("step", step = "checks"))
     .await;
+    if let Err(e) = checked {
+        rec.phases.push(Phase {
+            phase: PhaseName::Checks,
+            seconds: secs(t),
+            ok: false,
+            detail: e.message().to_string(),
+        });
+        rec.checks = results;
+        return Err(e);
+    }
     results.extend(checks::rto(rec.restore_seconds, test.rto));
     let failed = results.iter().filter(|c| !c.ok).count();
     rec.phases.push(Phase {
@@ -389,6 +398,37 @@ async fn drive(
     Ok(())
 }
 
+/// Refuses a drill database name that exists already: no drill of this run made it.
+async fn refuse_existing(test: &RestoreTest, rec: &DrillRecord, instance: &Instance) -> Result<()> {
+    match marks::database_identity(instance, &rec.drill_database).await? {
+        None => Ok(()),
+        Some(s) => Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "database {} already exists on {} (database_id {}, created {}, {}) and no drill created it: nothing was restored. Drop or rename it yourself, or change [staging] database",
+                rec.drill_database, test.staging_name, s.id, s.created, s.state
+            ),
+        )
+        .with("server", &test.staging_name)
+        .with("database", &rec.drill_database)),
+    }
+}
+
+/// The staging server's clock, as its create_date values are written.
+async fn server_time(test: &RestoreTest, instance: &Instance) -> Result<String> {
+    let mut sql = instance.connect().await?;
+    catalog::server_now(&mut sql)
+        .await?
+        .map(marks::fmt_time)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::SqlServer,
+                "the staging server did not say its time (SELECT GETDATE())",
+            )
+            .with("server", &test.staging_name)
+        })
+}
+
 /// The chain from the target's manifests, named and sized; a broken chain (a log
 /// missing offsite, a damaged pack) is refused here, before anything is fetched.
 async fn plan_chain(cfg: &ConfigDir, test: &RestoreTest, rec: &mut DrillRecord) -> Result<Planned> {
@@ -398,6 +438,14 @@ async fn plan_chain(cfg: &ConfigDir, test: &RestoreTest, rec: &mut DrillRecord) 
     let pass = repository_passphrase(&cfg.main, &cfg.dir)?;
     let repo = crate::jobs::open_repository(target, &pass).await?;
     let (descs, snaps) = describe_repository(&repo).await?;
+    // Two servers may have a database of the same name on one target: only the
+    // policy's instance's backups are this drill's.
+    let descs: Vec<_> = descs
+        .into_iter()
+        .filter(|d| {
+            d.server_name.is_empty() || d.server_name.eq_ignore_ascii_case(&policy.instance_name)
+        })
+        .collect();
     let records: BTreeMap<String, BackupRecord> = snaps
         .iter()
         .filter_map(|s| {
@@ -405,6 +453,7 @@ async fn plan_chain(cfg: &ConfigDir, test: &RestoreTest, rec: &mut DrillRecord) 
                 .ok()
                 .map(|r| (s.id.short(), r))
         })
+        .filter(|(_, r)| r.instance.eq_ignore_ascii_case(&policy.instance_name))
         .collect();
     let at = match &test.point {
         DrillPoint::Latest => None,
@@ -432,25 +481,13 @@ async fn plan_chain(cfg: &ConfigDir, test: &RestoreTest, rec: &mut DrillRecord) 
         ));
     }
     if !p.ok {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!(
-                "the restore chain of {} on target {} is broken, nothing was fetched: {}",
-                test.database,
-                target.name,
-                if p.problems.is_empty() {
-                    "no full backup".into()
-                } else {
-                    p.problems.join("; ")
-                }
-            ),
-        )
-        .with("database", &test.database)
-        .with("target", &target.name));
+        return Err(
+            broken_chain(&p, &test.database, "nothing was fetched").with("target", &target.name)
+        );
     }
     for step in &p.steps {
         for src in &step.files {
-            let (short, name) = src.split_once(':').unwrap_or((src.as_str(), ""));
+            let (short, name) = source_parts(src);
             let size = records
                 .get(short)
                 .and_then(|r| r.files.iter().find(|f| f.name == name))
@@ -468,13 +505,16 @@ async fn plan_chain(cfg: &ConfigDir, test: &RestoreTest, rec: &mut DrillRecord) 
         .steps
         .iter()
         .filter_map(|s| s.files.first())
-        .filter_map(|src| records.get(src.split_once(':').map_or(src.as_str(), |x| x.0)))
+        .filter_map(|src| records.get(source_parts(src).0))
         .collect();
-    rec.restore_size = recorded_size(&chain_records);
+    let restore_files = recorded_files(&chain_records);
+    rec.restore_size = restore_files
+        .as_ref()
+        .map(|f| f.iter().map(|x| x.size).sum());
     let last = p.steps.last();
     let restored_to = last.and_then(|s| s.stop_at).or_else(|| {
         last.and_then(|s| s.files.first())
-            .and_then(|src| records.get(src.split_once(':').map_or(src.as_str(), |x| x.0)))
+            .and_then(|src| records.get(source_parts(src).0))
             .and_then(|r| r.backup_finish.or(r.backup_start))
     });
     rec.restored_to = restored_to.map(|d| d.to_string());
@@ -485,6 +525,7 @@ async fn plan_chain(cfg: &ConfigDir, test: &RestoreTest, rec: &mut DrillRecord) 
         plan: p,
         snaps,
         records,
+        restore_files,
     })
 }
 
@@ -515,7 +556,15 @@ fn random_point(records: &BTreeMap<String, BackupRecord>, database: &str) -> Opt
 
 /// Whether `staging` is the policy's own instance: the same server and port.
 async fn is_production(policy: &Policy, staging: &Instance) -> Result<bool> {
-    let spec = policy.instance_spec()?;
+    // The drill host may not hold production's connection string (a staging
+    // server's own pacsbak): then it cannot be the same connection.
+    let spec = match policy.instance_spec() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "the policy's instance cannot be compared with the staging instance");
+            return Ok(false);
+        }
+    };
     Ok(match spec.endpoint {
         // The embedded simulator is never a staging instance (those come from a
         // connection string).
@@ -524,55 +573,27 @@ async fn is_production(policy: &Policy, staging: &Instance) -> Result<bool> {
     })
 }
 
-/// Checks the room the restore needs against the restore test's limit, the
-/// staging server's free space and the local fetch folder's free space.
+/// Checks the room the restore needs (when the records know it) and the local
+/// fetch folder's room for the chain.
 async fn check_room(
     test: &RestoreTest,
     rec: &mut DrillRecord,
     instance: &Instance,
+    files: Option<&[DatabaseFile]>,
 ) -> Result<String> {
     let mut notes = Vec::new();
-    let chain_bytes: u64 = rec.chain.iter().map(|c| c.size).sum();
-    // The database files as they were at the newest backup in the chain that
-    // recorded them (a restore recreates them at that size).
-    let need = rec.restore_size;
-    if let Some(need) = need {
-        refuse_if_larger(test, need)?;
-        notes.push(format!(
-            "the restore needs {} (at most {})",
-            crate::render::human_bytes(need),
-            crate::render::human_bytes(test.largest_restore)
-        ));
-        match checks::fixed_drives(instance).await {
-            Ok(drives) => {
-                let free = drive_free(&drives, &test.data_folder);
-                match free {
-                    Some(free) if free < need => {
-                        return Err(Error::new(
-                            ErrorKind::Refused,
-                            format!(
-                                "the staging server has {} free for {} but the restore needs {}: nothing was fetched",
-                                crate::render::human_bytes(free),
-                                test.data_folder,
-                                crate::render::human_bytes(need)
-                            ),
-                        )
-                        .with("server", &test.staging_name))
-                    }
-                    Some(free) => notes.push(format!("{} free on the server", crate::render::human_bytes(free))),
-                    None => notes.push("xp_fixeddrives reported no drive".into()),
-                }
-            }
-            Err(e) if rec.on_production || test.production => {
-                return Err(e.with("check", "free space (xp_fixeddrives)"))
-            }
-            Err(e) => notes.push(format!(
-                "the server's free space could not be read ({e}); the configured limit holds"
-            )),
+    match files {
+        Some(files) => notes.push(check_disks(test, rec.on_production, instance, files).await?),
+        None if rec.on_production => {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "the backup records hold no file sizes (taken before drills existed), so the production server's free space cannot be checked before fetching: nothing was fetched. Take a full backup with this version first",
+            )
+            .with("server", &test.staging_name))
         }
-    } else {
-        notes.push("the backup records hold no file sizes (taken before drills existed): checked after FILELISTONLY, before RESTORE".into());
+        None => notes.push("the backup records hold no file sizes (taken before drills existed): checked after FILELISTONLY, before RESTORE".into()),
     }
+    let chain_bytes: u64 = rec.chain.iter().map(|c| c.size).sum();
     std::fs::create_dir_all(&test.fetch_folder_local)
         .map_err(|e| Error::io(&test.fetch_folder_local, e))?;
     if let Some(free) = crate::jobs::free_space(&test.fetch_folder_local) {
@@ -591,6 +612,86 @@ async fn check_room(
     Ok(notes.join("; "))
 }
 
+/// The database's files against the restore test's limit and the staging
+/// server's free space, each drive with the files MOVE puts on it.
+async fn check_disks(
+    test: &RestoreTest,
+    on_production: bool,
+    instance: &Instance,
+    files: &[DatabaseFile],
+) -> Result<String> {
+    let need: u64 = files.iter().map(|f| f.size).sum();
+    refuse_if_larger(test, need)?;
+    let mut notes = vec![format!(
+        "the restore needs {} (at most {})",
+        crate::render::human_bytes(need),
+        crate::render::human_bytes(test.largest_restore)
+    )];
+    let drives = match checks::fixed_drives(instance).await {
+        Ok(d) => d,
+        Err(e) if on_production || test.production => {
+            return Err(e.with("check", "free space (xp_fixeddrives)"))
+        }
+        Err(e) => {
+            notes.push(format!(
+                "the server's free space could not be read ({e}); the configured limit holds"
+            ));
+            return Ok(notes.join("; "));
+        }
+    };
+    let mut per_folder: BTreeMap<(Option<String>, &str), u64> = BTreeMap::new();
+    for f in files {
+        let folder = if f.is_log() {
+            test.log_folder.as_str()
+        } else {
+            test.data_folder.as_str()
+        };
+        let letter = drive_letter(folder);
+        // Folders on one drive share its free space: counted under the drive.
+        let key = match &letter {
+            Some(_) => (letter.clone(), ""),
+            None => (None, folder),
+        };
+        *per_folder.entry(key).or_default() += f.size;
+    }
+    for ((letter, folder), need) in per_folder {
+        let free = match letter
+            .as_deref()
+            .and_then(|l| drives.iter().find(|(d, _)| d == l))
+        {
+            Some((_, free)) => Some(*free),
+            None => drives.iter().map(|(_, f)| *f).min(),
+        };
+        let place = letter
+            .map(|l| format!("drive {l}:"))
+            .unwrap_or_else(|| folder.to_string());
+        match free {
+            Some(free) if free < need => {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "the staging server has {} free for {place} but the restore needs {} there: nothing was restored",
+                        crate::render::human_bytes(free),
+                        crate::render::human_bytes(need)
+                    ),
+                )
+                .with("server", &test.staging_name))
+            }
+            Some(free) => notes.push(format!("{} free for {place}", crate::render::human_bytes(free))),
+            None => notes.push("xp_fixeddrives reported no drive".into()),
+        }
+    }
+    Ok(notes.join("; "))
+}
+
+/// `E` of `E:\Drill\data`; `None` for a path without a drive letter.
+fn drive_letter(folder: &str) -> Option<String> {
+    folder
+        .get(..2)
+        .filter(|p| p.ends_with(':') && p.as_bytes()[0].is_ascii_alphabetic())
+        .map(|p| p[..1].to_ascii_uppercase())
+}
+
 fn refuse_if_larger(test: &RestoreTest, need: u64) -> Result<()> {
     if need > test.largest_restore {
         return Err(Error::new(
@@ -606,19 +707,6 @@ fn refuse_if_larger(test: &RestoreTest, need: u64) -> Result<()> {
         .with("key", "staging.largest_restore"));
     }
     Ok(())
-}
-
-/// Free bytes of the drive `folder` is on (`E:\...`); for a folder without a
-/// drive letter, the least free of all.
-fn drive_free(drives: &[(String, u64)], folder: &str) -> Option<u64> {
-    let letter = folder
-        .get(..2)
-        .filter(|p| p.ends_with(':'))
-        .map(|p| p[..1].to_ascii_uppercase());
-    match letter.and_then(|l| drives.iter().find(|(d, _)| *d == l)) {
-        Some((_, free)) => Some(*free),
-        None => drives.iter().map(|(_, f)| *f).min(),
-    }
 }
 
 /// RESTORE with MOVE, every step WITH NORECOVERY, then RECOVERY; the mark gets
@@ -649,10 +737,10 @@ async fn restore_chain(
         let mut sql = instance.connect().await?;
         restore::file_list(&mut sql, &devices, first.position).await?
     };
-    if rec.restore_size.is_none() {
-        let need: u64 = files.iter().map(|f| f.size).sum();
-        rec.restore_size = Some(need);
-        refuse_if_larger(test, need)?;
+    if planned.restore_files.is_none() {
+        rec.restore_size = Some(files.iter().map(|f| f.size).sum());
+        let room = check_disks(test, rec.on_production, instance, &files).await?;
+        info!(%room, "room checked from FILELISTONLY");
     }
     let moves = restore::move_clauses(
         &files,
@@ -701,11 +789,9 @@ async fn restore_chain(
             return Err(e.with("database", &rec.drill_database));
         }
         if i == 0 {
-            if let Some((id, created)) =
-                marks::database_identity(instance, &rec.drill_database).await?
-            {
-                mark.database_id = Some(id);
-                mark.create_date = Some(created);
+            if let Some(shown) = marks::database_identity(instance, &rec.drill_database).await? {
+                mark.database_id = Some(shown.id);
+                mark.create_date = Some(shown.created);
                 mark.save(marks_dir)?;
             }
         }
@@ -731,13 +817,21 @@ fn last_base_counts(planned: &Planned) -> BTreeMap<String, u64> {
         .rev()
         .find(|s| s.kind != BackupKind::Log)
         .and_then(|s| s.files.first())
-        .and_then(|src| {
-            planned
-                .records
-                .get(src.split_once(':').map_or(src.as_str(), |x| x.0))
-        })
+        .and_then(|src| planned.records.get(source_parts(src).0))
         .map(|r| r.row_counts.clone())
         .unwrap_or_default()
+}
+
+/// `f`, unless the drill is stopped first (daemon stop or time-out): then an
+/// error, so the cleanup runs at once.
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        r = f => r,
+        _ = cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "the drill was stopped (daemon stop or time-out): what it created is dropped")),
+    }
 }
 
 fn chain_words(p: &RestorePlan) -> String {
@@ -753,12 +847,6 @@ fn chain_words(p: &RestorePlan) -> String {
     parts.join(" + ")
 }
 
-fn file_name(p: &std::path::Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default()
-}
-
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
@@ -769,12 +857,12 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// The room a restore of the chain needs, from the backup records: the database's
-/// files at the newest backup that recorded them.
-fn recorded_size(records: &[&BackupRecord]) -> Option<u64> {
+/// The database's files a restore of the chain recreates: as the newest backup
+/// that recorded them found them.
+fn recorded_files(records: &[&BackupRecord]) -> Option<Vec<DatabaseFile>> {
     records
         .iter()
         .rev()
         .find(|r| !r.database_files.is_empty())
-        .map(|r| r.database_files.iter().map(|f| f.size).sum())
+        .map(|r| r.database_files.clone())
 }

@@ -113,6 +113,35 @@ pub(crate) fn describe_snapshot(s: &SnapshotRef) -> Vec<BackupDescription> {
         .collect()
 }
 
+/// The refusal of a plan that is not ok, with what breaks it.
+pub fn broken_chain(p: &RestorePlan, database: &str, consequence: &str) -> Error {
+    Error::new(
+        ErrorKind::Refused,
+        format!(
+            "the restore chain of {database} is broken, {consequence}: {}",
+            if p.problems.is_empty() {
+                "no full backup".into()
+            } else {
+                p.problems.join("; ")
+            }
+        ),
+    )
+    .with("database", database)
+}
+
+/// The snapshot (short id) and file of a planned source `SNAPSHOT:FILE`, as
+/// [`describe_snapshot`] names them.
+pub fn source_parts(source: &str) -> (&str, &str) {
+    source.split_once(':').unwrap_or((source, ""))
+}
+
+/// The last component of `path`, as text.
+pub(crate) fn file_name_of(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
 /// Plans a restore of `database` (to `at`) from the repository's manifests.
 pub async fn plan_from_repository(
     repo: &Repository,
@@ -205,18 +234,7 @@ pub async fn run(
             },
         );
         if !p.ok {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "the restore chain is broken, nothing was restored: {}",
-                    if p.problems.is_empty() {
-                        "no full backup".into()
-                    } else {
-                        p.problems.join("; ")
-                    }
-                ),
-            )
-            .with("database", &o.database));
+            return Err(broken_chain(&p, &o.database, "nothing was restored"));
         }
         // A database of that name is refused before anything is fetched: SQL Server
         // would refuse it only after every file was staged.
@@ -313,13 +331,7 @@ async fn stage_and_restore(
     let staged_files = stage_plan(repo, &p, snaps, local_dir).await?;
     let device_of: BTreeMap<String, String> = staged_files
         .iter()
-        .map(|(src, local)| {
-            let name = local
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            (src.clone(), server_join(server_dir, &name))
-        })
+        .map(|(src, local)| (src.clone(), server_join(server_dir, &file_name_of(local))))
         .collect();
     let first = p
         .steps
@@ -436,18 +448,7 @@ pub async fn fetch(repo: &Repository, o: &FetchOptions) -> Result<FetchRun> {
             },
         );
         if !p.ok {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "the restore chain is broken, nothing was fetched: {}",
-                    if p.problems.is_empty() {
-                        "no full backup".into()
-                    } else {
-                        p.problems.join("; ")
-                    }
-                ),
-            )
-            .with("database", &o.database));
+            return Err(broken_chain(&p, &o.database, "nothing was fetched"));
         }
         std::fs::create_dir_all(&o.to).map_err(|e| Error::io(&o.to, e))?;
         let staged = stage_plan(repo, &p, &snaps, &o.to).await?;
@@ -459,11 +460,7 @@ pub async fn fetch(repo: &Repository, o: &FetchOptions) -> Result<FetchRun> {
         let mut files = Vec::new();
         let mut device_of = BTreeMap::new();
         for (i, (src, path)) in staged.iter().enumerate() {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let ordered = o.to.join(format!("{:02}-{name}", i + 1));
+            let ordered = o.to.join(format!("{:02}-{}", i + 1, file_name_of(path)));
             std::fs::rename(path, &ordered).map_err(|e| Error::io(&ordered, e))?;
             let size = std::fs::metadata(&ordered).map(|m| m.len()).unwrap_or(0);
             device_of.insert(src.clone(), ordered.display().to_string());
@@ -482,7 +479,7 @@ pub async fn fetch(repo: &Repository, o: &FetchOptions) -> Result<FetchRun> {
             .first()
             .and_then(|s| s.files.first())
             .and_then(|src| {
-                let short = src.split_once(':').map_or(src.as_str(), |x| x.0);
+                let short = source_parts(src).0;
                 snaps.iter().find(|s| s.id.short() == short)
             })
             .and_then(|s| BackupRecord::from_snapshot(&s.snapshot).ok())
@@ -498,8 +495,8 @@ pub async fn fetch(repo: &Repository, o: &FetchOptions) -> Result<FetchRun> {
             ),
             Some(_) => {
                 tsql.push(format!(
-                    "-- The backup record does not list the database's files: run RESTORE FILELISTONLY FROM DISK = N'{}' and add a MOVE for each.",
-                    files.first().map(|f| f.path.as_str()).unwrap_or_default()
+                    "-- The backup record does not list the database's files: run RESTORE FILELISTONLY FROM DISK = {} and add a MOVE for each.",
+                    quote::string(files.first().map(|f| f.path.as_str()).unwrap_or_default())
                 ));
                 Vec::new()
             }

@@ -103,13 +103,7 @@ pub fn record(out: &mut impl Write, r: &DrillRecord) -> io::Result<()> {
     writeln!(
         out,
         "  drill database: {}",
-        if r.kept {
-            "kept, as the restore test asks"
-        } else if r.dropped {
-            "dropped"
-        } else {
-            "not created"
-        }
+        super::html::drill_database_fate(r)
     )
 }
 

@@ -33,6 +33,29 @@ th{background:#f3f3f3}.pass{background:#e5f5e5;color:#185c18}.fail{background:#f
 .bar{height:1em;background:#4a7fc1;display:inline-block}.rto{color:#8a1010}\
 .small{color:#666;font-size:.9em}";
 
+/// What became of the drill database, in words.
+pub fn drill_database_fate(r: &DrillRecord) -> &'static str {
+    let cleanup_failed = r
+        .phases
+        .iter()
+        .any(|p| p.phase == crate::drills::PhaseName::Cleanup && !p.ok);
+    if r.kept {
+        "kept, as the restore test asks"
+    } else if r.dropped {
+        "dropped 已删除"
+    } else if cleanup_failed {
+        "NOT dropped: see the cleanup phase; `pacsbak drill cleanup` retries"
+    } else if r
+        .phases
+        .iter()
+        .any(|p| p.phase == crate::drills::PhaseName::Restore)
+    {
+        "gone before the cleanup"
+    } else {
+        "not created"
+    }
+}
+
 /// The drill report page.
 pub fn drill_report(r: &DrillRecord) -> String {
     let mut h = String::new();
@@ -92,16 +115,7 @@ pub fn drill_report(r: &DrillRecord) -> String {
                 .map(human_bytes)
                 .unwrap_or_else(|| "—".into()),
         ),
-        (
-            "Afterwards",
-            if r.kept {
-                "kept, as the restore test asks".into()
-            } else if r.dropped {
-                "dropped 已删除".into()
-            } else {
-                "not created".into()
-            },
-        ),
+        ("Afterwards", drill_database_fate(r).into()),
     ];
     for (k, v) in rows {
         let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v));

@@ -154,6 +154,17 @@ pub fn ddl(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         }
         _ => {
             p.expect_kw("SET")?;
+            if p.eat_kw("SINGLE_USER") || p.eat_kw("MULTI_USER") {
+                // WITH ROLLBACK IMMEDIATE: other sessions' work in it is rolled back; the
+                // simulator's sessions hold nothing, so only the state is checked.
+                let Some(m) = inst.state.db(&names[0]) else {
+                    return Err(SqlError::new(5011, format!("User does not have permission to alter database '{}', the database does not exist, or the database is not in a state that allows access checks.", names[0])).into());
+                };
+                if m.state == "RESTORING" {
+                    return Err(SqlError::new(5052, format!("ALTER DATABASE is not permitted while a database is in the Restoring state. ({})", m.name)).into());
+                }
+                return Ok(Outcome::default());
+            }
             p.expect_kw("RECOVERY")?;
             let model = p
                 .peek()
