@@ -130,8 +130,18 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
         rel.replace('/', "_"),
         rand::random::<u64>()
     ));
-    let written = write_file(&tmp, data)
-        .and_then(|()| std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e)));
+    let written = write_file(&tmp, data).and_then(|()| match std::fs::rename(&tmp, &dest) {
+        Ok(()) => Ok(()),
+        // Windows refuses to replace a file another writer holds open (a copy or a
+        // second backup storing the same pack, whose name is its content's hash).
+        // The object being there with these very bytes is what the write wanted.
+        Err(e) if std::fs::read(&dest).is_ok_and(|there| there == data) => {
+            tracing::debug!(object = rel, error = %e, "another writer stored the same object first");
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(Error::io(&dest, e)),
+    });
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -24,3 +24,4 @@ mod simulator_support;
 mod sqlserver_jobs;
 mod status;
 mod targets;
+mod wine;

@@ -1,0 +1,340 @@
+//! The Windows binary, run under Wine (issue 18): what an engineer does on the
+//! PACS's Windows servers, with Windows paths, names and attributes. Needs
+//! `PACSBAK_WINE_EXE` (pacsbak.exe, with scripts/windows/bcryptprimitives.dll beside
+//! it) and `wine`; scripts/test.sh builds both and runs `cargo test --test it wine::`
+//! with them. Without them each test says "skipped". Every restore is compared byte
+//! for byte with what was backed up, on the Linux side.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{tree_contents, PASSPHRASE};
+use crate::simulator_support as sim;
+
+/// The Windows binary and a Wine prefix of this test's own.
+struct Wine {
+    exe: PathBuf,
+    prefix: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+fn wine(test: &str) -> Option<Wine> {
+    let Some(exe) = std::env::var_os("PACSBAK_WINE_EXE").map(PathBuf::from) else {
+        println!("skipped: {test}: PACSBAK_WINE_EXE is not set (scripts/test.sh sets it after building pacsbak.exe)");
+        return None;
+    };
+    assert!(
+        exe.is_file(),
+        "PACSBAK_WINE_EXE={} is not a file",
+        exe.display()
+    );
+    let w = Wine {
+        exe,
+        prefix: tempfile::tempdir().unwrap(),
+        work: tempfile::tempdir().unwrap(),
+    };
+    Some(w)
+}
+
+/// `Z:\...`: how a Windows program under Wine names a Linux path.
+fn win(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+impl Wine {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.work.path().join(rel)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("wine");
+        c.arg(&self.exe)
+            .args(args)
+            .env("WINEPREFIX", self.prefix.path())
+            .env("WINEDEBUG", "-all")
+            // The DLL beside the .exe, not a builtin of that name.
+            .env("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=")
+            .env("PACSBAK_PASSWORD", PASSPHRASE)
+            .env_remove("PACSBAK_CONFIG");
+        c
+    }
+
+    /// Runs pacsbak.exe; (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(args).output().expect("run wine");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "pacsbak.exe {args:?}:\n{out}\n{err}");
+        out
+    }
+
+    /// A configuration folder whose one target is a local folder named by its
+    /// drive path.
+    fn config(&self) -> String {
+        let c = self.path("config");
+        std::fs::create_dir_all(c.join("storage-targets")).unwrap();
+        std::fs::write(c.join("pacsbak.toml"), "").unwrap();
+        std::fs::write(
+            c.join("storage-targets/local.toml"),
+            format!("service = \"fs\"\nroot = '{}'\n", win(&self.path("repo"))),
+        )
+        .unwrap();
+        win(&c)
+    }
+}
+
+/// Names a PACS folder has on a Chinese Windows: Chinese, spaces, a path over
+/// 260 characters, a read-only file.
+fn windows_tree(root: &Path) {
+    let write = |rel: &str, bytes: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+    };
+    write(
+        "影像服务/配置 文件/服务器设置.ini",
+        "端口=104\nAE=PACS\n".as_bytes(),
+    );
+    write(
+        "Program Files/PACS Viewer/viewer.exe",
+        &crate::common::pseudo_random(300_000, 1),
+    );
+    write(
+        "Program Files/PACS Viewer/plug ins/dicom codec.dll",
+        &crate::common::pseudo_random(70_000, 2),
+    );
+    let deep: String = (0..6)
+        .map(|i| format!("level {i} of a deeply nested vendor folder"))
+        .collect::<Vec<_>>()
+        .join("/");
+    let long = format!("{deep}/a file whose whole path is longer than MAX_PATH.txt");
+    assert!(win(&root.join(&long)).chars().count() > 260);
+    write(&long, b"long path\n");
+    write("readonly.cfg", b"do not change\n");
+    let ro = root.join("readonly.cfg");
+    let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&ro, perms).unwrap();
+    write("empty.log", b"");
+}
+
+#[test]
+fn wine_backs_up_and_restores_windows_names_byte_for_byte() {
+    let Some(w) = wine("wine_backs_up_and_restores_windows_names_byte_for_byte") else {
+        return;
+    };
+    let cfg = w.config();
+    let tree = w.path("PACS Server");
+    windows_tree(&tree);
+    // Hidden, as Windows marks it (Wine keeps the attribute in an extended attribute).
+    let hidden = tree.join("隐藏.dat");
+    std::fs::write(&hidden, b"hidden\n").unwrap();
+    let (attrib_code, _, _) = {
+        let out = Command::new("wine")
+            .args(["cmd", "/c", "attrib", "+h", &win(&hidden)])
+            .env("WINEPREFIX", w.prefix.path())
+            .env("WINEDEBUG", "-all")
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), (), ())
+    };
+    w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
+    let out = w.ok(&["--config", &cfg, "--json", "backup", "files", &win(&tree)]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["summary"]["files"].as_u64().unwrap() >= 7, "{v}");
+    let restored = w.path("restored");
+    w.ok(&[
+        "--config",
+        &cfg,
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        &win(&restored),
+    ]);
+    // Byte for byte, every name as it was (the snapshot holds the folder's path).
+    let want = tree_contents(&tree);
+    let got = tree_contents(&restored);
+    let got: std::collections::BTreeMap<String, Vec<u8>> = got
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let i = k.find("PACS Server/")?;
+            Some((k[i + "PACS Server/".len()..].to_string(), v))
+        })
+        .collect();
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    assert!(want == got, "restored bytes differ");
+    let restored_ro = crate::common::files_under(&restored)
+        .into_iter()
+        .find(|p| p.ends_with("readonly.cfg"))
+        .unwrap();
+    assert!(
+        std::fs::metadata(&restored_ro)
+            .unwrap()
+            .permissions()
+            .readonly(),
+        "read-only not restored"
+    );
+    if attrib_code == 0 {
+        let restored_hidden = crate::common::files_under(&restored)
+            .into_iter()
+            .find(|p| p.ends_with("隐藏.dat"))
+            .unwrap();
+        let out = Command::new("wine")
+            .args(["cmd", "/c", "attrib", &win(&restored_hidden)])
+            .env("WINEPREFIX", w.prefix.path())
+            .env("WINEDEBUG", "-all")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.trim_start().starts_with('A') || said.contains(" H "),
+            "{said}"
+        );
+    }
+    let out = w.ok(&["--config", &cfg, "--json", "verify", "--read-data"]);
+    assert!(out.contains("\"ok\": true"), "{out}");
+}
+
+#[test]
+fn wine_inspects_the_real_backups() {
+    let Some(w) = wine("wine_inspects_the_real_backups") else {
+        return;
+    };
+    let Some(baks) = crate::common::require_shared_baks("wine_inspects_the_real_backups") else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = crate::common::files_under(&baks)
+        .into_iter()
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("bak") || e.eq_ignore_ascii_case("trn"))
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut args = vec!["--json".to_string(), "inspect".into(), "--check".into()];
+    args.extend(files.iter().map(|p| win(p)));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = w.run(&args);
+    // The same answer as the Linux binary's, exit code included.
+    let linux = Command::new(env!("CARGO_BIN_EXE_pacsbak"))
+        .args(["--json", "inspect", "--check"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert_eq!(Some(code), linux.status.code(), "{err}");
+    let a: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let b: serde_json::Value = serde_json::from_slice(&linux.stdout).unwrap();
+    let strip = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                f["file"].as_object_mut().unwrap().remove("path");
+                f
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wine_backs_up_a_database_from_the_simulator_to_a_windows_folder() {
+    let Some(w) = wine("wine_backs_up_a_database_from_the_simulator_to_a_windows_folder") else {
+        return;
+    };
+    let s = sim::start(false).await;
+    let cfg = w.config();
+    let c = w.path("config");
+    let backups = w.path("SQL Backup");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::create_dir_all(c.join("policies")).unwrap();
+    // SQL Server (the simulator, on Linux) writes to its folder; pacsbak.exe reads
+    // the same folder by its Windows path.
+    std::fs::write(
+        c.join("policies/pacs.toml"),
+        format!(
+            "[instance]\nname = 'SIM'\nconnection_string_env = \"PACSBAK_SQL\"\nencryption = \"off\"\n\
+             [databases]\ninclude = [\"PACS\"]\n\
+             [backup]\nserver_folder = '{}'\nlocal_folder = '{}'\n\
+             [offsite]\ntargets = [\"local\"]\n",
+            backups.display(),
+            win(&backups)
+        ),
+    )
+    .unwrap();
+    w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
+    let ado = crate::sqlserver_jobs::sim_ado(s.addr);
+    let run = |args: &[&str]| {
+        let out = w.command(args).env("PACSBAK_SQL", &ado).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let backup = |kind: &str| {
+        let (code, out, err) = tokio::task::block_in_place(|| {
+            run(&[
+                "--config", &cfg, "--json", "backup", "db", "--policy", "pacs", "--type", kind,
+            ])
+        });
+        assert_eq!(code, 0, "backup {kind}:\n{out}\n{err}");
+    };
+    backup("full");
+    backup("log");
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        run(&[
+            "--config",
+            &cfg,
+            "--json",
+            "restore",
+            "db",
+            "plan",
+            "--database",
+            "PACS",
+        ])
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["ok"], true, "{plan}");
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 2, "{plan}");
+    // The files as the Windows binary stored them equal those SQL Server wrote.
+    let restored = w.path("files");
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        run(&[
+            "--config",
+            &cfg,
+            "restore",
+            "files",
+            "latest",
+            "--to",
+            &win(&restored),
+        ])
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    let wrote = tree_contents(&backups);
+    let back = tree_contents(&restored);
+    let log = wrote
+        .iter()
+        .find(|(k, _)| k.ends_with(".trn"))
+        .expect("the log backup file");
+    assert!(
+        back.iter()
+            .any(|(k, v)| k.ends_with(log.0.rsplit('/').next().unwrap()) && v == log.1),
+        "the restored log differs from the one SQL Server wrote"
+    );
+}
