@@ -26,6 +26,7 @@ mod restore;
 mod restore_files;
 mod retention;
 mod sandbox;
+mod secret;
 mod service;
 mod simulator;
 mod snapshots;
@@ -96,6 +97,8 @@ pub enum Command {
     Retention(retention::RetentionArgs),
     /// Free the space of removed snapshots: two phases, a grace period, no lock.
     Prune(retention::PruneArgs),
+    /// Secrets kept with Windows DPAPI (`secret set NAME`).
+    Secret(secret::SecretArgs),
     /// DR drills: restore from the offsite copy into a staging instance, check,
     /// time against the RTO, drop (`restore-tests/*.toml`).
     Drill(drill::DrillArgs),
@@ -250,6 +253,7 @@ impl Command {
             Command::Retention(_) => "retention",
             Command::Prune(_) => "prune",
             Command::Drill(_) => "drill",
+            Command::Secret(_) => "secret",
             Command::Simulator(_) => "simulator",
             Command::Check(_) => "check",
             Command::Sandbox(_) => "sandbox",
@@ -319,6 +323,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retention(a) => retention::run(g, a),
         Command::Prune(a) => retention::run_prune(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::Secret(a) => secret::run(g, a),
         Command::Simulator(a) => simulator::run(a),
         Command::Check(a) => check::run(g, a),
         Command::Sandbox(a) => sandbox::run(g, a),

@@ -6,7 +6,9 @@
 //! that name the file, line and key. Secrets never live in these files: a key that
 //! looks like one is refused with directions to the environment or a secrets file.
 
+pub mod acl;
 mod daemon;
+pub mod dpapi;
 mod secrets;
 mod target;
 
@@ -84,6 +86,9 @@ pub struct RepositorySection {
     /// File holding the repository passphrase (takes precedence over `PACSBAK_PASSWORD`);
     /// must not be readable by group or others. Relative to the config folder.
     pub password_file: Option<PathBuf>,
+    /// A DPAPI secret (`secrets/NAME.dpapi`, written by `pacsbak secret set NAME`)
+    /// holding the passphrase: Windows only.
+    pub password_dpapi: Option<String>,
     /// Target used when a command is given no `--target` and there are several.
     pub default_target: Option<String>,
 }

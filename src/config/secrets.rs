@@ -21,6 +21,9 @@ pub fn repository_passphrase(main: &MainConfig, config_dir: &Path) -> Result<Pas
     if let Some(f) = &main.repository.password_file {
         return read_secret_file(&config_dir.join(f));
     }
+    if let Some(name) = &main.repository.password_dpapi {
+        return super::dpapi::load(config_dir, name);
+    }
     match std::env::var(PASSWORD_ENV) {
         Ok(p) if !p.is_empty() => Ok(Zeroizing::new(p)),
         _ => Err(Error::new(
@@ -75,9 +78,34 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     Ok(())
 }
 
-#[cfg(not(unix))]
+/// On Windows the file's DACL: readable by its owner, the account pacsbak runs as,
+/// SYSTEM and Administrators, nobody else.
+#[cfg(windows)]
+fn check_private(path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
+    let (dacl, owner, me, my_name) = super::acl::read_dacl(path).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot read the secrets file's permissions: {e}"),
+        )
+        .with("file", path.display())
+    })?;
+    let wide = super::acl::wide_readers(dacl.as_deref(), &owner, &me);
+    if wide.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Config,
+        format!(
+            "secrets file can be read by {}: allow only the account pacsbak runs as, SYSTEM and Administrators: run `{}`",
+            wide.join(", "),
+            super::acl::fix_command(path, &my_name)
+        ),
+    )
+    .with("file", path.display()))
+}
+
+#[cfg(not(any(unix, windows)))]
 fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
-    // Windows ACLs are checked by the operator (docs/operations.md).
     Ok(())
 }
 

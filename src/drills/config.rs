@@ -46,6 +46,7 @@ struct StagingSection {
     name: String,
     connection_string_env: Option<String>,
     connection_string_file: Option<PathBuf>,
+    connection_string_dpapi: Option<String>,
     #[serde(default = "required")]
     encryption: Encryption,
     #[serde(default)]
@@ -272,13 +273,18 @@ impl RestoreTest {
             })?),
         };
         let st = &raw.staging;
-        let connection = match (&st.connection_string_env, &st.connection_string_file) {
-            (Some(var), None) => ConnectionSource::Env(var.clone()),
-            (None, Some(f)) => ConnectionSource::File(resolve(config_dir, f)),
+        let connection = match (
+            &st.connection_string_env,
+            &st.connection_string_file,
+            &st.connection_string_dpapi,
+        ) {
+            (Some(var), None, None) => ConnectionSource::Env(var.clone()),
+            (None, Some(f), None) => ConnectionSource::File(resolve(config_dir, f)),
+            (None, None, Some(n)) => ConnectionSource::Dpapi(config_dir.to_path_buf(), n.clone()),
             _ => {
                 return Err(plain(
                     "staging",
-                    "needs exactly one of connection_string_env, connection_string_file".into(),
+                    "needs exactly one of connection_string_env, connection_string_file, connection_string_dpapi".into(),
                 ))
             }
         };

@@ -59,6 +59,7 @@ struct InstanceSection {
     name: String,
     connection_string_env: Option<String>,
     connection_string_file: Option<PathBuf>,
+    connection_string_dpapi: Option<String>,
     embedded_simulator: Option<PathBuf>,
     #[serde(default = "default_encryption")]
     encryption: Encryption,
@@ -190,6 +191,8 @@ pub enum ConnectionSource {
     Env(String),
     /// A secrets file (first line).
     File(PathBuf),
+    /// A DPAPI secret in the configuration folder (folder, name): Windows only.
+    Dpapi(PathBuf, String),
     /// The bundled simulator, state in this folder (the sandbox).
     Embedded(PathBuf),
 }
@@ -213,6 +216,7 @@ impl ConnectionSource {
                 }
             },
             ConnectionSource::File(f) => Endpoint::Ado(read_secret_file(f)?),
+            ConnectionSource::Dpapi(dir, name) => Endpoint::Ado(crate::config::dpapi::load(dir, name)?),
             ConnectionSource::Embedded(root) => Endpoint::Embedded(root.clone()),
         })
     }
@@ -535,6 +539,7 @@ impl Policy {
         let sources = [
             inst.connection_string_env.is_some(),
             inst.connection_string_file.is_some(),
+            inst.connection_string_dpapi.is_some(),
             inst.embedded_simulator.is_some(),
         ]
         .iter()
@@ -544,7 +549,7 @@ impl Policy {
             return Err(Error::new(
                 ErrorKind::Config,
                 format!(
-                    "{}: [instance] needs exactly one of connection_string_env, connection_string_file, embedded_simulator",
+                    "{}: [instance] needs exactly one of connection_string_env, connection_string_file, connection_string_dpapi, embedded_simulator",
                     path.display()
                 ),
             )
@@ -555,6 +560,8 @@ impl Policy {
             ConnectionSource::Env(var.clone())
         } else if let Some(f) = &inst.connection_string_file {
             ConnectionSource::File(resolve(config_dir, f))
+        } else if let Some(name) = &inst.connection_string_dpapi {
+            ConnectionSource::Dpapi(config_dir.to_path_buf(), name.clone())
         } else {
             ConnectionSource::Embedded(resolve(
                 config_dir,

@@ -708,6 +708,7 @@ fn walk(
         size: 0,
         mode: Some(mode_of(&meta)),
         mtime_ns: mtime_ns(&meta),
+        attributes: attributes_of(&meta),
         blake3: None,
         chunks: Vec::new(),
         chunk_lists: Vec::new(),
@@ -789,7 +790,7 @@ fn walk(
             Ok(None) => return Err(Stopped),
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "file skipped");
-                summary.errors.push(format!("{}: {e}", path.display()));
+                summary.errors.push(not_read(path, &e));
             }
         }
     } else {
@@ -844,6 +845,23 @@ const READ_ATTEMPTS: u32 = 3;
 /// while it was read (a .bak still being written, a log appended to, a file cut
 /// short) is read again, and after [`READ_ATTEMPTS`] reported, never stored as if
 /// the part read were the whole.
+/// What a backup says of a file it could not read: a file a running program holds
+/// open (Windows' sharing and lock violations) gets what to do about it.
+fn not_read(path: &Path, e: &std::io::Error) -> String {
+    const SHARING_VIOLATION: i32 = 32;
+    const LOCK_VIOLATION: i32 = 33;
+    let held =
+        cfg!(windows) && matches!(e.raw_os_error(), Some(SHARING_VIOLATION | LOCK_VIOLATION));
+    if held {
+        format!(
+            "{}: {e}: a running program holds it open, NOT backed up. Stop its service around the backup, or back up from a VSS shadow copy (docs/operations.md)",
+            path.display()
+        )
+    } else {
+        format!("{}: {e}", path.display())
+    }
+}
+
 fn backup_file_checked(
     repo: &Repository,
     sink: &mut ChunkSink<'_>,
@@ -953,6 +971,18 @@ fn mode_of(meta: &std::fs::Metadata) -> u32 {
     } else {
         0o666
     }
+}
+
+/// The Windows attributes a restore sets again (read-only, hidden, system, archive).
+#[cfg(windows)]
+fn attributes_of(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::windows::fs::MetadataExt;
+    Some(meta.file_attributes() & super::restore::KEPT_ATTRIBUTES)
+}
+
+#[cfg(not(windows))]
+fn attributes_of(_meta: &std::fs::Metadata) -> Option<u32> {
+    None
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> Option<i128> {

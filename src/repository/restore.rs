@@ -242,16 +242,47 @@ fn make_symlink(_target: &str, _p: &Path) -> std::io::Result<()> {
     Err(std::io::Error::other("symlinks are not supported here"))
 }
 
-/// Best effort: permissions and times are restored where the platform allows.
+/// Read-only, hidden, system, archive: the Windows attributes kept in a snapshot.
+pub const KEPT_ATTRIBUTES: u32 = 0x1 | 0x2 | 0x4 | 0x20;
+
+/// Best effort: permissions, attributes and times are restored where the platform
+/// allows (the time first: a read-only file takes no new time).
 fn set_metadata(e: &Entry, p: &Path) {
     if let Some(ns) = e.mtime_ns {
         let secs = ns.div_euclid(1_000_000_000) as i64;
         let nanos = ns.rem_euclid(1_000_000_000) as u32;
         let _ = filetime::set_file_mtime(p, filetime::FileTime::from_unix_time(secs, nanos));
     }
-    if let Some(mode) = e.mode {
-        set_mode(p, mode);
+    match (e.attributes, e.mode) {
+        (Some(attributes), _) => set_attributes(p, attributes),
+        (None, Some(mode)) => set_mode(p, mode),
+        (None, None) => {}
     }
+}
+
+/// Windows attributes as the snapshot has them (taken on Windows).
+#[cfg(windows)]
+fn set_attributes(p: &Path, attributes: u32) {
+    use std::os::windows::ffi::OsStrExt;
+    let wide: Vec<u16> = p
+        .as_os_str()
+        .encode_wide()
+        .chain(std::iter::once(0))
+        .collect();
+    let attributes = attributes & KEPT_ATTRIBUTES;
+    // FILE_ATTRIBUTE_NORMAL (0x80) stands for none.
+    let value = if attributes == 0 { 0x80 } else { attributes };
+    // SAFETY: `wide` is a NUL-terminated path.
+    unsafe {
+        windows_sys::Win32::Storage::FileSystem::SetFileAttributesW(wide.as_ptr(), value);
+    }
+}
+
+/// Elsewhere, read-only is what a Windows attribute can say.
+#[cfg(not(windows))]
+fn set_attributes(p: &Path, attributes: u32) {
+    let read_only = attributes & KEPT_ATTRIBUTES & 0x1 != 0;
+    set_mode(p, if read_only { 0o444 } else { 0o644 });
 }
 
 #[cfg(unix)]

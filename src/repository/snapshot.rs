@@ -75,6 +75,10 @@ pub struct Entry {
     /// Modification time, nanoseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime_ns: Option<i128>,
+    /// Windows file attributes kept and restored: read-only 0x1, hidden 0x2,
+    /// system 0x4, archive 0x20 (backed up on Windows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<u32>,
     /// Plain blake3 of the file's bytes, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blake3: Option<String>,

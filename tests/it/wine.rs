@@ -50,7 +50,7 @@ impl Wine {
         let mut c = Command::new("wine");
         c.arg(&self.exe)
             .args(args)
-            .env("WINEPREFIX", self.prefix.path())
+            .env("WINEPREFIX", self.prefix())
             .env("WINEDEBUG", "-all")
             // The DLL beside the .exe, not a builtin of that name.
             .env("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=")
@@ -67,6 +67,27 @@ impl Wine {
             String::from_utf8_lossy(&out.stdout).to_string(),
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
+    }
+
+    /// `attrib ARGS` in this prefix; its output.
+    fn attrib(&self, args: &[&str]) -> String {
+        let out = Command::new("wine")
+            .args(["cmd", "/c", "attrib"])
+            .args(args)
+            .env("WINEPREFIX", self.prefix())
+            .env("WINEDEBUG", "-all")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "attrib {args:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// The Wine prefix: the run's own (`PACSBAK_WINEPREFIX`, made fresh by
+    /// scripts/test.sh), else this test's.
+    fn prefix(&self) -> PathBuf {
+        std::env::var_os("PACSBAK_WINEPREFIX")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.prefix.path().to_path_buf())
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -136,15 +157,7 @@ fn wine_backs_up_and_restores_windows_names_byte_for_byte() {
     // Hidden, as Windows marks it (Wine keeps the attribute in an extended attribute).
     let hidden = tree.join("隐藏.dat");
     std::fs::write(&hidden, b"hidden\n").unwrap();
-    let (attrib_code, _, _) = {
-        let out = Command::new("wine")
-            .args(["cmd", "/c", "attrib", "+h", &win(&hidden)])
-            .env("WINEPREFIX", w.prefix.path())
-            .env("WINEDEBUG", "-all")
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), (), ())
-    };
+    w.attrib(&["+h", &win(&hidden)]);
     w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
     let out = w.ok(&["--config", &cfg, "--json", "backup", "files", &win(&tree)]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -166,7 +179,8 @@ fn wine_backs_up_and_restores_windows_names_byte_for_byte() {
         .into_iter()
         .filter_map(|(k, v)| {
             let i = k.find("PACS Server/")?;
-            Some((k[i + "PACS Server/".len()..].to_string(), v))
+            let rel = &k[i + "PACS Server/".len()..];
+            (!rel.is_empty()).then(|| (rel.to_string(), v))
         })
         .collect();
     assert_eq!(
@@ -185,23 +199,23 @@ fn wine_backs_up_and_restores_windows_names_byte_for_byte() {
             .readonly(),
         "read-only not restored"
     );
-    if attrib_code == 0 {
-        let restored_hidden = crate::common::files_under(&restored)
+    // The attributes as Windows shows them after the restore.
+    let find = |name: &str| {
+        crate::common::files_under(&restored)
             .into_iter()
-            .find(|p| p.ends_with("隐藏.dat"))
-            .unwrap();
-        let out = Command::new("wine")
-            .args(["cmd", "/c", "attrib", &win(&restored_hidden)])
-            .env("WINEPREFIX", w.prefix.path())
-            .env("WINEDEBUG", "-all")
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            said.trim_start().starts_with('A') || said.contains(" H "),
-            "{said}"
-        );
-    }
+            .find(|p| p.ends_with(name))
+            .unwrap()
+    };
+    let flags = |p: &Path| w.attrib(&[&win(p)]).chars().take(12).collect::<String>();
+    assert!(
+        flags(&find("隐藏.dat")).contains('H'),
+        "hidden not restored"
+    );
+    assert!(
+        flags(&find("readonly.cfg")).contains('R'),
+        "read-only not restored"
+    );
+    assert!(!flags(&find("empty.log")).contains('H'));
     let out = w.ok(&["--config", &cfg, "--json", "verify", "--read-data"]);
     assert!(out.contains("\"ok\": true"), "{out}");
 }
@@ -337,4 +351,52 @@ async fn wine_backs_up_a_database_from_the_simulator_to_a_windows_folder() {
             .any(|(k, v)| k.ends_with(log.0.rsplit('/').next().unwrap()) && v == log.1),
         "the restored log differs from the one SQL Server wrote"
     );
+}
+
+#[test]
+fn wine_names_a_file_a_running_program_holds_and_fails_the_backup() {
+    let Some(w) = wine("wine_names_a_file_a_running_program_holds_and_fails_the_backup") else {
+        return;
+    };
+    let cfg = w.config();
+    let tree = w.path("PACS Server");
+    windows_tree(&tree);
+    let held = tree.join("影像服务/pacs.mdf");
+    std::fs::write(&held, b"the PACS service's open database file").unwrap();
+    w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
+    // A running PACS service holds the file open with no sharing.
+    let holder = w.exe.with_file_name("holdfile.exe");
+    let mut child = Command::new("wine")
+        .arg(&holder)
+        .arg(win(&held))
+        .arg("60")
+        .env("WINEPREFIX", w.prefix())
+        .env("WINEDEBUG", "-all")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let (code, out, err) = w.run(&["--config", &cfg, "--json", "backup", "files", &win(&tree)]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        code, 1,
+        "a file not backed up is not a success:\n{out}\n{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors = v["summary"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    let said = errors[0].as_str().unwrap();
+    assert!(
+        said.contains("pacs.mdf") && said.contains("NOT backed up"),
+        "{said}"
+    );
+    // Everything else was stored.
+    assert_eq!(v["summary"]["files"], 6, "{v}");
 }
