@@ -400,3 +400,87 @@ fn wine_names_a_file_a_running_program_holds_and_fails_the_backup() {
     // Everything else was stored.
     assert_eq!(v["summary"]["files"], 6, "{v}");
 }
+
+#[test]
+fn wine_refuses_a_secrets_file_others_can_read_and_keeps_secrets_with_dpapi() {
+    let Some(w) = wine("wine_refuses_a_secrets_file_others_can_read_and_keeps_secrets_with_dpapi")
+    else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = w.config();
+    let c = w.path("config");
+    // Wine presents a file's DACL from its Unix mode: 0644 lets Everyone read.
+    std::fs::write(
+        c.join("pacsbak.toml"),
+        "[repository]\npassword_file = \"repo.pass\"\n",
+    )
+    .unwrap();
+    let pass = c.join("repo.pass");
+    std::fs::write(&pass, "from-the-file\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = w.run(&["--config", &cfg, "repo", "init", "--target", "local"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("repo.pass") && err.contains("Everyone") && err.contains("icacls"),
+        "{err}"
+    );
+    assert!(!w.path("repo").join("config").exists(), "nothing written");
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
+
+    // The passphrase kept with DPAPI instead: written from standard input, never
+    // in the file as text, and it opens the repository.
+    std::fs::remove_dir_all(w.path("repo")).unwrap();
+    std::fs::write(
+        c.join("pacsbak.toml"),
+        "[repository]\npassword_dpapi = \"repository\"\n",
+    )
+    .unwrap();
+    let mut child = w
+        .command(&["--config", &cfg, "secret", "set", "repository"])
+        .env_remove("PACSBAK_PASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"kept-by-dpapi-42\n").unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let blob = std::fs::read(c.join("secrets/repository.dpapi")).unwrap();
+    assert!(!blob
+        .windows(b"kept-by-dpapi".len())
+        .any(|x| x == b"kept-by-dpapi"));
+    let out = w
+        .command(&["--config", &cfg, "repo", "init", "--target", "local"])
+        .env_remove("PACSBAK_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The Linux binary opens it with that passphrase: DPAPI gave back the secret.
+    let linux = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(linux.path().join("storage-targets")).unwrap();
+    std::fs::write(linux.path().join("pacsbak.toml"), "").unwrap();
+    std::fs::write(
+        linux.path().join("storage-targets/local.toml"),
+        format!("service = \"fs\"\nroot = '{}'\n", w.path("repo").display()),
+    )
+    .unwrap();
+    let opened = Command::new(env!("CARGO_BIN_EXE_pacsbak"))
+        .args(["--config"])
+        .arg(linux.path())
+        .arg("snapshots")
+        .env("PACSBAK_PASSWORD", "kept-by-dpapi-42")
+        .env_remove("PACSBAK_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+}
