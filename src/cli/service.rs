@@ -155,13 +155,22 @@ mod windows {
             action_type: ServiceActionType::Restart,
             delay: Duration::from_secs(60),
         };
-        service.update_failure_actions(ServiceFailureActions {
-            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(24 * 3600)),
-            reboot_msg: None,
-            command: None,
-            actions: Some(vec![restart.clone(), restart.clone(), restart]),
-        })?;
-        service.set_failure_actions_on_non_crash_failures(true)?;
+        let recovery = service
+            .update_failure_actions(ServiceFailureActions {
+                reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(24 * 3600)),
+                reboot_msg: None,
+                command: None,
+                actions: Some(vec![restart.clone(), restart.clone(), restart]),
+            })
+            .and_then(|()| service.set_failure_actions_on_non_crash_failures(true));
+        // The service exists now; a manager that takes no recovery options (Wine's
+        // answers 124, ERROR_INVALID_LEVEL) leaves it without automatic restart:
+        // said loudly, with what to do, and not an install failure.
+        if let Err(e) = recovery {
+            eprintln!(
+                "WARNING: the service's recovery options (restart after a failure) could not be set: {e}. Set them in services.msc: Recovery, \"Restart the Service\" for every failure"
+            );
+        }
         println!(
             "service {SERVICE_NAME} installed, running as {account}; start it with `sc start {SERVICE_NAME}`"
         );
