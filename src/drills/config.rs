@@ -239,14 +239,7 @@ impl RestoreTest {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let raw: RestoreTestFile = crate::config::parse_str(path, &text)?;
         let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            Error::new(
-                ErrorKind::Config,
-                format!("{}:{line}: key `{key}`: {msg}", path.display()),
-            )
-            .with("file", path.display())
-            .with("line", line)
-            .with("key", key)
+            crate::policy::at_span(path, &text, span, key, msg)
         };
         let plain = |key: &str, msg: String| {
             Error::new(

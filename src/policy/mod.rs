@@ -292,7 +292,14 @@ const MAX_STALL_MINUTES: u64 = 24 * 60;
 /// The longest RPO: a year (longer is a typing error, and overflows time arithmetic).
 const MAX_RPO_MINUTES: u64 = 366 * 24 * 60;
 
-fn at_span(path: &Path, text: &str, span: std::ops::Range<usize>, key: &str, msg: String) -> Error {
+/// A configuration error at `span` of `text` (the file `path`): file, line and key.
+pub(crate) fn at_span(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    key: &str,
+    msg: String,
+) -> Error {
     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
     Error::new(
         ErrorKind::Config,

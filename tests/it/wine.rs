@@ -47,11 +47,8 @@ impl Wine {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("wine");
-        c.arg(&self.exe)
-            .args(args)
-            .env("WINEPREFIX", self.prefix())
-            .env("WINEDEBUG", "-all")
+        let mut c = self.program(&self.exe);
+        c.args(args)
             // The DLL beside the .exe, not a builtin of that name.
             .env("WINEDLLOVERRIDES", "bcryptprimitives=n;mscoree,mshtml=")
             .env("PACSBAK_PASSWORD", PASSPHRASE)
@@ -69,13 +66,21 @@ impl Wine {
         )
     }
 
+    /// Another Windows program, in this prefix.
+    fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("wine");
+        c.arg(program)
+            .env("WINEPREFIX", self.prefix())
+            .env("WINEDEBUG", "-all");
+        c
+    }
+
     /// `attrib ARGS` in this prefix; its output.
     fn attrib(&self, args: &[&str]) -> String {
-        let out = Command::new("wine")
-            .args(["cmd", "/c", "attrib"])
+        let out = self
+            .program("cmd")
+            .args(["/c", "attrib"])
             .args(args)
-            .env("WINEPREFIX", self.prefix())
-            .env("WINEDEBUG", "-all")
             .output()
             .unwrap();
         assert!(out.status.success(), "attrib {args:?}");
@@ -366,12 +371,10 @@ fn wine_names_a_file_a_running_program_holds_and_fails_the_backup() {
     w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
     // A running PACS service holds the file open with no sharing.
     let holder = w.exe.with_file_name("holdfile.exe");
-    let mut child = Command::new("wine")
-        .arg(&holder)
+    let mut child = w
+        .program(&holder)
         .arg(win(&held))
         .arg("60")
-        .env("WINEPREFIX", w.prefix())
-        .env("WINEDEBUG", "-all")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
