@@ -68,17 +68,23 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     drop(out);
+    println!("\n5. DR drill: PACS from the repository into a second simulator (the staging server):");
+    render::print(&crate::outcome::Outcome::Drill(r.drill.clone()), false)?;
     println!("\nWhere everything is:");
     println!("  configuration   {d}  (pacsbak.toml, policies/sandbox.toml, storage-targets/offsite.toml)");
     println!("  repository      {d}/repository  ({} snapshots, encrypted; passphrase in {d}/repository.pass)", r.snapshots);
     println!("  backup files    {d}/backups  (as SQL Server wrote them)");
-    println!("  simulator       {d}/simulator  (the embedded SQL Server's state)");
+    println!("  simulator       {d}/simulator  (the embedded SQL Server's state; staging-simulator: the drill's)");
+    if let Some(f) = &r.drill.report_file {
+        println!("  drill report    {f}");
+    }
     println!("\nTry next:");
     println!("  pacsbak --config {d} snapshots");
     println!("  pacsbak --config {d} check --policy sandbox");
     println!("  pacsbak --config {d} backup db --policy sandbox --type log");
     println!("  pacsbak --config {d} restore db plan --database PACS");
-    println!("  pacsbak --config {d} restore db run --policy sandbox --database PACS --as PACS_drill --move-data {d}/drill --move-log {d}/drill");
+    println!("  pacsbak --config {d} drill run sandbox-drill");
+    println!("  pacsbak --config {d} drill estimate --policy sandbox");
     println!("  pacsbak sandbox --dir {d}     (again: continues with the next day)");
     println!(
         "\n{} in {:.1} s",

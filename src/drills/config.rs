@@ -47,6 +47,7 @@ struct StagingSection {
     connection_string_env: Option<String>,
     connection_string_file: Option<PathBuf>,
     connection_string_dpapi: Option<String>,
+    embedded_simulator: Option<PathBuf>,
     #[serde(default = "required")]
     encryption: Encryption,
     #[serde(default)]
@@ -270,14 +271,19 @@ impl RestoreTest {
             &st.connection_string_env,
             &st.connection_string_file,
             &st.connection_string_dpapi,
+            &st.embedded_simulator,
         ) {
-            (Some(var), None, None) => ConnectionSource::Env(var.clone()),
-            (None, Some(f), None) => ConnectionSource::File(resolve(config_dir, f)),
-            (None, None, Some(n)) => ConnectionSource::Dpapi(config_dir.to_path_buf(), n.clone()),
+            (Some(var), None, None, None) => ConnectionSource::Env(var.clone()),
+            (None, Some(f), None, None) => ConnectionSource::File(resolve(config_dir, f)),
+            (None, None, Some(n), None) => {
+                ConnectionSource::Dpapi(config_dir.to_path_buf(), n.clone())
+            }
+            // The sandbox's second simulator, for training.
+            (None, None, None, Some(root)) => ConnectionSource::Embedded(resolve(config_dir, root)),
             _ => {
                 return Err(plain(
                     "staging",
-                    "needs exactly one of connection_string_env, connection_string_file, connection_string_dpapi".into(),
+                    "needs exactly one of connection_string_env, connection_string_file, connection_string_dpapi, embedded_simulator".into(),
                 ))
             }
         };

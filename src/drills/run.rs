@@ -215,7 +215,7 @@ async fn drive(
     let t = Instant::now();
     let space = async {
         let inst = Instance::open(&test.staging_spec()?).await?;
-        rec.on_production = is_production(&planned.policy, &inst).await?;
+        rec.on_production = is_production(&planned.policy, test, &inst).await?;
         let instance = staging.insert(inst);
         if rec.on_production && !test.production {
             return Err(Error::new(
@@ -555,7 +555,15 @@ fn random_point(records: &BTreeMap<String, BackupRecord>, database: &str) -> Opt
 }
 
 /// Whether `staging` is the policy's own instance: the same server and port.
-async fn is_production(policy: &Policy, staging: &Instance) -> Result<bool> {
+async fn is_production(policy: &Policy, test: &RestoreTest, staging: &Instance) -> Result<bool> {
+    use crate::policy::ConnectionSource;
+    // Embedded simulators are the same instance when they keep the same folder
+    // (opening the policy's here would start a second one on its state).
+    match (&policy.connection, &test.staging_connection) {
+        (ConnectionSource::Embedded(a), ConnectionSource::Embedded(b)) => return Ok(a == b),
+        (ConnectionSource::Embedded(_), _) | (_, ConnectionSource::Embedded(_)) => return Ok(false),
+        _ => {}
+    }
     // The drill host may not hold production's connection string (a staging
     // server's own pacsbak): then it cannot be the same connection.
     let spec = match policy.instance_spec() {

@@ -7,7 +7,8 @@
 //! server), a PACS server program folder and two workstations (one switched off).
 //! A run takes the nightly plan once (full on the first run, then differential and
 //! log with simulated PACS work in between, program folders, offsite, read back),
-//! a manual pre-upgrade backup, and plans a restore from the repository alone.
+//! a manual pre-upgrade backup, plans a restore from the repository alone, and
+//! runs a DR drill into a second embedded simulator (the staging instance).
 //! Running it again on the same folder continues from the state it left.
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub struct SandboxReport {
     pub manual: ManualRun,
     /// The restore plan from the repository alone.
     pub plan: RestorePlan,
+    /// The DR drill (restore-tests/sandbox-drill.toml).
+    pub drill: crate::drills::DrillRecord,
     /// Snapshots in the repository now.
     pub snapshots: usize,
     /// Wall-clock seconds.
@@ -69,6 +72,11 @@ pub fn prepare(dir: &Path) -> Result<bool> {
     // Where the suggested `restore db run` puts the drill database's files.
     let drill = dir.join("drill");
     std::fs::create_dir_all(&drill).map_err(|e| Error::io(&drill, e))?;
+    // Folders made before drills existed get the drill too.
+    let drill_test = dir.join("restore-tests/sandbox-drill.toml");
+    if !drill_test.is_file() {
+        write(&drill_test, &sandbox_drill(&dir))?;
+    }
     if dir.join("pacsbak.toml").is_file() {
         return Ok(false);
     }
@@ -127,6 +135,7 @@ log = "*/15 * * * *"
 server_folder = {backups}
 compression = true
 stall_minutes = 2
+count_rows = ["dbo.Study"]
 
 [offsite]
 targets = ["offsite"]
@@ -163,6 +172,55 @@ schedule = "0 13 * * MON-FRI"
         "# The sandbox's configuration folder: use it with `pacsbak --config THIS_FOLDER ...`.\n[repository]\n# Generated for the sandbox; never commit a real passphrase anywhere.\npassword_file = \"repository.pass\"\ndefault_target = \"offsite\"\n",
     )?;
     Ok(true)
+}
+
+/// The sandbox's restore test: the PACS database from the repository into a second
+/// embedded simulator standing in for the staging server.
+fn sandbox_drill(dir: &Path) -> String {
+    let drill = dir.join("drill");
+    format!(
+        r#"# The sandbox's DR drill (see restore-tests/pacs-monthly.toml for a real one):
+# PACS from the offsite repository into a second simulator, the staging server.
+description = "sandbox DR drill"
+
+[source]
+policy = "sandbox"
+database = "PACS"
+target = "offsite"
+point = "latest"
+
+[staging]
+name = 'SANDBOX\STAGING'
+# A second bundled simulator, state in this folder. A real staging server names
+# connection_string_env, connection_string_file or connection_string_dpapi.
+embedded_simulator = "staging-simulator"
+encryption = "off"
+fetch_folder_server = {fetch}
+data_folder = {data}
+largest_restore = "10GiB"
+
+[checks]
+checkdb = true
+rto = "10min"
+
+[[checks.probe]]
+name = "studies are there"
+sql = "SELECT COUNT(*) FROM dbo.Study"
+at_least = 1
+
+[[checks.probe]]
+name = "study count matches the source"
+count_table = "dbo.Study"
+within_percent = 25
+
+[[checks.probe]]
+name = "newest study within the RPO"
+sql = "SELECT MAX(StudyDate) FROM dbo.Study"
+not_older_than = "rpo"
+"#,
+        fetch = toml_str(&drill.join("fetch")),
+        data = toml_str(&drill.join("data")),
+    )
 }
 
 /// Runs the sandbox in `dir`.
@@ -224,8 +282,13 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         )
         .await?;
         let plan = restore_db::plan_from_repository(&repo, "PACS", None).await?;
+        let test = crate::drills::RestoreTest::find(&cfg, "sandbox-drill")?;
+        std::fs::create_dir_all(dir.join("drill/data")).map_err(|e| Error::io(&dir, e))?;
+        let mut drill = crate::drills::run(&cfg, &test, &Default::default()).await;
+        crate::drills::save_report(&cfg, &mut drill, None)?;
         let snapshots = repo.snapshots().await?.len();
-        let ok = nightly.iter().all(|n| n.ok) && folders.ok && manual.ok && plan.ok;
+        let ok =
+            nightly.iter().all(|n| n.ok) && folders.ok && manual.ok && plan.ok && drill.ok;
         Ok(SandboxReport {
             dir: dir.display().to_string(),
             first_run,
@@ -233,6 +296,7 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
             folders,
             manual,
             plan,
+            drill,
             snapshots,
             seconds: started.elapsed().as_secs_f64(),
             ok,

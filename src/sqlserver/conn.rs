@@ -83,6 +83,8 @@ pub struct Instance {
     pub name: String,
     config: Config,
     addr: Option<SocketAddr>,
+    /// The embedded simulator's state folder, which identifies it across runs.
+    sim_root: Option<PathBuf>,
     _sim: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -131,6 +133,7 @@ impl Instance {
                     name: spec.name.clone(),
                     config,
                     addr: None,
+                    sim_root: None,
                     _sim: None,
                 })
             }
@@ -172,6 +175,7 @@ impl Instance {
             name: name.to_string(),
             config,
             addr: Some(addr),
+            sim_root: Some(root.to_path_buf()),
             _sim: Some(tx),
         })
     }
@@ -183,8 +187,12 @@ impl Instance {
 
     /// Where the instance listens, `host:port` with the host in lower case and
     /// `localhost` as `127.0.0.1`: two connection strings naming the same server
-    /// give the same address.
+    /// give the same address. The embedded simulator, on a new port each start, is
+    /// `embedded:FOLDER`.
     pub fn address(&self) -> String {
+        if let Some(root) = &self.sim_root {
+            return format!("embedded:{}", root.display());
+        }
         let addr = self.config.get_addr().to_ascii_lowercase();
         match addr.strip_prefix("localhost:") {
             Some(port) => format!("127.0.0.1:{port}"),

@@ -556,8 +556,18 @@ fn sandbox_runs_in_a_fresh_folder_and_continues() {
         "{first}"
     );
     assert!(first.contains("MISSED"));
+    // The DR drill into the second simulator passed, and its report is there.
+    assert!(first.contains("drill sandbox-drill: PASS"), "{first}");
+    assert!(first.contains("check PASS \"DBCC CHECKDB\""), "{first}");
+    let report = first
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("drill report"))
+        .map(|f| std::path::PathBuf::from(f.trim()))
+        .unwrap();
+    assert!(std::fs::read_to_string(report).unwrap().contains("PASS"));
     let second = run();
     assert!(second.contains("continued"), "{second}");
+    assert!(second.contains("drill sandbox-drill: PASS"), "{second}");
     // The folder is a config folder for every other command.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pacsbak"))
         .arg("--config")
