@@ -68,7 +68,9 @@ pub fn run(global: &GlobalArgs, a: SandboxArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     drop(out);
-    println!("\n5. DR drill: PACS from the repository into a second simulator (the staging server):");
+    println!(
+        "\n5. DR drill: PACS from the repository into a second simulator (the staging server):"
+    );
     render::print(&crate::outcome::Outcome::Drill(r.drill.clone()), false)?;
     println!("\nWhere everything is:");
     println!("  configuration   {d}  (pacsbak.toml, policies/sandbox.toml, storage-targets/offsite.toml)");

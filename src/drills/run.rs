@@ -561,7 +561,9 @@ async fn is_production(policy: &Policy, test: &RestoreTest, staging: &Instance) 
     // (opening the policy's here would start a second one on its state).
     match (&policy.connection, &test.staging_connection) {
         (ConnectionSource::Embedded(a), ConnectionSource::Embedded(b)) => return Ok(a == b),
-        (ConnectionSource::Embedded(_), _) | (_, ConnectionSource::Embedded(_)) => return Ok(false),
+        (ConnectionSource::Embedded(_), _) | (_, ConnectionSource::Embedded(_)) => {
+            return Ok(false)
+        }
         _ => {}
     }
     // The drill host may not hold production's connection string (a staging

@@ -287,8 +287,7 @@ pub async fn run(dir: &Path, progress: Option<Progress>) -> Result<SandboxReport
         let mut drill = crate::drills::run(&cfg, &test, &Default::default()).await;
         crate::drills::save_report(&cfg, &mut drill, None)?;
         let snapshots = repo.snapshots().await?.len();
-        let ok =
-            nightly.iter().all(|n| n.ok) && folders.ok && manual.ok && plan.ok && drill.ok;
+        let ok = nightly.iter().all(|n| n.ok) && folders.ok && manual.ok && plan.ok && drill.ok;
         Ok(SandboxReport {
             dir: dir.display().to_string(),
             first_run,
