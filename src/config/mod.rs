@@ -257,6 +257,11 @@ fn check_daemon_section(
 
 /// The `*.toml` files of a folder, sorted; a missing folder has none.
 pub fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    files_with_extension(dir, "toml")
+}
+
+/// The `*.EXT` files of a folder, sorted; a missing folder has none.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -265,7 +270,7 @@ pub fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for item in rd {
         let p = item.map_err(|e| Error::io(dir, e))?.path();
-        if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+        if p.extension().is_some_and(|x| x == ext) && p.is_file() {
             out.push(p);
         }
     }

@@ -122,17 +122,8 @@ impl DrillMark {
 
     /// Every mark in `dir`.
     pub fn load_all(dir: &Path) -> Result<Vec<DrillMark>> {
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
         let mut out = Vec::new();
-        for item in rd {
-            let p = item.map_err(|e| Error::io(dir, e))?.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
+        for p in crate::config::files_with_extension(dir, "json")? {
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
             let mark: DrillMark = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::new(

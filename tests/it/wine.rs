@@ -101,6 +101,16 @@ impl Wine {
         out
     }
 
+    /// The Windows tree of [`windows_tree`] at `PACS Server`, and a repository made
+    /// by pacsbak.exe: (config folder, tree), as Windows names them.
+    fn tree_and_repository(&self) -> (String, PathBuf) {
+        let cfg = self.config();
+        let tree = self.path("PACS Server");
+        windows_tree(&tree);
+        self.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
+        (cfg, tree)
+    }
+
     /// A configuration folder whose one target is a local folder named by its
     /// drive path.
     fn config(&self) -> String {
@@ -156,14 +166,11 @@ fn wine_backs_up_and_restores_windows_names_byte_for_byte() {
     let Some(w) = wine("wine_backs_up_and_restores_windows_names_byte_for_byte") else {
         return;
     };
-    let cfg = w.config();
-    let tree = w.path("PACS Server");
-    windows_tree(&tree);
+    let (cfg, tree) = w.tree_and_repository();
     // Hidden, as Windows marks it (Wine keeps the attribute in an extended attribute).
     let hidden = tree.join("隐藏.dat");
     std::fs::write(&hidden, b"hidden\n").unwrap();
     w.attrib(&["+h", &win(&hidden)]);
-    w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
     let out = w.ok(&["--config", &cfg, "--json", "backup", "files", &win(&tree)]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["summary"]["files"].as_u64().unwrap() >= 7, "{v}");
@@ -363,12 +370,9 @@ fn wine_names_a_file_a_running_program_holds_and_fails_the_backup() {
     let Some(w) = wine("wine_names_a_file_a_running_program_holds_and_fails_the_backup") else {
         return;
     };
-    let cfg = w.config();
-    let tree = w.path("PACS Server");
-    windows_tree(&tree);
+    let (cfg, tree) = w.tree_and_repository();
     let held = tree.join("影像服务/pacs.mdf");
     std::fs::write(&held, b"the PACS service's open database file").unwrap();
-    w.ok(&["--config", &cfg, "repo", "init", "--target", "local"]);
     // A running PACS service holds the file open with no sharing.
     let holder = w.exe.with_file_name("holdfile.exe");
     let mut child = w
