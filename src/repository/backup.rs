@@ -709,6 +709,7 @@ fn walk(
         mode: Some(mode_of(&meta)),
         mtime_ns: mtime_ns(&meta),
         attributes: attributes_of(&meta),
+        created_ns: created_ns(&meta),
         blake3: None,
         chunks: Vec::new(),
         chunk_lists: Vec::new(),
@@ -985,10 +986,24 @@ fn attributes_of(_meta: &std::fs::Metadata) -> Option<u32> {
     None
 }
 
+/// The creation time a restore on Windows sets again.
+#[cfg(windows)]
+fn created_ns(meta: &std::fs::Metadata) -> Option<i128> {
+    meta.created().ok().map(ns_since_epoch)
+}
+
+#[cfg(not(windows))]
+fn created_ns(_meta: &std::fs::Metadata) -> Option<i128> {
+    None
+}
+
 fn mtime_ns(meta: &std::fs::Metadata) -> Option<i128> {
-    let t = meta.modified().ok()?;
-    Some(match t.duration_since(std::time::UNIX_EPOCH) {
+    meta.modified().ok().map(ns_since_epoch)
+}
+
+fn ns_since_epoch(t: std::time::SystemTime) -> i128 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i128,
         Err(e) => -(e.duration().as_nanos() as i128),
-    })
+    }
 }

@@ -253,12 +253,39 @@ fn set_metadata(e: &Entry, p: &Path) {
         let nanos = ns.rem_euclid(1_000_000_000) as u32;
         let _ = filetime::set_file_mtime(p, filetime::FileTime::from_unix_time(secs, nanos));
     }
+    if let Some(ns) = e.created_ns {
+        set_created(p, ns);
+    }
     match (e.attributes, e.mode) {
         (Some(attributes), _) => set_attributes(p, attributes),
         (None, Some(mode)) => set_mode(p, mode),
         (None, None) => {}
     }
 }
+
+/// The creation time, as Windows keeps it (a folder's too).
+#[cfg(windows)]
+fn set_created(p: &Path, ns: i128) {
+    use std::os::windows::fs::{FileTimesExt, OpenOptionsExt};
+    let Some(t) = (if ns >= 0 {
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_nanos(ns as u64))
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(std::time::Duration::from_nanos(ns.unsigned_abs() as u64))
+    }) else {
+        return;
+    };
+    // FILE_WRITE_ATTRIBUTES; FILE_FLAG_BACKUP_SEMANTICS opens a folder too.
+    let opened = std::fs::OpenOptions::new()
+        .access_mode(0x0100)
+        .custom_flags(0x0200_0000)
+        .open(p);
+    if let Ok(f) = opened {
+        let _ = f.set_times(std::fs::FileTimes::new().set_created(t));
+    }
+}
+
+#[cfg(not(windows))]
+fn set_created(_p: &Path, _ns: i128) {}
 
 /// Windows attributes as the snapshot has them (taken on Windows).
 #[cfg(windows)]

@@ -75,6 +75,10 @@ pub struct Entry {
     /// Modification time, nanoseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime_ns: Option<i128>,
+    /// Creation time, nanoseconds since the Unix epoch (backed up on Windows only,
+    /// where a restore sets it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ns: Option<i128>,
     /// Windows file attributes kept and restored: read-only 0x1, hidden 0x2,
     /// system 0x4, archive 0x20 (backed up on Windows only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
