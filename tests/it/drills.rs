@@ -492,14 +492,20 @@ async fn a_killed_drill_is_cleaned_up_and_nothing_else_is_touched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_runs_drills_on_schedule_and_a_failed_one_alerts() {
     let d = drill_env().await;
+    let scheduled = (
+        "description = \"test drill\"\n",
+        "description = \"test drill\"\nschedule = \"*/3 * * * * *\"\n",
+    );
+    // One fails a probe after restoring, one is refused before fetching.
     d.restore_test(
         "nightly",
+        &[scheduled, ("at_least = 1\n", "at_least = 1000000000\n")],
+    );
+    d.restore_test(
+        "nightly-small-disk",
         &[
-            (
-                "description = \"test drill\"\n",
-                "description = \"test drill\"\nschedule = \"*/3 * * * * *\"\n",
-            ),
-            ("at_least = 1\n", "at_least = 1000000000\n"),
+            scheduled,
+            ("largest_restore = \"1GiB\"", "largest_restore = \"64KiB\""),
         ],
     );
     let (port, got) = crate::alerts::receiver().await;
@@ -513,17 +519,27 @@ async fn the_daemon_runs_drills_on_schedule_and_a_failed_one_alerts() {
     let j = wait_for(
         &d.env.cfg,
         Duration::from_secs(90),
-        "a failed drill and its alert",
+        "both failed drills and their alerts",
         |j| {
+            let alerts: Vec<String> = j
+                .iter()
+                .filter(|e| e["kind"] == "alert")
+                .map(|e| e.to_string())
+                .collect();
             runs(j)
                 .iter()
                 .any(|r| r.0 == "drill" && r.3.as_deref() == Some("failed"))
-                && j.iter().any(|e| e["kind"] == "alert")
+                && alerts.iter().any(|a| a.contains("studies"))
+                && alerts.iter().any(|a| a.contains("largest_restore"))
         },
     );
     daemon.terminate();
-    let alert = j.iter().find(|e| e["kind"] == "alert").unwrap();
-    assert!(alert.to_string().contains("studies"), "{alert}");
+    assert!(
+        runs(&j)
+            .iter()
+            .all(|r| r.0 != "drill" || r.3.as_deref() != Some("ok")),
+        "no failing drill reported as a pass"
+    );
     let sent = got.lock().unwrap().clone();
     assert!(
         sent.iter()
@@ -532,7 +548,7 @@ async fn the_daemon_runs_drills_on_schedule_and_a_failed_one_alerts() {
     );
     let end = j
         .iter()
-        .find(|e| e["job"] == "drill" && e["kind"] == "job-end")
+        .find(|e| e["kind"] == "job-end" && e["outcome"]["drill"] == "nightly")
         .unwrap();
     assert_eq!(end["outcome"]["checks"][1]["ok"], false, "{end}");
     assert!(
