@@ -42,7 +42,10 @@ pub fn run(global: &GlobalArgs, args: SecretArgs) -> anyhow::Result<ExitCode> {
                 .lock()
                 .read_line(&mut line)
                 .context("reading the secret from standard input")?;
-            let secret = line.trim_end_matches(['\r', '\n']);
+            // Windows PowerShell may lead piped text with a byte-order mark.
+            let secret = line
+                .trim_start_matches('\u{feff}')
+                .trim_end_matches(['\r', '\n']);
             if secret.is_empty() {
                 anyhow::bail!("no secret on standard input: pipe it in, e.g. `Get-Content pass.txt | pacsbak secret set {name}`, then delete the file");
             }

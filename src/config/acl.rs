@@ -19,40 +19,41 @@ pub struct Ace {
 /// SIDs that may always read: SYSTEM, BUILTIN\Administrators, OWNER RIGHTS.
 const TRUSTED: &[&str] = &["S-1-5-18", "S-1-5-32-544", "S-1-3-4"];
 
-/// Rights that read the file's bytes: FILE_READ_DATA, GENERIC_READ, GENERIC_ALL,
-/// MAXIMUM_ALLOWED.
-const READS: u32 = 0x0000_0001 | 0x8000_0000 | 0x1000_0000 | 0x0200_0000;
+/// Rights that read the file's bytes, or let a trustee give itself that right:
+/// FILE_READ_DATA, GENERIC_READ, GENERIC_ALL, MAXIMUM_ALLOWED, WRITE_DAC,
+/// WRITE_OWNER.
+const READS: u32 =
+    0x0000_0001 | 0x8000_0000 | 0x1000_0000 | 0x0200_0000 | 0x0004_0000 | 0x0008_0000;
 
-/// The trustees beyond the file's owner, the account running pacsbak, SYSTEM and
-/// Administrators that may read the file. `None` for the DACL means no DACL at
-/// all: everyone may.
-pub fn wide_readers(dacl: Option<&[Ace]>, owner: &str, me: &str) -> Vec<String> {
+/// The trustees beyond the account running pacsbak, SYSTEM and Administrators
+/// that may read the file. `None` for the DACL means no DACL at all: everyone
+/// may. A SID that could not be read (empty) is never trusted.
+pub fn wide_readers(dacl: Option<&[Ace]>, me: &str) -> Vec<String> {
     let Some(aces) = dacl else {
         return vec!["Everyone (the file has no DACL)".into()];
     };
     let mut out: Vec<String> = aces
         .iter()
         .filter(|a| a.allow && a.mask & READS != 0)
-        .filter(|a| a.sid != owner && a.sid != me && !TRUSTED.contains(&a.sid.as_str()))
+        .filter(|a| a.sid.is_empty() || (a.sid != me && !TRUSTED.contains(&a.sid.as_str())))
         .map(|a| a.name.clone())
         .collect();
     out.dedup();
     out
 }
 
-/// The command that narrows the file to the account, SYSTEM and Administrators.
+/// The command that narrows the file to `account` (the one pacsbak runs as),
+/// SYSTEM and Administrators, by SID so it works on any Windows language.
 pub fn fix_command(path: &std::path::Path, account: &str) -> String {
     format!(
-        "icacls \"{}\" /inheritance:r /grant:r \"{account}:R\" SYSTEM:F Administrators:F",
+        "icacls \"{}\" /inheritance:r /grant:r \"{account}:R\" *S-1-5-18:F *S-1-5-32-544:F",
         path.display()
     )
 }
 
-/// The DACL, owner and current user of `path`: (DACL, owner SID, my SID, my name).
+/// The DACL of `path` and the current user: (DACL, my SID, my name).
 #[cfg(windows)]
-pub fn read_dacl(
-    path: &std::path::Path,
-) -> std::io::Result<(Option<Vec<Ace>>, String, String, String)> {
+pub fn read_dacl(path: &std::path::Path) -> std::io::Result<(Option<Vec<Ace>>, String, String)> {
     win::read(path)
 }
 
@@ -67,8 +68,7 @@ mod win {
     use windows_sys::Win32::Security::{
         AclSizeInformation, GetAce, GetAclInformation, GetTokenInformation, LookupAccountSidW,
         TokenUser, ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_SIZE_INFORMATION,
-        DACL_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID,
-        TOKEN_QUERY, TOKEN_USER,
+        DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, TOKEN_QUERY, TOKEN_USER,
     };
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
@@ -142,7 +142,8 @@ mod win {
             }
             let mut len = 0u32;
             GetTokenInformation(token, TokenUser, std::ptr::null_mut(), 0, &mut len);
-            let mut buf = vec![0u8; len as usize];
+            // u64s: TOKEN_USER holds a pointer and needs its alignment.
+            let mut buf = vec![0u64; (len as usize).div_ceil(8)];
             let ok = GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len);
             CloseHandle(token);
             if ok == 0 {
@@ -157,11 +158,8 @@ mod win {
         }
     }
 
-    pub fn read(
-        path: &std::path::Path,
-    ) -> std::io::Result<(Option<Vec<Ace>>, String, String, String)> {
+    pub fn read(path: &std::path::Path) -> std::io::Result<(Option<Vec<Ace>>, String, String)> {
         let name = wide(path.as_os_str());
-        let mut owner: PSID = std::ptr::null_mut();
         let mut dacl: *mut ACL = std::ptr::null_mut();
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: out-pointers point into the descriptor `sd`, freed at the end.
@@ -169,8 +167,8 @@ mod win {
             GetNamedSecurityInfoW(
                 name.as_ptr(),
                 SE_FILE_OBJECT,
-                OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
-                &mut owner,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 &mut dacl,
                 std::ptr::null_mut(),
@@ -180,7 +178,6 @@ mod win {
         if err != 0 {
             return Err(std::io::Error::from_raw_os_error(err as i32));
         }
-        let owner_sid = sid_string(owner);
         let aces = if dacl.is_null() {
             None
         } else {
@@ -191,40 +188,66 @@ mod win {
             };
             let mut out = Vec::new();
             // SAFETY: `dacl` is valid while `sd` lives; each ACE is read by its header.
-            unsafe {
-                GetAclInformation(
+            let read = unsafe {
+                if GetAclInformation(
                     dacl,
                     (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
                     std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
                     AclSizeInformation,
-                );
-                for i in 0..info.AceCount {
-                    let mut ace: *mut core::ffi::c_void = std::ptr::null_mut();
-                    if GetAce(dacl, i, &mut ace) == 0 {
-                        continue;
+                ) == 0
+                {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    let mut failed = None;
+                    for i in 0..info.AceCount {
+                        let mut ace: *mut core::ffi::c_void = std::ptr::null_mut();
+                        if GetAce(dacl, i, &mut ace) == 0 {
+                            failed = Some(std::io::Error::last_os_error());
+                            break;
+                        }
+                        let header = &*(ace as *const ACE_HEADER);
+                        // Inherit-only entries are for children, not this file.
+                        if header.AceFlags & 0x08 != 0 {
+                            continue;
+                        }
+                        match header.AceType {
+                            // Allowed (0), denied (1), allowed-callback (9): a mask
+                            // and then the SID, 8 bytes into the entry.
+                            0 | 1 | 9 => {
+                                let a = ace as *const ACCESS_ALLOWED_ACE;
+                                let sid: PSID = (ace as *mut u8).add(8).cast();
+                                let s = sid_string(sid);
+                                out.push(Ace {
+                                    name: account_name(sid).unwrap_or_else(|| s.clone()),
+                                    sid: s,
+                                    allow: header.AceType != 1,
+                                    mask: (*a).Mask,
+                                });
+                            }
+                            // Any other kind is not understood here: counted as a
+                            // reader, so the file is refused rather than trusted.
+                            t => out.push(Ace {
+                                sid: String::new(),
+                                name: format!("an access entry of type {t} pacsbak cannot read"),
+                                allow: true,
+                                mask: u32::MAX,
+                            }),
+                        }
                     }
-                    let header = &*(ace as *const ACE_HEADER);
-                    // ACCESS_ALLOWED_ACE_TYPE 0, ACCESS_DENIED_ACE_TYPE 1: same layout.
-                    if header.AceType > 1 {
-                        continue;
-                    }
-                    let a = &*(ace as *const ACCESS_ALLOWED_ACE);
-                    let sid: PSID = (&a.SidStart as *const u32) as PSID;
-                    let s = sid_string(sid);
-                    out.push(Ace {
-                        name: account_name(sid).unwrap_or_else(|| s.clone()),
-                        sid: s,
-                        allow: header.AceType == 0,
-                        mask: a.Mask,
-                    });
+                    failed.map_or(Ok(()), Err)
                 }
+            };
+            if let Err(e) = read {
+                // SAFETY: `sd` was allocated by GetNamedSecurityInfoW.
+                unsafe { LocalFree(sd as _) };
+                return Err(e);
             }
             Some(out)
         };
         // SAFETY: `sd` was allocated by GetNamedSecurityInfoW.
         unsafe { LocalFree(sd as _) };
         let (me_sid, me_name) = me()?;
-        Ok((aces, owner_sid, me_sid, me_name))
+        Ok((aces, me_sid, me_name))
     }
 }
 
@@ -249,7 +272,7 @@ mod tests {
             ace("S-1-5-32-544", "BUILTIN\\Administrators", true, 0x1f01ff),
             ace(me, "NT SERVICE\\pacsbak", true, 0x120089),
         ];
-        assert!(wide_readers(Some(&tight), me, me).is_empty());
+        assert!(wide_readers(Some(&tight), me).is_empty());
         // Inherited from C:\ProgramData: BUILTIN\Users may read.
         let mut wide = tight.to_vec();
         wide.push(ace("S-1-5-32-545", "BUILTIN\\Users", true, 0x1200a9));
@@ -268,17 +291,18 @@ mod tests {
             0x0010_0000,
         ));
         assert_eq!(
-            wide_readers(Some(&wide), me, me),
+            wide_readers(Some(&wide), me),
             ["BUILTIN\\Users", "Everyone"]
         );
-        // The file's owner (another engineer who wrote it) may read it.
-        assert!(wide_readers(
-            Some(&[ace("S-1-5-21-9", "HOSP\\wang", true, 1)]),
-            "S-1-5-21-9",
-            me
-        )
-        .is_empty());
-        assert_eq!(wide_readers(None, me, me).len(), 1);
+        // Another engineer's account, a right to rewrite the DACL, an entry that
+        // could not be read: all readers.
+        let other = [ace("S-1-5-21-9", "HOSP\\wang", true, 1)];
+        assert_eq!(wide_readers(Some(&other), me).len(), 1);
+        let dac = [ace("S-1-5-32-545", "Users", true, 0x0004_0000)];
+        assert_eq!(wide_readers(Some(&dac), me).len(), 1);
+        let unknown = [ace("", "type 5", true, u32::MAX)];
+        assert_eq!(wide_readers(Some(&unknown), "").len(), 1);
+        assert_eq!(wide_readers(None, me).len(), 1);
         assert!(
             fix_command(std::path::Path::new("C:\\x.pass"), "NT SERVICE\\pacsbak")
                 .starts_with("icacls \"C:\\x.pass\" /inheritance:r")

@@ -34,7 +34,10 @@ pub fn store(config_dir: &Path, name: &str, secret: &str, machine: bool) -> Resu
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    std::fs::write(&path, blob).map_err(|e| Error::io(&path, e))?;
+    // Written beside and renamed: a crash leaves the old secret whole.
+    let tmp = path.with_extension("dpapi.tmp");
+    std::fs::write(&tmp, blob).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     Ok(path)
 }
 
@@ -148,9 +151,13 @@ mod win {
                 ),
             ));
         }
-        // SAFETY: DPAPI returned `cbData` bytes at `pbData`.
+        // SAFETY: DPAPI returned `cbData` bytes at `pbData`; a decrypted secret is
+        // wiped before the buffer goes back.
         let out = unsafe {
             let v = std::slice::from_raw_parts(output.pbData, output.cbData as usize).to_vec();
+            if !encrypt {
+                std::ptr::write_bytes(output.pbData, 0, output.cbData as usize);
+            }
             LocalFree(output.pbData as _);
             v
         };

@@ -82,21 +82,21 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
 /// SYSTEM and Administrators, nobody else.
 #[cfg(windows)]
 fn check_private(path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
-    let (dacl, owner, me, my_name) = super::acl::read_dacl(path).map_err(|e| {
+    let (dacl, me, my_name) = super::acl::read_dacl(path).map_err(|e| {
         Error::new(
             ErrorKind::Config,
             format!("cannot read the secrets file's permissions: {e}"),
         )
         .with("file", path.display())
     })?;
-    let wide = super::acl::wide_readers(dacl.as_deref(), &owner, &me);
+    let wide = super::acl::wide_readers(dacl.as_deref(), &me);
     if wide.is_empty() {
         return Ok(());
     }
     Err(Error::new(
         ErrorKind::Config,
         format!(
-            "secrets file can be read by {}: allow only the account pacsbak runs as, SYSTEM and Administrators: run `{}`",
+            "secrets file can be read by {}: allow only the account pacsbak runs as, SYSTEM and Administrators: run `{}` (naming the service account if it is not the one running this)",
             wide.join(", "),
             super::acl::fix_command(path, &my_name)
         ),

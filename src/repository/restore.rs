@@ -257,7 +257,7 @@ fn set_metadata(e: &Entry, p: &Path) {
         set_created(p, ns);
     }
     match (e.attributes, e.mode) {
-        (Some(attributes), _) => set_attributes(p, attributes),
+        (Some(attributes), _) => set_attributes(p, attributes, e.kind == EntryKind::Dir),
         (None, Some(mode)) => set_mode(p, mode),
         (None, None) => {}
     }
@@ -289,13 +289,17 @@ fn set_created(_p: &Path, _ns: i128) {}
 
 /// Windows attributes as the snapshot has them (taken on Windows).
 #[cfg(windows)]
-fn set_attributes(p: &Path, attributes: u32) {
+fn set_attributes(p: &Path, attributes: u32, _dir: bool) {
     use std::os::windows::ffi::OsStrExt;
-    let wide: Vec<u16> = p
-        .as_os_str()
-        .encode_wide()
-        .chain(std::iter::once(0))
-        .collect();
+    // `\\?\` so a path longer than MAX_PATH is set too (the API takes it as given).
+    let full = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut name = full.as_os_str().to_os_string();
+    if !name.to_string_lossy().starts_with(r"\\") {
+        let mut prefixed = std::ffi::OsString::from(r"\\?\");
+        prefixed.push(&name);
+        name = prefixed;
+    }
+    let wide: Vec<u16> = name.encode_wide().chain(std::iter::once(0)).collect();
     let attributes = attributes & KEPT_ATTRIBUTES;
     // FILE_ATTRIBUTE_NORMAL (0x80) stands for none.
     let value = if attributes == 0 { 0x80 } else { attributes };
@@ -305,11 +309,18 @@ fn set_attributes(p: &Path, attributes: u32) {
     }
 }
 
-/// Elsewhere, read-only is what a Windows attribute can say.
+/// Elsewhere, read-only is what a Windows attribute can say (a folder keeps the
+/// right to be entered).
 #[cfg(not(windows))]
-fn set_attributes(p: &Path, attributes: u32) {
+fn set_attributes(p: &Path, attributes: u32, dir: bool) {
     let read_only = attributes & KEPT_ATTRIBUTES & 0x1 != 0;
-    set_mode(p, if read_only { 0o444 } else { 0o644 });
+    let mode = match (dir, read_only) {
+        (true, true) => 0o555,
+        (true, false) => 0o755,
+        (false, true) => 0o444,
+        (false, false) => 0o644,
+    };
+    set_mode(p, mode);
 }
 
 #[cfg(unix)]

@@ -117,6 +117,17 @@ impl Storage for LocalFolder {
     }
 }
 
+/// Whether `path` holds exactly `data` and is on disk (flushed now).
+fn same_object(path: &Path, data: &[u8]) -> bool {
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.metadata().map(|m| m.len()).ok() != Some(data.len() as u64) {
+        return false;
+    }
+    std::fs::read(path).is_ok_and(|there| there == data) && f.sync_all().is_ok()
+}
+
 /// Writes `data` to `root/rel` by way of `root/.tmp/`, flushed before the rename.
 fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
     let dest = root.join(rel);
@@ -132,10 +143,11 @@ fn write_atomically(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
     ));
     let written = write_file(&tmp, data).and_then(|()| match std::fs::rename(&tmp, &dest) {
         Ok(()) => Ok(()),
-        // Windows refuses to replace a file another writer holds open (a copy or a
-        // second backup storing the same pack, whose name is its content's hash).
-        // The object being there with these very bytes is what the write wanted.
-        Err(e) if std::fs::read(&dest).is_ok_and(|there| there == data) => {
+        // Windows refuses to replace a file another writer holds open (access
+        // denied 5, sharing violation 32): a copy or a second backup storing the
+        // same pack, whose name is its content's hash. The object being there,
+        // durable, with these very bytes is what the write wanted.
+        Err(e) if matches!(e.raw_os_error(), Some(5 | 32)) && same_object(&dest, data) => {
             tracing::debug!(object = rel, error = %e, "another writer stored the same object first");
             let _ = std::fs::remove_file(&tmp);
             Ok(())
