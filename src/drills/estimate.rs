@@ -98,7 +98,7 @@ pub async fn estimate(
     for name in names {
         let repo = crate::jobs::open_repository(cfg.target(Some(&name))?, &pass).await?;
         let (descs, snaps) = describe_repository(&repo).await?;
-        let records: Vec<(String, BackupRecord)> = snaps
+        let records: std::collections::BTreeMap<String, BackupRecord> = snaps
             .iter()
             .filter_map(|s| {
                 BackupRecord::from_snapshot(&s.snapshot)
@@ -107,7 +107,7 @@ pub async fn estimate(
             })
             .filter(|(_, r)| r.policy.as_deref().is_none_or(|p| p == policy.name))
             .collect();
-        let mut databases: Vec<String> = records.iter().map(|(_, r)| r.database.clone()).collect();
+        let mut databases: Vec<String> = records.values().map(|r| r.database.clone()).collect();
         databases.sort();
         databases.dedup();
         let (throughput, drills) = measured_throughput(history, &name);
@@ -126,9 +126,7 @@ pub async fn estimate(
                 .filter_map(|src| {
                     let (short, file) = crate::jobs::restore_db::source_parts(src);
                     records
-                        .iter()
-                        .find(|(id, _)| id == short)?
-                        .1
+                        .get(short)?
                         .files
                         .iter()
                         .find(|f| f.name == file)

@@ -58,12 +58,9 @@ pub async fn run(cfg: &ConfigDir, test: &RestoreTest, opts: &DrillOptions) -> Dr
             let n = time::OffsetDateTime::now_utc();
             time::PrimitiveDateTime::new(n.date(), n.time())
         });
-        let date = format!(
-            "{:04}{:02}{:02}",
-            today.year(),
-            u8::from(today.month()),
-            today.day()
-        );
+        // `YYYYMMDD` of the `YYYYMMDD_HHMMSS` every file name uses.
+        let stamp = crate::jobs::stamp(today);
+        let date = stamp.get(..8).unwrap_or(&stamp);
         let mut rec = DrillRecord {
             drill: test.name.clone(),
             policy: test.policy.clone(),
@@ -71,7 +68,7 @@ pub async fn run(cfg: &ConfigDir, test: &RestoreTest, opts: &DrillOptions) -> Dr
             target: test.target.clone().unwrap_or_default(),
             staging: test.staging_name.clone(),
             on_production: false,
-            drill_database: test.database_name(&date),
+            drill_database: test.database_name(date),
             point: match &test.point {
                 DrillPoint::Latest => "latest".into(),
                 DrillPoint::Random => "random".into(),

@@ -154,14 +154,36 @@ pub fn ddl(ctx: &mut Ctx<'_>, t: &[Tok]) -> Result<Outcome, StmtError> {
         }
         _ => {
             p.expect_kw("SET")?;
-            if p.eat_kw("SINGLE_USER") || p.eat_kw("MULTI_USER") {
-                // WITH ROLLBACK IMMEDIATE: other sessions' work in it is rolled back; the
-                // simulator's sessions hold nothing, so only the state is checked.
+            let single = p.eat_kw("SINGLE_USER");
+            if single || p.eat_kw("MULTI_USER") {
                 let Some(m) = inst.state.db(&names[0]) else {
                     return Err(SqlError::new(5011, format!("User does not have permission to alter database '{}', the database does not exist, or the database is not in a state that allows access checks.", names[0])).into());
                 };
                 if m.state == "RESTORING" {
                     return Err(SqlError::new(5052, format!("ALTER DATABASE is not permitted while a database is in the Restoring state. ({})", m.name)).into());
+                }
+                if !single {
+                    return Ok(Outcome::default());
+                }
+                // SINGLE_USER WITH ROLLBACK IMMEDIATE: every other session in the
+                // database is ended, as SQL Server does, and holds it no longer.
+                let name = m.name.clone();
+                let others: Vec<u16> = inst
+                    .sessions
+                    .iter_mut()
+                    .filter(|(s, i)| **s != ctx.spid && i.database.eq_ignore_ascii_case(&name))
+                    .map(|(s, i)| {
+                        i.database = "master".into();
+                        *s
+                    })
+                    .collect();
+                drop(inst);
+                let switches = ctx.shared.kill_switches();
+                for s in others {
+                    if let Some(k) = switches.get(&s) {
+                        k.cancel.send_replace(true);
+                        k.killed.send_replace(true);
+                    }
                 }
                 return Ok(Outcome::default());
             }
